@@ -1,0 +1,35 @@
+#pragma once
+// In-process backend: parties (and the dealer) are threads of one process exchanging messages
+// through shared mailboxes. Used by tests, benchmarks and single-machine runs.
+
+#include <memory>
+
+#include "comm/communicator.h"
+
+namespace veil::comm {
+
+class InProcessHub;
+
+/// Creates the shared state for `world_size` parties (plus a dealer endpoint when `with_dealer`)
+/// and hands out one Communicator per endpoint. Throws ValueError for world_size < 1.
+class InProcessHub {
+ public:
+  InProcessHub(int world_size, bool with_dealer);
+  ~InProcessHub();
+  InProcessHub(const InProcessHub&) = delete;
+  InProcessHub& operator=(const InProcessHub&) = delete;
+
+  int world_size() const;
+  bool with_dealer() const;
+  /// The communicator of endpoint `rank` (0..world_size-1, or world_size for the dealer).
+  /// Each endpoint's communicator is created once and owned by the hub; it must be used by one
+  /// thread at a time.
+  Communicator& communicator(int rank);
+
+  struct State;  // internal
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace veil::comm

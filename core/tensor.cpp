@@ -1,0 +1,336 @@
+#include "core/tensor.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace veil::core {
+
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t e : s) {
+    VEIL_CHECK(e >= 0, "[shape] expected non-negative extents, got {}", shape_str(s));
+    n *= e;
+  }
+  return n;
+}
+
+Shape contiguous_strides(const Shape& s) {
+  Shape st(s.size());
+  int64_t acc = 1;
+  for (std::size_t i = s.size(); i-- > 0;) {
+    st[i] = acc;
+    acc *= std::max<int64_t>(s[i], 1);
+  }
+  return st;
+}
+
+Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  VEIL_CHECK_WITH(NotCompiledError, device.type == Device::Type::kCPU,
+                  "[Storage] CUDA tensors are not supported in this version of veil (expected "
+                  "Device::kCPU)");
+  const std::size_t rounded = std::max<std::size_t>(64, (bytes + 63) / 64 * 64);
+  data_ = std::aligned_alloc(64, rounded);
+  if (data_ == nullptr) {
+    throw std::bad_alloc();
+  }
+}
+
+Storage::~Storage() { std::free(data_); }  // NOLINT(cppcoreguidelines-no-malloc)
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  Tensor t;
+  t.numel_ = shape_numel(shape);
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.storage_ =
+      std::make_shared<Storage>(static_cast<std::size_t>(t.numel_) * dtype_size(dtype), device);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  std::memset(t.storage_->data(), 0, t.nbytes());
+  return t;
+}
+
+int64_t Tensor::size(int64_t d) const {
+  const int64_t nd = dim();
+  VEIL_CHECK(d >= -nd && d < nd, "[Tensor::size] dimension {} out of range for shape {}", d,
+             shape_str(shape_));
+  return shape_[static_cast<std::size_t>(d < 0 ? d + nd : d)];
+}
+
+bool Tensor::is_contiguous() const {
+  int64_t expect = 1;
+  for (std::size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] != 1 && strides_[i] != expect) {
+      return false;
+    }
+    expect *= shape_[i];
+  }
+  return true;
+}
+
+void Tensor::check_access(DType want, const char* op) const {
+  VEIL_CHECK(defined(), "[Tensor::{}] tensor is undefined", op);
+  VEIL_CHECK(want == dtype_, "[Tensor::{}] expected element type {}, tensor is {}", op,
+             dtype_name(want), dtype_name(dtype_));
+}
+
+std::span<const std::byte> Tensor::bytes() const {
+  VEIL_CHECK(defined() && is_contiguous(), "[Tensor::bytes] expected a contiguous tensor, got {}",
+             str());
+  return {static_cast<const std::byte*>(storage_->data()) +
+              static_cast<std::size_t>(offset_) * dtype_size(dtype_),
+          nbytes()};
+}
+
+std::span<std::byte> Tensor::mutable_bytes() {
+  VEIL_CHECK(defined() && is_contiguous(),
+             "[Tensor::mutable_bytes] expected a contiguous tensor, got {}", str());
+  return {static_cast<std::byte*>(storage_->data()) +
+              static_cast<std::size_t>(offset_) * dtype_size(dtype_),
+          nbytes()};
+}
+
+namespace {
+
+// Calls f(src_offset, dst_index) for every element of `t` in row-major order.
+template <class F>
+void for_each_offset(const Shape& shape, const Shape& strides, int64_t offset, F&& f) {
+  const int64_t n = shape_numel(shape);
+  if (n == 0) {
+    return;
+  }
+  const std::size_t nd = shape.size();
+  if (nd == 0) {
+    f(offset, 0);
+    return;
+  }
+  std::vector<int64_t> idx(nd, 0);
+  int64_t off = offset;
+  const int64_t inner = shape[nd - 1];
+  const int64_t inner_stride = strides[nd - 1];
+  for (int64_t i = 0; i < n; i += inner) {
+    for (int64_t j = 0; j < inner; ++j) {
+      f(off + j * inner_stride, i + j);
+    }
+    // advance the outer index
+    for (std::size_t d = nd - 1; d-- > 0;) {
+      off += strides[d];
+      if (++idx[d] < shape[d]) {
+        break;
+      }
+      off -= strides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void Tensor::copy_(const Tensor& src) {
+  VEIL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_,
+             "[Tensor::copy_] expected source {}, got {}", str(), src.str());
+  VEIL_CHECK(is_contiguous(), "[Tensor::copy_] destination must be contiguous, got {}", str());
+  const std::size_t es = dtype_size(dtype_);
+  auto* dst = static_cast<std::byte*>(storage_->data()) + static_cast<std::size_t>(offset_) * es;
+  const auto* sp = static_cast<const std::byte*>(src.storage_->data());
+  if (src.is_contiguous()) {
+    std::memmove(dst, sp + static_cast<std::size_t>(src.offset_) * es, nbytes());
+    return;
+  }
+  for_each_offset(src.shape_, src.strides_, src.offset_, [&](int64_t so, int64_t di) {
+    std::memcpy(dst + static_cast<std::size_t>(di) * es, sp + static_cast<std::size_t>(so) * es,
+                es);
+  });
+}
+
+Tensor Tensor::clone() const {
+  VEIL_CHECK(defined(), "[Tensor::clone] tensor is undefined");
+  Tensor out = empty(shape_, dtype_, device_);
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::contiguous() const {
+  VEIL_CHECK(defined(), "[Tensor::contiguous] tensor is undefined");
+  return is_contiguous() ? *this : clone();
+}
+
+Tensor Tensor::reshape(Shape shape) const {
+  VEIL_CHECK(defined(), "[Tensor::reshape] tensor is undefined");
+  int64_t known = 1;
+  int infer = -1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      VEIL_CHECK(infer < 0, "[reshape] only one extent may be -1, got {}", shape_str(shape));
+      infer = static_cast<int>(i);
+    } else {
+      VEIL_CHECK(shape[i] >= 0, "[reshape] invalid extent in {}", shape_str(shape));
+      known *= shape[i];
+    }
+  }
+  if (infer >= 0) {
+    VEIL_CHECK(known > 0 && numel_ % known == 0, "[reshape] cannot reshape {} into {}",
+               shape_str(shape_), shape_str(shape));
+    shape[static_cast<std::size_t>(infer)] = numel_ / known;
+    known *= shape[static_cast<std::size_t>(infer)];
+  }
+  VEIL_CHECK(known == numel_, "[reshape] cannot reshape {} ({} elements) into {} ({} elements)",
+             shape_str(shape_), numel_, shape_str(shape), known);
+  Tensor out = contiguous();
+  out.shape_ = std::move(shape);
+  out.strides_ = contiguous_strides(out.shape_);
+  return out;
+}
+
+Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  const int64_t nd = dim();
+  VEIL_CHECK(d0 >= -nd && d0 < nd && d1 >= -nd && d1 < nd,
+             "[transpose] dimensions ({}, {}) out of range for shape {}", d0, d1,
+             shape_str(shape_));
+  auto a = static_cast<std::size_t>(d0 < 0 ? d0 + nd : d0);
+  auto b = static_cast<std::size_t>(d1 < 0 ? d1 + nd : d1);
+  Tensor out = *this;
+  std::swap(out.shape_[a], out.shape_[b]);
+  std::swap(out.strides_[a], out.strides_[b]);
+  return out;
+}
+
+Tensor Tensor::t() const {
+  VEIL_CHECK(dim() == 2, "[t] expected a 2-D tensor, got shape {}", shape_str(shape_));
+  return transpose(0, 1);
+}
+
+Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
+  const int64_t nd = dim();
+  VEIL_CHECK(d >= -nd && d < nd, "[slice] dimension {} out of range for shape {}", d,
+             shape_str(shape_));
+  auto k = static_cast<std::size_t>(d < 0 ? d + nd : d);
+  VEIL_CHECK(0 <= start && start <= end && end <= shape_[k],
+             "[slice] expected 0 <= start <= end <= {} along dim {}, got [{}, {})", shape_[k], d,
+             start, end);
+  Tensor out = *this;
+  out.offset_ += start * strides_[k];
+  out.shape_[k] = end - start;
+  out.numel_ = shape_numel(out.shape_);
+  return out;
+}
+
+Tensor Tensor::index_select0(const std::vector<int64_t>& index) const {
+  VEIL_CHECK(dim() >= 1, "[index_select] expected at least 1 dimension, got a 0-d tensor");
+  Shape out_shape = shape_;
+  out_shape[0] = static_cast<int64_t>(index.size());
+  Tensor out = empty(out_shape, dtype_, device_);
+  const int64_t rows = shape_[0];
+  for (std::size_t i = 0; i < index.size(); ++i) {
+    VEIL_CHECK(index[i] >= 0 && index[i] < rows,
+               "[index_select] index {} out of range for dimension 0 of size {}", index[i], rows);
+    out.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1)
+        .copy_(slice(0, index[i], index[i] + 1));
+  }
+  return out;
+}
+
+Tensor Tensor::expand(const Shape& shape) const {
+  VEIL_CHECK(shape.size() >= shape_.size(), "[expand] cannot expand {} to fewer dimensions {}",
+             shape_str(shape_), shape_str(shape));
+  Tensor out = *this;
+  const std::size_t lead = shape.size() - shape_.size();
+  out.shape_ = shape;
+  out.strides_.assign(shape.size(), 0);
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i < lead) {
+      continue;
+    }
+    const int64_t have = shape_[i - lead];
+    if (have == shape[i]) {
+      out.strides_[i] = strides_[i - lead];
+    } else {
+      VEIL_CHECK(have == 1, "[expand] cannot broadcast {} to {}", shape_str(shape_),
+                 shape_str(shape));
+    }
+  }
+  out.numel_ = shape_numel(shape);
+  return out;
+}
+
+namespace {
+template <class Dst, class Src>
+void convert(const Tensor& src, Tensor& dst) {
+  const Src* s = src.data<Src>();
+  Dst* d = dst.data<Dst>();
+  const int64_t n = src.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<Dst, uint64_t> && std::is_floating_point_v<Src>) {
+      d[i] = static_cast<uint64_t>(static_cast<int64_t>(s[i]));  // via int64: negatives wrap
+    } else {
+      d[i] = static_cast<Dst>(s[i]);
+    }
+  }
+}
+
+template <class Src>
+void convert_from(const Tensor& src, Tensor& dst) {
+  switch (dst.dtype()) {
+    case DType::kFloat32:
+      convert<float, Src>(src, dst);
+      break;
+    case DType::kFloat64:
+      convert<double, Src>(src, dst);
+      break;
+    case DType::kInt64:
+      convert<int64_t, Src>(src, dst);
+      break;
+    case DType::kRing64:
+      convert<uint64_t, Src>(src, dst);
+      break;
+    case DType::kUInt8:
+      convert<uint8_t, Src>(src, dst);
+      break;
+  }
+}
+}  // namespace
+
+Tensor Tensor::to(DType dtype) const {
+  VEIL_CHECK(defined(), "[Tensor::to] tensor is undefined");
+  if (dtype == dtype_) {
+    return *this;
+  }
+  Tensor src = contiguous();
+  Tensor out = empty(shape_, dtype, device_);
+  switch (dtype_) {
+    case DType::kFloat32:
+      convert_from<float>(src, out);
+      break;
+    case DType::kFloat64:
+      convert_from<double>(src, out);
+      break;
+    case DType::kInt64:
+      convert_from<int64_t>(src, out);
+      break;
+    case DType::kRing64:
+      convert_from<uint64_t>(src, out);
+      break;
+    case DType::kUInt8:
+      convert_from<uint8_t>(src, out);
+      break;
+  }
+  return out;
+}
+
+std::string Tensor::str() const {
+  if (!defined()) {
+    return "Tensor(undefined)";
+  }
+  return fmt::format("Tensor({}, {})", dtype_name(dtype_), shape_str(shape_));
+}
+
+}  // namespace veil::core

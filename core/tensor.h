@@ -1,0 +1,176 @@
+#pragma once
+// Tensor: a shallow-copy handle to reference-counted storage plus shape, strides (in elements),
+// offset, dtype and device. Copies share storage (like torch::Tensor); clone() copies data.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace veil::core {
+
+using Shape = std::vector<int64_t>;
+
+/// "[2, 3]" for error messages.
+std::string shape_str(const Shape& s);
+/// Product of the extents (1 for a 0-d shape). Throws ValueError on a negative extent.
+int64_t shape_numel(const Shape& s);
+/// Row-major (C-contiguous) strides of a shape.
+Shape contiguous_strides(const Shape& s);
+
+/// Raw byte storage, 64-byte aligned, CPU only in this version.
+class Storage {
+ public:
+  Storage(std::size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  Device device_;
+};
+
+/// Maps a C++ element type to its dtype (uint64_t is the ring type).
+template <class T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>) {
+    return DType::kFloat32;
+  } else if constexpr (std::is_same_v<T, double>) {
+    return DType::kFloat64;
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    return DType::kInt64;
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    return DType::kRing64;
+  } else {
+    static_assert(std::is_same_v<T, uint8_t>, "unsupported element type");
+    return DType::kUInt8;
+  }
+}
+
+class Tensor {
+ public:
+  /// An undefined tensor (defined() == false).
+  Tensor() = default;
+
+  /// Uninitialised contiguous tensor.
+  static Tensor empty(const Shape& shape, DType dtype, Device device = {});
+  /// Zero-filled contiguous tensor.
+  static Tensor zeros(const Shape& shape, DType dtype, Device device = {});
+  /// Contiguous tensor holding a copy of `values`; numel(shape) must equal values.size().
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape) {
+    Tensor t = empty(shape, dtype_of<T>());
+    VEIL_CHECK(static_cast<int64_t>(values.size()) == t.numel(),
+               "[Tensor::from_vector] expected {} values for shape {}, got {}", t.numel(),
+               shape_str(shape), values.size());
+    std::copy(values.begin(), values.end(), t.data<T>());
+    return t;
+  }
+  /// Contiguous tensor with every element equal to `value`.
+  template <class T>
+  static Tensor full(const Shape& shape, T value) {
+    Tensor t = empty(shape, dtype_of<T>());
+    std::fill_n(t.data<T>(), t.numel(), value);
+    return t;
+  }
+  /// 0-d tensor.
+  template <class T>
+  static Tensor scalar(T value) {
+    return full<T>({}, value);
+  }
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  const Shape& strides() const { return strides_; }
+  int64_t offset() const { return offset_; }
+  int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
+  /// Extent of dimension d; negative d counts from the end. Throws ValueError when out of range.
+  int64_t size(int64_t d) const;
+  int64_t numel() const { return numel_; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
+  bool is_contiguous() const;
+  /// True when both tensors view the same storage.
+  bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+
+  /// Pointer to the first element (storage + offset). Throws ValueError when T does not match the
+  /// dtype. For non-contiguous tensors index with strides().
+  template <class T>
+  T* data() {
+    check_access(dtype_of<T>(), "data");
+    return static_cast<T*>(storage_->data()) + offset_;
+  }
+  template <class T>
+  const T* data() const {
+    check_access(dtype_of<T>(), "data");
+    return static_cast<const T*>(storage_->data()) + offset_;
+  }
+  /// Bytes of a contiguous tensor (throws for non-contiguous ones).
+  std::span<const std::byte> bytes() const;
+  std::span<std::byte> mutable_bytes();
+
+  /// Copy of the elements in row-major order.
+  template <class T>
+  std::vector<T> to_vector() const {
+    Tensor c = contiguous();
+    const T* p = c.data<T>();
+    return std::vector<T>(p, p + numel_);
+  }
+  /// The single element of a one-element tensor.
+  template <class T>
+  T item() const {
+    VEIL_CHECK(numel_ == 1, "[Tensor::item] expected a tensor with one element, got shape {}",
+               shape_str(shape_));
+    return *contiguous().data<T>();
+  }
+
+  /// Deep copy into new contiguous storage.
+  Tensor clone() const;
+  /// This tensor when already contiguous, else a contiguous copy.
+  Tensor contiguous() const;
+  /// Same elements in row-major order with a new shape (one extent may be -1). A view when the
+  /// tensor is contiguous, a copy otherwise. Throws ValueError when the element counts differ.
+  Tensor reshape(Shape shape) const;
+  /// View with dimensions d0 and d1 swapped (no copy).
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  /// transpose(0, 1) of a 2-D tensor.
+  Tensor t() const;
+  /// View of elements [start, end) along dim (no copy).
+  Tensor slice(int64_t dim, int64_t start, int64_t end) const;
+  /// Rows (along dim 0) picked by `index` (int64 values in [0, size(0))), copied.
+  Tensor index_select0(const std::vector<int64_t>& index) const;
+  /// View that repeats size-1 dimensions to `shape` with stride 0 (numpy broadcasting rules).
+  Tensor expand(const Shape& shape) const;
+  /// Converts the elements to another dtype (numeric cast; ring64 <-> int64 reinterprets the bits).
+  Tensor to(DType dtype) const;
+  /// Copies `src` (same shape and dtype; may be a strided view) into this tensor's elements.
+  void copy_(const Tensor& src);
+
+  /// "Tensor(ring64, [2, 3])" — never the values.
+  std::string str() const;
+
+ private:
+  void check_access(DType want, const char* op) const;
+
+  std::shared_ptr<Storage> storage_;
+  Shape shape_;
+  Shape strides_;
+  int64_t offset_ = 0;
+  int64_t numel_ = 0;
+  DType dtype_ = DType::kFloat32;
+  Device device_;
+};
+
+}  // namespace veil::core

@@ -1,0 +1,62 @@
+#pragma once
+// Cryptographically secure pseudo-random generator: the AES-128-CTR keystream (OpenSSL EVP) of a
+// 128-bit key, counter starting at 0. Parties that share a key draw identical streams; this is how
+// pairwise seeds, zero-sharing (PRZS), dealer-derived shares and public randomness cost no
+// communication. Keys come from the OS through OpenSSL's RAND_bytes.
+//
+// Security: AES-128 in counter mode is a PRF-based stream; outputs are indistinguishable from
+// uniform for up to 2^64 blocks per key. Keys are never logged or put in exception messages.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace veil::crypto {
+
+class Prg {
+ public:
+  using Seed = std::array<uint8_t, 16>;
+
+  /// A fresh 128-bit key from the OS CSPRNG (OpenSSL RAND_bytes). Throws Error on failure.
+  static Seed os_seed();
+  /// A key derived from a public 64-bit seed (for public randomness that must be reproducible from
+  /// a user-given --seed, e.g. weight initialisation and shuffles). Not secret.
+  static Seed public_seed(uint64_t seed, uint64_t stream = 0);
+
+  explicit Prg(const Seed& key);
+  ~Prg();
+  Prg(Prg&&) noexcept;
+  Prg& operator=(Prg&&) noexcept;
+  Prg(const Prg&) = delete;
+  Prg& operator=(const Prg&) = delete;
+
+  /// Next bytes of the keystream.
+  void fill(std::span<std::byte> out);
+  /// Next n uniform ring elements (8 keystream bytes each, little-endian).
+  void fill_ring(uint64_t* out, std::size_t n);
+  /// A contiguous ring64 tensor of uniform elements.
+  core::Tensor ring(const core::Shape& shape);
+  uint64_t next_u64();
+  /// Uniform integer in [0, n), n >= 1, without modulo bias (rejection sampling).
+  uint64_t uniform_int(uint64_t n);
+  /// Uniform double in [0, 1) with 53 random bits.
+  double uniform_double();
+  /// Standard normal sample (Box–Muller on two uniform_double()).
+  double normal();
+  /// Fisher–Yates shuffle driven by uniform_int.
+  void shuffle(std::vector<int64_t>& v);
+  /// Keystream bytes consumed so far (the stream position).
+  uint64_t position() const { return position_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint64_t position_ = 0;
+};
+
+}  // namespace veil::crypto
