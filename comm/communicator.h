@@ -50,7 +50,8 @@ struct CommStats {
 /// Reduction for all_reduce over ring64 tensors.
 enum class ReduceOp : uint8_t { kSum /* mod 2^64 */, kXor };
 
-/// The op name of a tag: "mul#12/open" -> "mul".
+/// The op name of a tag: the part before the first '#' or '/' ("mul#12/open" -> "mul",
+/// "barrier" -> "barrier").
 std::string tag_op(std::string_view tag);
 
 class Communicator {
@@ -65,64 +66,110 @@ class Communicator {
   int world_size() const { return world_size_; }
   /// Whether a dealer endpoint exists; its rank is dealer_rank() == world_size().
   bool has_dealer() const { return has_dealer_; }
+  /// Rank of the dealer endpoint (== world_size(); meaningful only when has_dealer()).
   int dealer_rank() const { return world_size_; }
+  /// Whether this endpoint is the dealer.
   bool is_dealer() const { return rank_ == world_size_; }
 
   /// Receive timeout (default 60 s). A recv that waits longer throws CommError naming the peer,
   /// the tag and the timeout.
   std::chrono::milliseconds timeout() const { return timeout_; }
+  /// Sets the receive timeout. Throws ValueError unless t > 0.
   void set_timeout(std::chrono::milliseconds t);
 
   // ---- point to point --------------------------------------------------------------------------
+  // Any endpoint may talk to any other endpoint (parties to parties, parties to and from the
+  // dealer), never to itself. Messages between one pair of endpoints arrive in send order.
+
   /// Sends `data` to endpoint `to` under `tag`. Never blocks on the receiver.
-  /// Throws ValueError for a bad rank, CommError when the session was aborted.
+  /// Cost: one message of data.size() bytes; a new round when `tag` differs from this endpoint's
+  /// previous call's tag.
+  /// Throws ValueError for a bad rank (out of range, or this endpoint itself) or an empty tag,
+  /// CommError when the session was aborted.
   void send(int to, std::string_view tag, std::span<const std::byte> data);
-  /// Receives the next message from `from`. Throws ProtocolError when its tag differs from `tag`
-  /// or, when expected_bytes >= 0, its size differs; CommError on timeout or abort.
+  /// Receives the next message from `from`. Throws ValueError for a bad rank or an empty tag;
+  /// ProtocolError when the message's tag differs from `tag` or, when expected_bytes >= 0, its
+  /// size differs (the message is consumed either way); CommError on timeout or abort.
+  /// Only successfully received messages are counted in the stats.
   Bytes recv(int from, std::string_view tag, int64_t expected_bytes = -1);
-  /// Sends a tensor's bytes (made contiguous first).
+  /// Sends a tensor's bytes (made contiguous first). Cost: one message of t.nbytes() bytes.
+  /// Throws ValueError for an undefined tensor, otherwise as send().
   void send_tensor(int to, std::string_view tag, const core::Tensor& t);
-  /// Receives a tensor of the given shape and dtype (size checked).
-  core::Tensor recv_tensor(int from, std::string_view tag, const core::Shape& shape,
+  /// Receives a tensor of the given shape and dtype (size checked: ProtocolError when the sender's
+  /// byte count differs). Otherwise throws as recv().
+  core::Tensor recv_tensor(int from,
+                           std::string_view tag,
+                           const core::Shape& shape,
                            core::DType dtype);
 
   // ---- collectives over the compute parties (the dealer must not call them) -------------------
+  // Every party must call the same collective with the same tag, shape and dtype. Results are
+  // fresh contiguous tensors (never views of the input). With world_size 1 they communicate
+  // nothing and cost 0 rounds. All throw ValueError when called by the dealer, and CommError /
+  // ProtocolError as send() and recv().
+
   /// Element-wise reduction of a ring64 tensor over all parties; every party gets the result.
-  /// Cost: 1 round; each party sends (world_size-1) * nbytes.
-  core::Tensor all_reduce(std::string_view tag, const core::Tensor& t,
+  /// Every party sends its tensor to every other party and reduces the tensors in rank order, so
+  /// all parties get bit-identical results.
+  /// Cost: 1 round; each party sends (world_size-1) * nbytes in world_size-1 messages and
+  /// receives as much. Throws ValueError when t is not a defined ring64 tensor.
+  core::Tensor all_reduce(std::string_view tag,
+                          const core::Tensor& t,
                           ReduceOp op = ReduceOp::kSum);
   /// Every party's tensor (same shape and dtype everywhere), indexed by rank.
-  /// Cost: 1 round; each party sends (world_size-1) * nbytes.
+  /// Cost: 1 round; each party sends (world_size-1) * nbytes in world_size-1 messages and
+  /// receives as much. Throws ValueError for an undefined tensor.
   std::vector<core::Tensor> all_gather(std::string_view tag, const core::Tensor& t);
   /// root's tensor on every party; non-roots pass an undefined tensor plus shape and dtype.
-  /// Cost: 1 round; root sends (world_size-1) * nbytes, the others nothing.
-  core::Tensor broadcast(std::string_view tag, const core::Tensor& t, int root,
-                         const core::Shape& shape, core::DType dtype);
-  /// Returns once every party has entered the barrier. Cost: 1 round, world_size-1 empty messages.
+  /// Cost: 1 round; root sends (world_size-1) * nbytes, the others nothing (each receives nbytes).
+  /// Throws ValueError when root is not a party or when root's tensor does not have the given
+  /// shape and dtype.
+  core::Tensor broadcast(std::string_view tag,
+                         const core::Tensor& t,
+                         int root,
+                         const core::Shape& shape,
+                         core::DType dtype);
+  /// Returns once every party has entered the barrier.
+  /// Cost: 1 round; each party sends world_size-1 empty messages and receives as many.
   void barrier(std::string_view tag);
 
   // ---- failure ---------------------------------------------------------------------------------
-  /// Marks the session failed and makes every endpoint's pending and future calls throw
-  /// CommError("party <rank> aborted: <reason>"). Idempotent; never throws.
+  /// Marks the session failed and makes every endpoint's pending and future calls (this one's
+  /// included) throw CommError("party <rank> aborted: <reason>") ("the dealer aborted: <reason>"
+  /// when the dealer aborted). Idempotent; the first abort's reason wins; never throws. May be
+  /// called from any thread. `reason` must not contain secret values.
   void abort(const std::string& reason) noexcept;
 
   // ---- stats -----------------------------------------------------------------------------------
+  /// This endpoint's counters since construction or the last reset_stats().
   const CommStats& stats() const { return stats_; }
-  void reset_stats() { stats_ = {}; last_tag_.clear(); }
+  /// Zeroes the counters; the next call starts a new round.
+  void reset_stats() {
+    stats_ = {};
+    last_tag_.clear();
+  }
 
  protected:
   Communicator(int rank, int world_size, bool has_dealer);
 
-  /// Backend hooks. send_bytes must not block on the receiver; recv_bytes waits at most
-  /// `timeout` for the next message from `from` and returns its tag and payload, throwing
-  /// CommError on timeout or abort.
+  /// Backend hooks, called with validated ranks. send_bytes must not block on the receiver and
+  /// throws CommError after an abort; recv_bytes waits at most `timeout` for the next message
+  /// from `from` and returns its tag and payload, throwing CommError on timeout or abort
+  /// (`expected_tag` is only for that error message: "[recv] no data from party 1 after 200 ms
+  /// (tag 'mul#3')"); abort_impl implements abort() and must be safe to call from any thread while
+  /// other endpoints (or this one's own thread) are inside send_bytes / recv_bytes.
   struct Message {
     std::string tag;
     Bytes payload;
   };
   virtual void send_bytes(int to, std::string_view tag, std::span<const std::byte> data) = 0;
-  virtual Message recv_bytes(int from, std::chrono::milliseconds timeout) = 0;
+  virtual Message recv_bytes(int from,
+                             std::string_view expected_tag,
+                             std::chrono::milliseconds timeout) = 0;
   virtual void abort_impl(const std::string& reason) noexcept = 0;
+
+  /// "party 1", or "the dealer" for the dealer endpoint, for error messages.
+  std::string peer_name(int rank) const;
 
  private:
   void count(int peer, std::string_view tag, int64_t bytes, bool sent);

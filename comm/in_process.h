@@ -11,7 +11,11 @@ namespace veil::comm {
 class InProcessHub;
 
 /// Creates the shared state for `world_size` parties (plus a dealer endpoint when `with_dealer`)
-/// and hands out one Communicator per endpoint. Throws ValueError for world_size < 1.
+/// and hands out one Communicator per endpoint. Messages are kept in one FIFO mailbox per ordered
+/// pair of endpoints: send copies the payload in once and never blocks; recv waits up to the
+/// receiver's timeout. abort() on any endpoint fails the whole hub: every pending and later
+/// send/recv on every endpoint throws CommError. Different endpoints may be used concurrently
+/// from different threads. Throws ValueError for world_size < 1.
 class InProcessHub {
  public:
   InProcessHub(int world_size, bool with_dealer);
@@ -19,7 +23,9 @@ class InProcessHub {
   InProcessHub(const InProcessHub&) = delete;
   InProcessHub& operator=(const InProcessHub&) = delete;
 
+  /// Number of compute parties.
   int world_size() const;
+  /// Whether the hub has a dealer endpoint (rank world_size()).
   bool with_dealer() const;
   /// The communicator of endpoint `rank` (0..world_size-1, or world_size for the dealer).
   /// Each endpoint's communicator is created once and owned by the hub; it must be used by one

@@ -25,7 +25,9 @@ class FixedPointEncoder {
   /// a NaN or infinite element, or |x| > max_abs() (message gives the index, never the value of
   /// other elements). Error: |decode(encode(x)) - x| <= 2^-(f+1).
   core::Tensor encode(const core::Tensor& x, const char* op = "encode") const;
-  /// ring64 tensor -> float64 tensor: int64(v) / 2^f, exact.
+  /// ring64 tensor (any strides) -> float64 tensor: int64(v) / 2^f, exact whenever
+  /// |int64(v)| < 2^53 (always for encodings of |x| < 2^(53 - f)); otherwise rounded to nearest.
+  /// Throws ValueError for another dtype.
   core::Tensor decode(const core::Tensor& v) const;
   uint64_t encode_scalar(double x, const char* op = "encode") const;
   double decode_scalar(uint64_t v) const;

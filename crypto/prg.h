@@ -26,16 +26,21 @@ class Prg {
   static Seed os_seed();
   /// A key derived from a public 64-bit seed (for public randomness that must be reproducible from
   /// a user-given --seed, e.g. weight initialisation and shuffles). Not secret.
+  /// key = SHA-256("veil-public-seed" || le64(seed) || le64(stream))[0:16] (label without a
+  /// terminator); distinct (seed, stream) pairs give independent keys.
   static Seed public_seed(uint64_t seed, uint64_t stream = 0);
 
+  /// The keystream of `key`, counter block 0 first. Throws Error when OpenSSL fails.
   explicit Prg(const Seed& key);
   ~Prg();
+  /// Moves continue the stream where the source was; a moved-from Prg throws ValueError when used.
   Prg(Prg&&) noexcept;
   Prg& operator=(Prg&&) noexcept;
   Prg(const Prg&) = delete;
   Prg& operator=(const Prg&) = delete;
 
-  /// Next bytes of the keystream.
+  /// Next bytes of the keystream. The stream depends only on (key, position), not on how
+  /// requests are split into calls.
   void fill(std::span<std::byte> out);
   /// Next n uniform ring elements (8 keystream bytes each, little-endian).
   void fill_ring(uint64_t* out, std::size_t n);

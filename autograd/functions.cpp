@@ -1,0 +1,476 @@
+// Differentiable ops: each forward with its backward rule next to it (shape comments: g is the
+// gradient of the op's output). The raw_* helpers compute values without recording; backward
+// rules use them (the engine runs with grad mode off anyway).
+
+#include "autograd/functions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "autograd/node.h"
+#include "core/elementwise.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "crypto/fixed_point.h"
+#include "crypto/protocols/arithmetic.h"
+#include "crypto/protocols/nonlinear.h"
+
+namespace veil {
+
+namespace {
+
+using autograd::record;
+using Grads = std::vector<MpcTensor>;
+using Needs = std::vector<bool>;
+
+Party& party_of(const MpcTensor& x, const char* op) {
+  VEIL_CHECK(x.defined(), "[{}] expected a defined operand, got an undefined MpcTensor", op);
+  return x.party();
+}
+
+Party& party_of(const MpcTensor& x, const MpcTensor& y, const char* op) {
+  Party& p = party_of(x, op);
+  VEIL_CHECK(&party_of(y, op) == &p, "[{}] the operands belong to different parties", op);
+  return p;
+}
+
+// An exact change of scale from `from` to `to` >= from fractional bits (a left shift).
+core::Tensor lift(const core::Tensor& ring, int from, int to) {
+  return to == from ? ring : core::shift_left(ring, to - from);
+}
+
+MpcTensor make(Party& p, bool secret, core::Tensor value, int frac_bits) {
+  return secret ? MpcTensor::from_secret({std::move(value), frac_bits}, p)
+                : MpcTensor::from_public_ring(value, frac_bits, p);
+}
+
+core::Tensor decode(const MpcTensor& x) {
+  return crypto::FixedPointEncoder(x.frac_bits()).decode(x.public_ring()).contiguous();
+}
+
+// ---- raw values (no recording) ------------------------------------------------------------------
+
+MpcTensor raw_add(const MpcTensor& x, const MpcTensor& y, const char* op) {
+  Party& p = party_of(x, y, op);
+  (void)core::broadcast_shapes(x.shape(), y.shape(), op);
+  const int f = std::max(x.frac_bits(), y.frac_bits());
+  const core::Tensor a = lift(x.ring(), x.frac_bits(), f);
+  const core::Tensor b = lift(y.ring(), y.frac_bits(), f);
+  if (x.is_secret() == y.is_secret()) {
+    return make(p, x.is_secret(), core::add(a, b), f);
+  }
+  // public + secret: party 0 adds the public value to its share (local).
+  const core::Tensor& s = x.is_secret() ? a : b;
+  const core::Tensor& c = x.is_secret() ? b : a;
+  return MpcTensor::from_secret(crypto::add_public(p, {s, f}, c), p);
+}
+
+MpcTensor raw_neg(const MpcTensor& x, const char* op) {
+  Party& p = party_of(x, op);
+  return make(p, x.is_secret(), core::neg(x.ring()), x.frac_bits());
+}
+
+MpcTensor raw_sub(const MpcTensor& x, const MpcTensor& y, const char* op) {
+  return raw_add(x, raw_neg(y, op), op);
+}
+
+// Product with frac_bits max(f_x, f_y): the raw product carries f_x + f_y bits and is truncated by
+// min(f_x, f_y) (nothing for an integer operand).
+MpcTensor raw_mul(const MpcTensor& x, const MpcTensor& y, const char* op) {
+  Party& p = party_of(x, y, op);
+  (void)core::broadcast_shapes(x.shape(), y.shape(), op);
+  const int out_frac = std::max(x.frac_bits(), y.frac_bits());
+  const int shift = std::min(x.frac_bits(), y.frac_bits());
+  if (x.is_public() && y.is_public()) {
+    core::Tensor v = core::mul(x.ring(), y.ring());
+    return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v, out_frac);
+  }
+  if (x.is_secret() && y.is_secret()) {
+    return MpcTensor::from_secret(crypto::mul(p, x.ashare(), y.ashare()), p);
+  }
+  const MpcTensor& s = x.is_secret() ? x : y;
+  const MpcTensor& c = x.is_secret() ? y : x;
+  const crypto::AShare raw = crypto::mul_public_raw(s.ashare(), c.public_ring(), c.frac_bits());
+  return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
+}
+
+MpcTensor raw_mul_scalar(const MpcTensor& x, double c, const char* op) {
+  Party& p = party_of(x, op);
+  if (x.is_secret()) {
+    return MpcTensor::from_secret(crypto::mul_public(p, x.ashare(), c), p);
+  }
+  const int f = p.frac_bits();
+  const core::Tensor v = core::mul_scalar(x.ring(), p.encoder().encode_scalar(c, op));
+  const int shift = std::min(x.frac_bits(), f);
+  return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v,
+              std::max(x.frac_bits(), f));
+}
+
+MpcTensor raw_matmul(const MpcTensor& x, const MpcTensor& w, const char* op) {
+  Party& p = party_of(x, w, op);
+  VEIL_CHECK(x.dim() == 2 && w.dim() == 2, "[{}] expected 2-D operands, got x {} and w {}", op,
+             core::shape_str(x.shape()), core::shape_str(w.shape()));
+  VEIL_CHECK(x.size(1) == w.size(0), "[{}] inner dimensions differ: x is {}, w is {}", op,
+             core::shape_str(x.shape()), core::shape_str(w.shape()));
+  const int out_frac = std::max(x.frac_bits(), w.frac_bits());
+  const int shift = std::min(x.frac_bits(), w.frac_bits());
+  if (x.is_secret() && w.is_secret()) {
+    return MpcTensor::from_secret(crypto::matmul(p, x.ashare(), w.ashare()), p);
+  }
+  const core::Tensor v = core::matmul(x.ring(), w.ring());
+  if (x.is_public() && w.is_public()) {
+    return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v, out_frac);
+  }
+  // One operand public: the product of a share with a public matrix is a share of the product.
+  const crypto::AShare raw{v, x.frac_bits() + w.frac_bits()};
+  return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
+}
+
+MpcTensor raw_transpose(const MpcTensor& x, const char* op) {
+  Party& p = party_of(x, op);
+  VEIL_CHECK(x.dim() == 2, "[{}] expected a 2-D tensor, got {}", op, core::shape_str(x.shape()));
+  return make(p, x.is_secret(), x.ring().t(), x.frac_bits());
+}
+
+MpcTensor raw_reshape(const MpcTensor& x, const core::Shape& shape, const char* op) {
+  Party& p = party_of(x, op);
+  return make(p, x.is_secret(), x.ring().reshape(shape), x.frac_bits());
+}
+
+MpcTensor raw_sum(const MpcTensor& x, int64_t dim, bool keepdim, const char* op) {
+  Party& p = party_of(x, op);
+  return make(p, x.is_secret(), core::sum(x.ring(), dim, keepdim), x.frac_bits());
+}
+
+// g [reduced shape] -> [shape]: repeats g along `dim` (the backward of a sum).
+MpcTensor expand_back(const MpcTensor& g, const core::Shape& shape, int64_t dim, bool keepdim) {
+  core::Shape kept = shape;
+  kept[static_cast<std::size_t>(dim)] = 1;
+  core::Tensor v = keepdim ? g.ring() : g.ring().reshape(kept);
+  return make(g.party(), g.is_secret(), v.expand(shape).contiguous(), g.frac_bits());
+}
+
+int64_t normalize_dim(const MpcTensor& x, int64_t dim, const char* op) {
+  const int64_t n = x.dim();
+  VEIL_CHECK(dim >= -n && dim < n, "[{}] dim {} out of range for shape {}", op, dim,
+             core::shape_str(x.shape()));
+  return dim < 0 ? dim + n : dim;
+}
+
+}  // namespace
+
+// ---- elementwise ----------------------------------------------------------------------------------
+
+MpcTensor add(const MpcTensor& x, const MpcTensor& y) {
+  // x: Sx, y: Sy -> out: broadcast(Sx, Sy)
+  MpcTensor out = raw_add(x, y, "add");
+  return record("add", std::move(out), {x, y},
+                [sx = x.shape(), sy = y.shape()](const MpcTensor& g, const Needs& needs) {
+                  // dx = sum_to(g, Sx), dy = sum_to(g, Sy)
+                  return Grads{needs[0] ? sum_to(g, sx) : MpcTensor(),
+                               needs[1] ? sum_to(g, sy) : MpcTensor()};
+                });
+}
+
+MpcTensor sub(const MpcTensor& x, const MpcTensor& y) {
+  // x: Sx, y: Sy -> out: broadcast(Sx, Sy)
+  MpcTensor out = raw_sub(x, y, "sub");
+  return record("sub", std::move(out), {x, y},
+                [sx = x.shape(), sy = y.shape()](const MpcTensor& g, const Needs& needs) {
+                  // dx = sum_to(g, Sx), dy = -sum_to(g, Sy)
+                  return Grads{needs[0] ? sum_to(g, sx) : MpcTensor(),
+                               needs[1] ? raw_neg(sum_to(g, sy), "sub") : MpcTensor()};
+                });
+}
+
+MpcTensor neg(const MpcTensor& x) {
+  MpcTensor out = raw_neg(x, "neg");
+  return record("neg", std::move(out), {x}, [](const MpcTensor& g, const Needs&) {
+    return Grads{raw_neg(g, "neg")};  // dx = -g
+  });
+}
+
+MpcTensor mul(const MpcTensor& x, const MpcTensor& y) {
+  // x: Sx, y: Sy -> out: broadcast(Sx, Sy)
+  MpcTensor out = raw_mul(x, y, "mul");
+  return record("mul", std::move(out), {x, y},
+                [xs = x.detach(), ys = y.detach()](const MpcTensor& g, const Needs& needs) {
+                  // dx = sum_to(g * y, Sx), dy = sum_to(g * x, Sy)
+                  return Grads{needs[0] ? sum_to(raw_mul(g, ys, "mul"), xs.shape()) : MpcTensor(),
+                               needs[1] ? sum_to(raw_mul(g, xs, "mul"), ys.shape()) : MpcTensor()};
+                });
+}
+
+MpcTensor mul(const MpcTensor& x, double c) {
+  MpcTensor out = raw_mul_scalar(x, c, "mul");
+  return record("mul_scalar", std::move(out), {x}, [c](const MpcTensor& g, const Needs&) {
+    return Grads{raw_mul_scalar(g, c, "mul")};  // dx = g * c
+  });
+}
+
+MpcTensor add(const MpcTensor& x, double c) {
+  Party& p = party_of(x, "add");
+  const MpcTensor cs = MpcTensor::from_public_ring(
+      core::Tensor::scalar<uint64_t>(p.encoder().encode_scalar(c, "add")), p.frac_bits(), p);
+  MpcTensor out = raw_add(x, cs, "add");
+  return record("add_scalar", std::move(out), {x},
+                [](const MpcTensor& g, const Needs&) { return Grads{g}; });  // dx = g
+}
+
+MpcTensor operator+(const MpcTensor& x, const MpcTensor& y) { return add(x, y); }
+MpcTensor operator-(const MpcTensor& x, const MpcTensor& y) { return sub(x, y); }
+MpcTensor operator*(const MpcTensor& x, const MpcTensor& y) { return mul(x, y); }
+MpcTensor operator-(const MpcTensor& x) { return neg(x); }
+MpcTensor operator*(const MpcTensor& x, double c) { return mul(x, c); }
+MpcTensor operator*(double c, const MpcTensor& x) { return mul(x, c); }
+MpcTensor operator+(const MpcTensor& x, double c) { return add(x, c); }
+MpcTensor operator-(const MpcTensor& x, double c) { return add(x, -c); }
+
+// ---- linear algebra -------------------------------------------------------------------------------
+
+MpcTensor matmul(const MpcTensor& x, const MpcTensor& w) {
+  // x: [m, k], w: [k, n] -> out: [m, n]
+  MpcTensor out = raw_matmul(x, w, "matmul");
+  return record(
+      "matmul", std::move(out), {x, w},
+      [xs = x.detach(), ws = w.detach()](const MpcTensor& g, const Needs& needs) {
+        // g: [m, n];  dx = g @ w^T: [m, k];  dw = x^T @ g: [k, n]
+        return Grads{
+            needs[0] ? raw_matmul(g, raw_transpose(ws, "matmul"), "matmul") : MpcTensor(),
+            needs[1] ? raw_matmul(raw_transpose(xs, "matmul"), g, "matmul") : MpcTensor()};
+      });
+}
+
+MpcTensor transpose(const MpcTensor& x) {
+  // x: [m, n] -> out: [n, m]
+  MpcTensor out = raw_transpose(x, "transpose");
+  return record("transpose", std::move(out), {x}, [](const MpcTensor& g, const Needs&) {
+    return Grads{raw_transpose(g, "transpose")};  // dx = g^T
+  });
+}
+
+MpcTensor t(const MpcTensor& x) { return transpose(x); }
+
+// ---- shape and reductions -------------------------------------------------------------------------
+
+MpcTensor reshape(const MpcTensor& x, const core::Shape& shape) {
+  MpcTensor out = raw_reshape(x, shape, "reshape");
+  return record("reshape", std::move(out), {x},
+                [sx = x.shape()](const MpcTensor& g, const Needs&) {
+                  return Grads{raw_reshape(g, sx, "reshape")};  // dx = g viewed as Sx
+                });
+}
+
+MpcTensor sum(const MpcTensor& x, int64_t dim, bool keepdim) {
+  // x: [..., n_dim, ...] -> out: [..., (1), ...]
+  party_of(x, "sum");
+  const int64_t d = normalize_dim(x, dim, "sum");
+  MpcTensor out = raw_sum(x, d, keepdim, "sum");
+  return record("sum", std::move(out), {x},
+                [sx = x.shape(), d, keepdim](const MpcTensor& g, const Needs&) {
+                  return Grads{expand_back(g, sx, d, keepdim)};  // dx = g repeated along d
+                });
+}
+
+MpcTensor sum(const MpcTensor& x) {
+  party_of(x, "sum");
+  return sum(reshape(x, {x.numel()}), 0);
+}
+
+MpcTensor mean(const MpcTensor& x, int64_t dim, bool keepdim) {
+  party_of(x, "mean");
+  const int64_t d = normalize_dim(x, dim, "mean");
+  VEIL_CHECK(x.size(d) > 0, "[mean] empty dimension {} in {}", d, core::shape_str(x.shape()));
+  return mul(sum(x, d, keepdim), 1.0 / static_cast<double>(x.size(d)));
+}
+
+MpcTensor mean(const MpcTensor& x) {
+  party_of(x, "mean");
+  VEIL_CHECK(x.numel() > 0, "[mean] empty tensor {}", core::shape_str(x.shape()));
+  return mul(sum(x), 1.0 / static_cast<double>(x.numel()));
+}
+
+MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape) {
+  Party& p = party_of(g, "sum_to");
+  VEIL_CHECK(core::broadcast_shapes(shape, g.shape(), "sum_to") == g.shape(),
+             "[sum_to] shape {} does not broadcast to {}", core::shape_str(shape),
+             core::shape_str(g.shape()));
+  if (g.shape() == shape) {
+    return g;
+  }
+  core::Tensor v = g.ring();
+  const std::size_t lead = g.shape().size() - shape.size();
+  for (std::size_t i = 0; i < lead; ++i) {
+    v = core::sum(v, 0, false);
+  }
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 1 && v.shape()[i] != 1) {
+      v = core::sum(v, static_cast<int64_t>(i), true);
+    }
+  }
+  return make(p, g.is_secret(), v, g.frac_bits());
+}
+
+// ---- non-linear -----------------------------------------------------------------------------------
+
+MpcTensor relu(const MpcTensor& x) {
+  // x: S -> out: S; the mask [x >= 0] (integer, frac_bits 0) is saved for backward.
+  Party& p = party_of(x, "relu");
+  MpcTensor out;
+  MpcTensor mask;
+  if (x.is_secret()) {
+    const crypto::ReluResult r = crypto::relu(p, x.ashare());
+    out = MpcTensor::from_secret(r.out, p);
+    mask = MpcTensor::from_secret(r.positive, p);
+  } else {
+    const core::Tensor v = x.ring().contiguous();
+    core::Tensor m = core::Tensor::empty(v.shape(), core::DType::kRing64);
+    core::Tensor o = core::Tensor::empty(v.shape(), core::DType::kRing64);
+    const uint64_t* pv = v.data<uint64_t>();
+    uint64_t* pm = m.data<uint64_t>();
+    uint64_t* po = o.data<uint64_t>();
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      const bool positive = (pv[i] >> 63) == 0;  // two's complement sign bit clear: x >= 0
+      pm[i] = positive ? 1 : 0;
+      po[i] = positive ? pv[i] : 0;
+    }
+    out = MpcTensor::from_public_ring(o, x.frac_bits(), p);
+    mask = MpcTensor::from_public_ring(m, 0, p);
+  }
+  return record("relu", std::move(out), {x}, [mask](const MpcTensor& g, const Needs&) {
+    return Grads{raw_mul(g, mask, "relu")};  // dx = g * [x >= 0] (no truncation: integer mask)
+  });
+}
+
+MpcTensor softmax(const MpcTensor& x) {
+  // x: [..., C] -> s: [..., C]
+  Party& p = party_of(x, "softmax");
+  VEIL_CHECK(x.dim() >= 1 && x.size(-1) > 0, "[softmax] expected a non-empty last dimension, got {}",
+             core::shape_str(x.shape()));
+  MpcTensor s;
+  if (x.is_secret()) {
+    s = MpcTensor::from_secret(crypto::softmax(p, x.ashare()), p);
+  } else {
+    core::Tensor v = decode(x);
+    const int64_t c = x.size(-1);
+    double* pv = v.data<double>();
+    for (int64_t r = 0; r < v.numel() / c; ++r) {
+      double* row = pv + r * c;
+      const double m = *std::max_element(row, row + c);
+      double total = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        row[j] = std::exp(row[j] - m);
+        total += row[j];
+      }
+      for (int64_t j = 0; j < c; ++j) {
+        row[j] /= total;
+      }
+    }
+    s = MpcTensor::from_public(v, p);
+  }
+  return record("softmax", s.detach(), {x}, [s](const MpcTensor& g, const Needs&) {
+    // dx = s * (g - sum(g * s, -1, keepdim))
+    const MpcTensor gs = raw_sum(raw_mul(g, s, "softmax"), -1, true, "softmax");
+    return Grads{raw_mul(s, raw_sub(g, gs, "softmax"), "softmax")};
+  });
+}
+
+// ---- losses ---------------------------------------------------------------------------------------
+
+MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
+  // logits: [N, C], target: [N, C] -> loss: []
+  constexpr const char* kOp = "cross_entropy";
+  Party& p = party_of(logits, target, kOp);
+  VEIL_CHECK(logits.dim() == 2 && logits.size(0) > 0 && logits.size(1) > 0,
+             "[cross_entropy] expected logits [N, C] with N, C >= 1, got {}",
+             core::shape_str(logits.shape()));
+  VEIL_CHECK(target.shape() == logits.shape(),
+             "[cross_entropy] expected a one-hot target of shape {} (the logits' shape), got {}",
+             core::shape_str(logits.shape()), core::shape_str(target.shape()));
+  const int64_t n = logits.size(0);
+  const int64_t c = logits.size(1);
+  MpcTensor lse;  // [N]: max + log sum exp(x - max)
+  MpcTensor sm;   // [N, C]: softmax, saved for backward
+  if (logits.is_secret()) {
+    VEIL_CHECK(c <= 20,
+               "[cross_entropy] secret logits support at most 20 classes (crypto::log is valid "
+               "on [1, 20]), got C = {}",
+               c);
+    VEIL_CHECK(logits.frac_bits() == p.frac_bits(),
+               "[cross_entropy] expected logits with frac_bits {}, got {}", p.frac_bits(),
+               logits.frac_bits());
+    const crypto::AShare x = logits.ashare();
+    const crypto::MaxResult m = crypto::max_lastdim(p, x);                     // [N]
+    const crypto::AShare mcol{m.values.data.reshape({n, 1}), m.values.frac_bits};
+    const crypto::AShare e = crypto::exp(p, crypto::sub(x, mcol));           // [N, C] in (0, 1]
+    const crypto::AShare total = crypto::sum(e, -1, /*keepdim=*/true);       // [N, 1] in [1, C]
+    const crypto::AShare inv = crypto::reciprocal(p, total, std::make_pair(1.0, static_cast<double>(c)));
+    sm = MpcTensor::from_secret(crypto::mul(p, e, inv), p);
+    const crypto::AShare log_total = crypto::log(p, total);                  // [N, 1]
+    lse = MpcTensor::from_secret(
+        crypto::add(m.values, {log_total.data.reshape({n}), log_total.frac_bits}), p);
+  } else {
+    core::Tensor v = decode(logits);
+    core::Tensor l = core::Tensor::empty({n}, core::DType::kFloat64);
+    double* pv = v.data<double>();
+    double* pl = l.data<double>();
+    for (int64_t r = 0; r < n; ++r) {
+      double* row = pv + r * c;
+      const double m = *std::max_element(row, row + c);
+      double total = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        row[j] = std::exp(row[j] - m);
+        total += row[j];
+      }
+      for (int64_t j = 0; j < c; ++j) {
+        row[j] /= total;
+      }
+      pl[r] = m + std::log(total);
+    }
+    sm = MpcTensor::from_public(v, p);
+    lse = MpcTensor::from_public(l, p);
+  }
+  const MpcTensor xt = raw_sum(raw_mul(logits, target, kOp), -1, false, kOp);  // [N]: <x_i, t_i>
+  const MpcTensor rows = raw_sub(lse, xt, kOp);                                // [N]
+  MpcTensor loss = raw_mul_scalar(raw_sum(rows, 0, false, kOp), 1.0 / static_cast<double>(n), kOp);
+  return record(kOp, std::move(loss), {logits, target},
+                [sm, tg = target.detach(), n](const MpcTensor& g, const Needs& needs) {
+                  if (!needs[0]) {
+                    return Grads{MpcTensor(), MpcTensor()};
+                  }
+                  // g: [];  d logits = (softmax - target) * g / N: [N, C]
+                  const MpcTensor d = raw_sub(sm, tg, "cross_entropy");
+                  const double inv_n = 1.0 / static_cast<double>(n);
+                  if (g.is_public()) {
+                    const double gv = decode(g).item<double>();
+                    return Grads{raw_mul_scalar(d, gv * inv_n, "cross_entropy"), MpcTensor()};
+                  }
+                  return Grads{raw_mul_scalar(raw_mul(d, g, "cross_entropy"), inv_n, "cross_entropy"), MpcTensor()};
+                });
+}
+
+MpcTensor cross_entropy(const MpcTensor& logits, const core::Tensor& target) {
+  Party& p = party_of(logits, "cross_entropy");
+  VEIL_CHECK(logits.dim() == 2, "[cross_entropy] expected logits [N, C], got {}",
+             core::shape_str(logits.shape()));
+  const int64_t n = logits.size(0);
+  const int64_t c = logits.size(1);
+  VEIL_CHECK(target.defined() && target.dtype() == core::DType::kInt64 && target.dim() == 1 &&
+                 target.size(0) == n,
+             "[cross_entropy] expected int64 class indices of shape [{}], got {}", n,
+             target.defined() ? target.str() : std::string("an undefined tensor"));
+  const std::vector<int64_t> labels = target.to_vector<int64_t>();
+  core::Tensor onehot = core::Tensor::zeros({n, c}, core::DType::kRing64);
+  uint64_t* po = onehot.data<uint64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = labels[static_cast<std::size_t>(i)];
+    VEIL_CHECK(y >= 0 && y < c, "[cross_entropy] class index {} at row {} out of range [0, {})", y,
+               i, c);
+    po[i * c + y] = 1;
+  }
+  return cross_entropy(logits, MpcTensor::from_public_ring(onehot, 0, p));
+}
+
+}  // namespace veil

@@ -1,0 +1,121 @@
+#pragma once
+// Differentiable ops on MpcTensor. Each records a node when grad mode is on and an input requires
+// grad; the backward rules live next to the forwards in functions.cpp (the one place that lists
+// every derivative).
+//
+// Visibility (architecture decision B). With f = frac_bits of the operands:
+//   public ∘ public  plain ring arithmetic on the encodings; a product of two fixed-point values is
+//                    truncated by an arithmetic shift (floor), the same algorithm as the secret
+//                    path, so a network run in public mode matches a fixed-point emulation exactly.
+//   public ∘ secret  local protocols (add_public, mul_public_raw / matmul with a public operand,
+//                    then one truncation): no Beaver triple, no communication for N = 2.
+//   secret ∘ secret  Beaver (crypto::mul / crypto::matmul) + one truncation.
+// The result is secret when any operand is secret. Operands must belong to the same party.
+// A product of a fixed-point value (f bits) and an integer value (0 bits, e.g. a ReLU mask or a
+// one-hot label) needs no truncation; additions align frac_bits by an exact left shift.
+//
+// Costs below are per party for N = 2 parties, n = number of output elements, 8-byte ring
+// elements; with N > 2 every truncation of a secret adds 1 round and 8 bytes per element (from
+// every party except P0), and Beaver bytes scale with N - 1. Public-only ops never communicate.
+//
+// Errors: ValueError "[op] ..." naming the op and the shapes for shape mismatches, undefined
+// operands, operands of different parties.
+
+#include <cstdint>
+
+#include "autograd/mpc_tensor.h"
+#include "core/tensor.h"
+
+namespace veil {
+
+// ---- elementwise -------------------------------------------------------------------------------
+
+/// x + y with numpy broadcasting (e.g. [N, out] + [out]). Local (0 rounds) for every visibility.
+/// Backward: dx = sum_to(g, x.shape), dy = sum_to(g, y.shape).
+MpcTensor add(const MpcTensor& x, const MpcTensor& y);
+/// x - y with broadcasting. Local.
+MpcTensor sub(const MpcTensor& x, const MpcTensor& y);
+/// -x. Local.
+MpcTensor neg(const MpcTensor& x);
+/// Elementwise x * y with broadcasting; result frac_bits max(f_x, f_y).
+/// Cost: secret*secret 1 round, 8(|x| + |y|) bytes (Beaver) + truncation; public*secret only a
+/// truncation (local for N = 2); none when one operand is an integer (frac_bits 0).
+/// Backward: dx = sum_to(g * y, x.shape), dy = sum_to(g * x, y.shape).
+MpcTensor mul(const MpcTensor& x, const MpcTensor& y);
+/// x * c for a public double c (encoded with the party's frac_bits): one truncation, no triple.
+/// Backward: dx = g * c.
+MpcTensor mul(const MpcTensor& x, double c);
+/// x + c for a public double c. Local.
+MpcTensor add(const MpcTensor& x, double c);
+
+/// Operators: the functions above.
+MpcTensor operator+(const MpcTensor& x, const MpcTensor& y);
+MpcTensor operator-(const MpcTensor& x, const MpcTensor& y);
+MpcTensor operator*(const MpcTensor& x, const MpcTensor& y);
+MpcTensor operator-(const MpcTensor& x);
+MpcTensor operator*(const MpcTensor& x, double c);
+MpcTensor operator*(double c, const MpcTensor& x);
+MpcTensor operator+(const MpcTensor& x, double c);
+MpcTensor operator-(const MpcTensor& x, double c);
+
+// ---- linear algebra ----------------------------------------------------------------------------
+
+/// Matrix product x [m, k] @ w [k, n] -> [m, n].
+/// Cost: secret@secret 1 round, 8(mk + kn) bytes (Beaver) + truncation of mn elements;
+/// public@secret: a truncation only. Backward: dx = g @ w^T, dw = x^T @ g (same costs with the
+/// shapes of those products). Errors: "[matmul] inner dimensions differ: x is [32, 20], w is
+/// [16, 10]"; non-2-D operands.
+MpcTensor matmul(const MpcTensor& x, const MpcTensor& w);
+/// Transpose of a 2-D tensor [m, n] -> [n, m] (a strided view, local). Backward: transpose.
+MpcTensor transpose(const MpcTensor& x);
+/// Same as transpose(x).
+MpcTensor t(const MpcTensor& x);
+
+// ---- shape and reductions ----------------------------------------------------------------------
+
+/// Same elements with a new shape (one extent may be -1). Local. Backward: reshape back.
+MpcTensor reshape(const MpcTensor& x, const core::Shape& shape);
+/// Sum along dim (negative counts from the end). Local. Backward: broadcast g back.
+MpcTensor sum(const MpcTensor& x, int64_t dim, bool keepdim = false);
+/// Sum of all elements -> 0-d tensor. Local.
+MpcTensor sum(const MpcTensor& x);
+/// Mean along dim: sum * (1/size), one truncation.
+MpcTensor mean(const MpcTensor& x, int64_t dim, bool keepdim = false);
+/// Mean of all elements -> 0-d tensor: one truncation.
+MpcTensor mean(const MpcTensor& x);
+/// Sums g over the broadcast dimensions so that it has `shape` (the reverse of broadcasting).
+/// Local. Throws ValueError when `shape` does not broadcast to g's shape.
+MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape);
+
+// ---- non-linear --------------------------------------------------------------------------------
+
+/// max(x, 0). Secret: crypto::relu (N = 2: 9 rounds, 216 bytes per element), which also yields
+/// the bit [x >= 0] saved for backward; public: exact on the ring.
+/// Backward: dx = g * [x >= 0] (an integer bit: a Beaver mul without truncation when either is
+/// secret; 1 round, 16 bytes per element).
+MpcTensor relu(const MpcTensor& x);
+/// Softmax along the last dimension, [..., C] -> [..., C]. Secret: crypto::softmax (max tree,
+/// exp, reciprocal on [1, C]; absolute error <= 1e-3; 57 rounds for C = 10). Public: computed
+/// exactly in float64 and encoded (public mode does not emulate the approximations).
+/// Backward: dx = s * (g - sum(g * s, -1)) with the saved softmax s (2 Beaver muls if secret).
+MpcTensor softmax(const MpcTensor& x);
+
+// ---- losses ------------------------------------------------------------------------------------
+
+/// Mean softmax cross-entropy of logits [N, C] against a one-hot target [N, C] (public or secret,
+/// fixed-point or integer encoded; rows should sum to 1), computed stably:
+///   loss = (1/N) sum_rows ( max_j x_ij + log sum_j exp(x_ij - max) - <x_i, t_i> )  -> 0-d.
+/// Secret logits: crypto::max_lastdim, crypto::exp, crypto::reciprocal on [1, C] for the softmax
+/// and crypto::log on [1, C] (requires C <= 20, the domain of crypto::log; absolute error about
+/// 1e-3); about 36 + 8 + 14 + 36 + a few rounds for C = 10. Public logits: float64 exact.
+/// Backward: d logits = (softmax - target) * g / N using the softmax saved by the forward (no
+/// recomputation); one truncation when g is public (the usual seed), a Beaver mul otherwise. The
+/// target gets no gradient. Errors: ValueError for logits that are not 2-D, a target of another
+/// shape, or secret logits with C > 20.
+MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target);
+/// Same with class indices: target int64 [N] with values in [0, C), public (the same on every
+/// party), turned into an integer one-hot so <x, t> needs no truncation.
+/// Errors: ValueError for a wrong dtype/shape or an index out of range.
+MpcTensor cross_entropy(const MpcTensor& logits, const core::Tensor& target);
+
+}  // namespace veil

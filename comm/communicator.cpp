@@ -1,0 +1,240 @@
+// Communicator base class: rank validation, tag and size checks, statistics, and the collectives
+// built on send/recv. Backends only move bytes (send_bytes / recv_bytes / abort_impl).
+
+#include "comm/communicator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/error.h"
+
+namespace veil::comm {
+
+OpStats& OpStats::operator+=(const OpStats& o) {
+  rounds += o.rounds;
+  messages_sent += o.messages_sent;
+  messages_received += o.messages_received;
+  bytes_sent += o.bytes_sent;
+  bytes_received += o.bytes_received;
+  return *this;
+}
+
+OpStats OpStats::operator-(const OpStats& o) const {
+  OpStats d;
+  d.rounds = rounds - o.rounds;
+  d.messages_sent = messages_sent - o.messages_sent;
+  d.messages_received = messages_received - o.messages_received;
+  d.bytes_sent = bytes_sent - o.bytes_sent;
+  d.bytes_received = bytes_received - o.bytes_received;
+  return d;
+}
+
+CommStats CommStats::operator-(const CommStats& earlier) const {
+  CommStats d;
+  d.total = total - earlier.total;
+  d.dealer = dealer - earlier.dealer;
+  // Ops present now: difference (kept only when non-zero). Ops that only exist in `earlier`
+  // (stats were reset in between) appear negated so that earlier + d == *this still holds.
+  for (const auto& [op, s] : by_op) {
+    auto it = earlier.by_op.find(op);
+    OpStats v = it == earlier.by_op.end() ? s : s - it->second;
+    if (v != OpStats{}) {
+      d.by_op.emplace(op, v);
+    }
+  }
+  for (const auto& [op, s] : earlier.by_op) {
+    if (!by_op.contains(op) && s != OpStats{}) {
+      d.by_op.emplace(op, OpStats{} - s);
+    }
+  }
+  return d;
+}
+
+std::string tag_op(std::string_view tag) {
+  return std::string(tag.substr(0, tag.find_first_of("#/")));
+}
+
+Communicator::Communicator(int rank, int world_size, bool has_dealer)
+    : rank_(rank), world_size_(world_size), has_dealer_(has_dealer) {
+  VEIL_CHECK(world_size >= 1, "[Communicator] expected world_size >= 1, got {}", world_size);
+  VEIL_CHECK(rank >= 0 && rank < world_size + (has_dealer ? 1 : 0),
+             "[Communicator] rank {} out of range: world_size {}{}", rank, world_size,
+             has_dealer ? " (+ dealer)" : "");
+}
+
+void Communicator::set_timeout(std::chrono::milliseconds t) {
+  VEIL_CHECK(t.count() > 0, "[set_timeout] expected a positive timeout, got {} ms", t.count());
+  timeout_ = t;
+}
+
+std::string Communicator::peer_name(int rank) const {
+  if (has_dealer_ && rank == world_size_) {
+    return "the dealer";
+  }
+  return fmt::format("party {}", rank);
+}
+
+void Communicator::check_peer(int peer, const char* op) const {
+  const int endpoints = world_size_ + (has_dealer_ ? 1 : 0);
+  VEIL_CHECK(peer >= 0 && peer < endpoints, "[{}] peer {} out of range: world_size {}{}", op, peer,
+             world_size_, has_dealer_ ? " (+ dealer)" : "");
+  VEIL_CHECK(peer != rank_, "[{}] {} cannot {} itself", op, peer_name(rank_),
+             std::string_view(op) == "send" ? "send to" : "receive from");
+}
+
+void Communicator::count(int peer, std::string_view tag, int64_t bytes, bool sent) {
+  const bool new_round = tag != last_tag_;
+  if (new_round) {
+    last_tag_.assign(tag);
+  }
+  OpStats delta;
+  delta.rounds = new_round ? 1 : 0;
+  if (sent) {
+    delta.messages_sent = 1;
+    delta.bytes_sent = bytes;
+  } else {
+    delta.messages_received = 1;
+    delta.bytes_received = bytes;
+  }
+  const bool with_dealer = has_dealer_ && (is_dealer() || peer == dealer_rank());
+  (with_dealer ? stats_.dealer : stats_.total) += delta;
+  stats_.by_op[tag_op(tag)] += delta;
+}
+
+// ---- point to point
+// ------------------------------------------------------------------------------
+
+void Communicator::send(int to, std::string_view tag, std::span<const std::byte> data) {
+  check_peer(to, "send");
+  VEIL_CHECK(!tag.empty(), "[send] expected a non-empty tag (to {})", peer_name(to));
+  send_bytes(to, tag, data);
+  count(to, tag, static_cast<int64_t>(data.size()), /*sent=*/true);
+}
+
+Bytes Communicator::recv(int from, std::string_view tag, int64_t expected_bytes) {
+  check_peer(from, "recv");
+  VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
+  Message m = recv_bytes(from, tag, timeout_);
+  VEIL_CHECK_WITH(ProtocolError, m.tag == tag, "[recv] expected tag '{}' from {}, got '{}'", tag,
+                  peer_name(from), m.tag);
+  const auto got = static_cast<int64_t>(m.payload.size());
+  VEIL_CHECK_WITH(ProtocolError, expected_bytes < 0 || got == expected_bytes,
+                  "[recv] expected {} bytes under tag '{}' from {}, got {}", expected_bytes, tag,
+                  peer_name(from), got);
+  count(from, tag, got, /*sent=*/false);
+  return std::move(m.payload);
+}
+
+void Communicator::send_tensor(int to, std::string_view tag, const core::Tensor& t) {
+  VEIL_CHECK(t.defined(), "[send_tensor] expected a defined tensor (tag '{}')", tag);
+  const core::Tensor c = t.contiguous();
+  send(to, tag, c.bytes());
+}
+
+core::Tensor Communicator::recv_tensor(int from,
+                                       std::string_view tag,
+                                       const core::Shape& shape,
+                                       core::DType dtype) {
+  core::Tensor t = core::Tensor::empty(shape, dtype);
+  const Bytes b = recv(from, tag, static_cast<int64_t>(t.nbytes()));
+  std::ranges::copy(b, t.mutable_bytes().begin());
+  return t;
+}
+
+// ---- collectives
+// ---------------------------------------------------------------------------------
+
+namespace {
+
+// Applies `op` element-wise: acc[i] = acc[i] op x[i] (mod 2^64 for the sum).
+void reduce_into(std::span<uint64_t> acc, std::span<const uint64_t> x, ReduceOp op) {
+  if (op == ReduceOp::kSum) {
+    for (std::size_t i = 0; i < acc.size(); ++i) {
+      acc[i] += x[i];
+    }
+  } else {
+    for (std::size_t i = 0; i < acc.size(); ++i) {
+      acc[i] ^= x[i];
+    }
+  }
+}
+
+}  // namespace
+
+core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& t, ReduceOp op) {
+  VEIL_CHECK(!is_dealer(), "[all_reduce] the dealer cannot take part in collectives (tag '{}')",
+             tag);
+  VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64,
+             "[all_reduce] expected a ring64 tensor, got {} (tag '{}')", t.str(), tag);
+  std::vector<core::Tensor> parts = all_gather(tag, t);
+  // Reduce in rank order on every party: the same operations in the same order everywhere.
+  core::Tensor out = std::move(parts[0]);
+  const auto n = static_cast<std::size_t>(out.numel());
+  std::span<uint64_t> acc(out.data<uint64_t>(), n);
+  for (std::size_t r = 1; r < parts.size(); ++r) {
+    reduce_into(acc, std::span<const uint64_t>(parts[r].data<uint64_t>(), n), op);
+  }
+  return out;
+}
+
+std::vector<core::Tensor> Communicator::all_gather(std::string_view tag, const core::Tensor& t) {
+  VEIL_CHECK(!is_dealer(), "[all_gather] the dealer cannot take part in collectives (tag '{}')",
+             tag);
+  VEIL_CHECK(t.defined(), "[all_gather] expected a defined tensor (tag '{}')", tag);
+  const core::Tensor mine = t.contiguous();
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      send(p, tag, mine.bytes());
+    }
+  }
+  std::vector<core::Tensor> parts(static_cast<std::size_t>(world_size_));
+  for (int p = 0; p < world_size_; ++p) {
+    parts[static_cast<std::size_t>(p)] =
+        p == rank_ ? mine.clone() : recv_tensor(p, tag, t.shape(), t.dtype());
+  }
+  return parts;
+}
+
+core::Tensor Communicator::broadcast(std::string_view tag,
+                                     const core::Tensor& t,
+                                     int root,
+                                     const core::Shape& shape,
+                                     core::DType dtype) {
+  VEIL_CHECK(!is_dealer(), "[broadcast] the dealer cannot take part in collectives (tag '{}')",
+             tag);
+  VEIL_CHECK(root >= 0 && root < world_size_,
+             "[broadcast] root {} out of range: world_size {} (tag '{}')", root, world_size_, tag);
+  if (rank_ != root) {
+    return recv_tensor(root, tag, shape, dtype);
+  }
+  VEIL_CHECK(t.defined() && t.shape() == shape && t.dtype() == dtype,
+             "[broadcast] root's tensor must be {} {}, got {} (tag '{}')", core::dtype_name(dtype),
+             core::shape_str(shape), t.str(), tag);
+  const core::Tensor mine = t.contiguous();
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      send(p, tag, mine.bytes());
+    }
+  }
+  return mine.clone();
+}
+
+void Communicator::barrier(std::string_view tag) {
+  VEIL_CHECK(!is_dealer(), "[barrier] the dealer cannot take part in collectives (tag '{}')", tag);
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      send(p, tag, {});
+    }
+  }
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      recv(p, tag, 0);
+    }
+  }
+}
+
+void Communicator::abort(const std::string& reason) noexcept {
+  abort_impl(reason);
+}
+
+}  // namespace veil::comm

@@ -1,0 +1,40 @@
+#pragma once
+// Runs N parties (and the dealer, when the provider needs one) as threads of this process over
+// the in-process communicator. Each party thread gets its Party as current_party().
+//
+// Failure handling: when a party throws, it aborts the session, so every other party's next (or
+// pending) communication throws CommError("party <r> aborted: ...") within its timeout; launch()
+// joins every thread and rethrows the exception of the party that failed first.
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "crypto/party.h"
+
+namespace veil::crypto {
+
+struct LaunchOptions {
+  int world_size = 2;
+  PartyOptions party;
+  /// Intra-op threads per party thread (core::set_num_threads); 0 keeps the default.
+  int threads_per_party = 0;
+};
+
+/// Runs fn on every party; returns when all have finished. Rethrows the first failure.
+void launch(const LaunchOptions& options, const std::function<void(Party&)>& fn);
+
+/// Same, collecting each party's return value (index = rank).
+template <class T>
+std::vector<T> launch(const LaunchOptions& options, const std::function<T(Party&)>& fn) {
+  std::vector<std::optional<T>> results(static_cast<std::size_t>(options.world_size));
+  launch(options, [&](Party& p) { results[static_cast<std::size_t>(p.rank())] = fn(p); });
+  std::vector<T> out;
+  out.reserve(results.size());
+  for (auto& r : results) {
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+}  // namespace veil::crypto

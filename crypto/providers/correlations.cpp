@@ -1,0 +1,175 @@
+#include "crypto/providers/correlations.h"
+
+#include <cstring>
+
+#include "core/ops.h"
+
+namespace veil::crypto {
+
+namespace {
+using Kind = CorrelationRequest::Kind;
+
+void put_u64(std::vector<std::byte>& out, uint64_t v) {
+  const auto* p = reinterpret_cast<const std::byte*>(&v);
+  out.insert(out.end(), p, p + 8);
+}
+uint64_t get_u64(std::span<const std::byte> in, std::size_t& at) {
+  VEIL_CHECK_WITH(ProtocolError, at + 8 <= in.size(),
+                  "[dealer] truncated correlation request ({} bytes)", in.size());
+  uint64_t v = 0;
+  std::memcpy(&v, in.data() + at, 8);
+  at += 8;
+  return v;
+}
+
+core::Tensor ring_sum(const std::vector<std::vector<core::Tensor>>& draws, std::size_t k) {
+  core::Tensor acc = draws[0][k].clone();
+  for (std::size_t j = 1; j < draws.size(); ++j) {
+    core::add_(acc, draws[j][k]);
+  }
+  return acc;
+}
+
+core::Tensor xor_sum(const std::vector<std::vector<core::Tensor>>& draws, std::size_t k) {
+  core::Tensor acc = draws[0][k];
+  for (std::size_t j = 1; j < draws.size(); ++j) {
+    acc = core::bitwise_xor(acc, draws[j][k]);
+  }
+  return acc;
+}
+
+// target - sum_{j != 0} draws[j][k]
+core::Tensor minus_others(core::Tensor target, const std::vector<std::vector<core::Tensor>>& draws,
+                          std::size_t k) {
+  for (std::size_t j = 1; j < draws.size(); ++j) {
+    core::sub_(target, draws[j][k]);
+  }
+  return target;
+}
+}  // namespace
+
+std::string CorrelationRequest::str() const {
+  switch (kind) {
+    case Kind::kBeaver:
+      return fmt::format("beaver({})", op.str());
+    case Kind::kBinaryTriple:
+      return fmt::format("binary_triple({})", core::shape_str(shape));
+    case Kind::kTruncPair:
+      return fmt::format("trunc_pair({}, {} bits)", core::shape_str(shape), bits);
+    case Kind::kRandomBits:
+      return fmt::format("random_bits({})", core::shape_str(shape));
+    case Kind::kShutdown:
+      return "shutdown";
+  }
+  return "?";
+}
+
+core::Shape CorrelationRequest::correction_shape() const {
+  return kind == Kind::kBeaver ? op.out_shape() : shape;
+}
+
+std::size_t correction_index(const CorrelationRequest& req) {
+  return req.kind == Kind::kBeaver || req.kind == Kind::kBinaryTriple ? 2 : 1;
+}
+
+std::vector<std::byte> CorrelationRequest::serialize() const {
+  std::vector<std::byte> out;
+  put_u64(out, static_cast<uint64_t>(kind));
+  if (kind == Kind::kBeaver) {
+    auto o = op.serialize();
+    out.insert(out.end(), o.begin(), o.end());
+    return out;
+  }
+  put_u64(out, static_cast<uint64_t>(bits));
+  put_u64(out, shape.size());
+  for (int64_t e : shape) {
+    put_u64(out, static_cast<uint64_t>(e));
+  }
+  return out;
+}
+
+CorrelationRequest CorrelationRequest::deserialize(std::span<const std::byte> bytes) {
+  std::size_t at = 0;
+  const uint64_t k = get_u64(bytes, at);
+  VEIL_CHECK_WITH(ProtocolError, k <= static_cast<uint64_t>(Kind::kShutdown),
+                  "[dealer] unknown correlation kind {}", k);
+  CorrelationRequest req;
+  req.kind = static_cast<Kind>(k);
+  if (req.kind == Kind::kBeaver) {
+    req.op = BilinearOp::deserialize(bytes.subspan(at));
+    return req;
+  }
+  const uint64_t bits = get_u64(bytes, at);
+  VEIL_CHECK_WITH(ProtocolError, bits < 64, "[dealer] bad truncation width {}", bits);
+  req.bits = static_cast<int>(bits);
+  const uint64_t nd = get_u64(bytes, at);
+  VEIL_CHECK_WITH(ProtocolError, nd <= 8, "[dealer] implausible rank {}", nd);
+  req.shape.resize(nd);
+  for (auto& e : req.shape) {
+    e = static_cast<int64_t>(get_u64(bytes, at));
+    VEIL_CHECK_WITH(ProtocolError, e >= 0 && e < (int64_t{1} << 40),
+                    "[dealer] implausible extent in request");
+  }
+  VEIL_CHECK_WITH(ProtocolError, at == bytes.size(), "[dealer] {} trailing request bytes",
+                  bytes.size() - at);
+  return req;
+}
+
+std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& prg, int rank) {
+  std::vector<core::Tensor> out;
+  switch (req.kind) {
+    case Kind::kBeaver:
+      out.push_back(prg.ring(req.op.x_shape));
+      out.push_back(prg.ring(req.op.y_shape));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.op.out_shape()));
+      break;
+    case Kind::kBinaryTriple:
+      out.push_back(prg.ring(req.shape));
+      out.push_back(prg.ring(req.shape));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
+      break;
+    case Kind::kTruncPair:
+      out.push_back(prg.ring(req.shape));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
+      break;
+    case Kind::kRandomBits: {
+      core::Tensor rb = prg.ring(req.shape);
+      uint64_t* p = rb.data<uint64_t>();
+      for (int64_t i = 0; i < rb.numel(); ++i) {
+        p[i] &= 1U;
+      }
+      out.push_back(rb);
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
+      break;
+    }
+    case Kind::kShutdown:
+      break;
+  }
+  return out;
+}
+
+core::Tensor correlation_correction(const CorrelationRequest& req,
+                                    const std::vector<std::vector<core::Tensor>>& draws) {
+  switch (req.kind) {
+    case Kind::kBeaver: {
+      const core::Tensor c = req.op.apply(ring_sum(draws, 0), ring_sum(draws, 1));
+      return minus_others(c, draws, 2);
+    }
+    case Kind::kBinaryTriple: {
+      core::Tensor c = core::bitwise_and(xor_sum(draws, 0), xor_sum(draws, 1));
+      for (std::size_t j = 1; j < draws.size(); ++j) {
+        c = core::bitwise_xor(c, draws[j][2]);
+      }
+      return c;
+    }
+    case Kind::kTruncPair:
+      return minus_others(core::shift_right_arith(ring_sum(draws, 0), req.bits), draws, 1);
+    case Kind::kRandomBits:
+      return minus_others(xor_sum(draws, 0).clone(), draws, 1);
+    case Kind::kShutdown:
+      break;
+  }
+  throw InternalError("[dealer] no correction for a shutdown request");
+}
+
+}  // namespace veil::crypto

@@ -1,0 +1,119 @@
+#include "nn/module.h"
+
+namespace veil::nn {
+
+void Module::check_name(const std::string& name, const char* op) const {
+  VEIL_CHECK(!name.empty() && name.find('.') == std::string::npos,
+             "[{}] expected a non-empty name without '.', got '{}'", op, name);
+  auto taken = [&name](const auto& list) {
+    for (const auto& entry : list) {
+      if (entry.first == name) {
+        return true;
+      }
+    }
+    return false;
+  };
+  VEIL_CHECK(!taken(parameters_) && !taken(buffers_) && !taken(children_),
+             "[{}] the name '{}' is already registered in this module", op, name);
+}
+
+MpcTensor Module::register_parameter(std::string name, MpcTensor tensor, bool requires_grad) {
+  check_name(name, "register_parameter");
+  VEIL_CHECK(tensor.defined(), "[register_parameter] parameter '{}' is undefined", name);
+  VEIL_CHECK(tensor.is_leaf(), "[register_parameter] parameter '{}' must be a leaf tensor", name);
+  tensor.set_requires_grad(requires_grad);
+  parameters_.emplace_back(std::move(name), tensor);
+  return tensor;
+}
+
+MpcTensor Module::register_buffer(std::string name, MpcTensor tensor) {
+  check_name(name, "register_buffer");
+  VEIL_CHECK(tensor.defined(), "[register_buffer] buffer '{}' is undefined", name);
+  VEIL_CHECK(tensor.is_leaf(), "[register_buffer] buffer '{}' must be a leaf tensor", name);
+  tensor.set_requires_grad(false);
+  buffers_.emplace_back(std::move(name), tensor);
+  return tensor;
+}
+
+void Module::add_child(std::string name, std::shared_ptr<Module> module) {
+  check_name(name, "register_module");
+  VEIL_CHECK(module != nullptr, "[register_module] module '{}' is empty", name);
+  VEIL_CHECK(module.get() != this, "[register_module] a module cannot contain itself ('{}')", name);
+  children_.emplace_back(std::move(name), std::move(module));
+}
+
+void Module::collect(const std::string& prefix, bool recurse, bool buffers,
+                     std::vector<std::pair<std::string, MpcTensor>>& out) const {
+  for (const auto& [name, t] : buffers ? buffers_ : parameters_) {
+    out.emplace_back(prefix + name, t);
+  }
+  if (recurse) {
+    for (const auto& [name, child] : children_) {
+      child->collect(prefix + name + ".", recurse, buffers, out);
+    }
+  }
+}
+
+std::vector<std::pair<std::string, MpcTensor>> Module::named_parameters(bool recurse) const {
+  std::vector<std::pair<std::string, MpcTensor>> out;
+  collect("", recurse, false, out);
+  return out;
+}
+
+std::vector<MpcTensor> Module::parameters(bool recurse) const {
+  std::vector<MpcTensor> out;
+  for (auto& [name, t] : named_parameters(recurse)) {
+    out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, MpcTensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, MpcTensor>> out;
+  collect("", recurse, true, out);
+  return out;
+}
+
+std::vector<MpcTensor> Module::buffers(bool recurse) const {
+  std::vector<MpcTensor> out;
+  for (auto& [name, t] : named_buffers(recurse)) {
+    out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const {
+  return children_;
+}
+
+std::vector<std::shared_ptr<Module>> Module::children() const {
+  std::vector<std::shared_ptr<Module>> out;
+  for (const auto& [name, child] : children_) {
+    out.push_back(child);
+  }
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (const auto& [name, child] : children_) {
+    child->train(on);
+  }
+}
+
+void Module::encrypt(int src) {
+  for (MpcTensor& t : parameters()) {
+    t.encrypt(src);
+  }
+  for (MpcTensor& t : buffers()) {
+    t.encrypt(src);
+  }
+}
+
+void Module::zero_grad() {
+  for (MpcTensor& t : parameters()) {
+    t.zero_grad();
+  }
+}
+
+}  // namespace veil::nn

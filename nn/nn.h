@@ -1,0 +1,9 @@
+#pragma once
+// Umbrella header of the nn layer: Module, holders, layers, losses, functional API.
+
+#include "nn/activation.h"
+#include "nn/functional.h"
+#include "nn/linear.h"
+#include "nn/loss.h"
+#include "nn/module.h"
+#include "nn/sequential.h"

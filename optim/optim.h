@@ -1,0 +1,5 @@
+#pragma once
+// Umbrella header of the optim layer.
+
+#include "optim/optimizer.h"
+#include "optim/sgd.h"

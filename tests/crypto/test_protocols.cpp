@@ -1,0 +1,281 @@
+// Every protocol against a plaintext float64 (or exact integer) reference, for 2 and 3 parties
+// and both providers. Tolerances are multiples of the fixed-point unit 2^-16.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "core/elementwise.h"
+#include "core/ops.h"
+#include "crypto/protocols/arithmetic.h"
+#include "crypto/protocols/binary.h"
+#include "crypto/protocols/nonlinear.h"
+#include "tests/harness/simulate.h"
+
+using veil::core::DType;
+using veil::core::Tensor;
+using veil::crypto::AShare;
+using veil::crypto::Party;
+using veil::crypto::ProviderKind;
+namespace crypto = veil::crypto;
+namespace core = veil::core;
+namespace vt = veil::testing;
+
+namespace {
+
+struct Setting {
+  int n;
+  ProviderKind kind;
+};
+
+std::vector<Setting> settings() {
+  return {{2, ProviderKind::kDealer}, {3, ProviderKind::kDealer},
+          {2, ProviderKind::kTrustedFirstParty}, {3, ProviderKind::kTrustedFirstParty}};
+}
+
+// Runs fn(party, x_share, y_share) on secrets shared by party 0 (x) and party n-1 (y); returns
+// party 0's revealed float64 result.
+template <class F>
+Tensor run_binary_op(Setting s, const Tensor& x, const Tensor& y, F fn) {
+  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
+    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
+    const int last = p.world_size() - 1;
+    const AShare ys = crypto::share(p, p.rank() == last ? y : Tensor(), last, y.shape());
+    return crypto::reveal_float(p, fn(p, xs, ys));
+  });
+  return out[0];
+}
+
+template <class F>
+Tensor run_unary_op(Setting s, const Tensor& x, F fn) {
+  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
+    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
+    return crypto::reveal_float(p, fn(p, xs));
+  });
+  return out[0];
+}
+
+Tensor map_double(const Tensor& x, double (*f)(double)) {
+  return core::map<double, double>(x, f);
+}
+
+}  // namespace
+
+TEST_CASE("share and reveal round trip; reveal_to opens to one party only", "[crypto]") {
+  for (auto s : settings()) {
+    // GIVEN values across the fixed-point range, including negatives
+    const Tensor x = vt::uniform({7, 5}, -1000, 1000, 1);
+    // WHEN party 0 shares and everyone reveals
+    const Tensor got = run_unary_op(s, x, [](Party&, const AShare& a) { return a; });
+    // THEN the round trip error is at most half a unit
+    CHECK(vt::max_abs_diff(got, x) <= vt::ulp() / 2);
+    auto to = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const AShare xs = crypto::share(p, p.rank() == 1 ? x : Tensor(), 1, x.shape());
+      const Tensor r = crypto::reveal_to(p, xs, 0);
+      return r.defined() ? p.encoder().decode(r) : Tensor();
+    });
+    REQUIRE(to[0].defined());
+    CHECK(vt::max_abs_diff(to[0], x) <= vt::ulp() / 2);
+    for (int r = 1; r < s.n; ++r) {
+      CHECK_FALSE(to[static_cast<std::size_t>(r)].defined());
+    }
+  }
+}
+
+TEST_CASE("shares look random: no single party's share equals the secret", "[crypto]") {
+  const Tensor x = vt::uniform({64}, -5, 5, 2);
+  auto shares = crypto::launch<Tensor>(vt::test_options(2), [&](Party& p) {
+    return crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape()).data;
+  });
+  crypto::FixedPointEncoder enc(16);
+  const Tensor ex = enc.encode(x);
+  int equal = 0;
+  for (int64_t i = 0; i < 64; ++i) {
+    equal += shares[0].data<uint64_t>()[i] == ex.data<uint64_t>()[i] ? 1 : 0;
+  }
+  CHECK(equal == 0);
+}
+
+TEST_CASE("Beaver mul, broadcast mul and matmul match float64", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({6, 9}, -10, 10, 3);
+    const Tensor y = vt::uniform({6, 9}, -10, 10, 4);
+    const Tensor got = run_binary_op(s, x, y, [](Party& p, const AShare& a, const AShare& b) {
+      return crypto::mul(p, a, b);
+    });
+    // product of two values with |v| <= 10, each off by <= ulp/2, then truncation (+-1 ulp)
+    CHECK(vt::max_abs_diff(got, core::mul(x, y)) <= 12 * vt::ulp());
+
+    const Tensor row = vt::uniform({9}, -3, 3, 5);
+    const Tensor gb = run_binary_op(s, x, row, [](Party& p, const AShare& a, const AShare& b) {
+      return crypto::mul(p, a, b);
+    });
+    CHECK(vt::max_abs_diff(gb, core::mul(x, row)) <= 8 * vt::ulp());
+
+    const Tensor w = vt::uniform({9, 4}, -1, 1, 6);
+    const Tensor gm = run_binary_op(s, x, w, [](Party& p, const AShare& a, const AShare& b) {
+      return crypto::matmul(p, a, b);
+    });
+    // k = 9 products, each within (|x| + |w|) ulp/2, plus one truncation
+    CHECK(vt::max_abs_diff(gm, core::matmul(x, w)) <= 9 * 11 * vt::ulp() / 2 + 2 * vt::ulp());
+  }
+}
+
+TEST_CASE("public operands: add_public, mul_public, matmul_public", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({4, 3}, -10, 10, 7);
+    const Tensor c = vt::uniform({3, 2}, -2, 2, 8);
+    const Tensor got = run_unary_op(s, x, [&](Party& p, const AShare& a) {
+      return crypto::matmul_public(p, crypto::add_public(p, crypto::mul_public(p, a, 0.5), 1.25), c);
+    });
+    const Tensor ref = core::matmul(core::add_scalar(core::mul_scalar(x, 0.5), 1.25), c);
+    CHECK(vt::max_abs_diff(got, ref) <= 20 * vt::ulp());
+  }
+}
+
+TEST_CASE("truncation divides by 2^d within one unit", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({1000}, -30000, 30000, 9);
+    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) {
+      return crypto::div_pow2(p, a, 5);
+    });
+    CHECK(vt::max_abs_diff(got, core::mul_scalar(x, 1.0 / 32)) <= 2 * vt::ulp());
+  }
+}
+
+TEST_CASE("A2B gives the two's complement bits; ltz and b2a agree with plaintext", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({200}, -1e6, 1e6, 10);
+    crypto::FixedPointEncoder enc(16);
+    const Tensor ex = enc.encode(x);
+    auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
+      const crypto::BShare b = crypto::a2b(p, xs);
+      const Tensor bits = crypto::reveal_binary(p, b);
+      const Tensor neg = crypto::reveal(p, crypto::b2a_bit(p, crypto::ltz(p, xs)));
+      const Tensor back = crypto::reveal(p, crypto::b2a(p, b, 16));
+      return std::vector<Tensor>{bits, neg, back};
+    });
+    const auto& r = out[0];
+    for (int64_t i = 0; i < 200; ++i) {
+      const uint64_t v = ex.data<uint64_t>()[i];
+      REQUIRE(r[0].data<uint64_t>()[i] == v);
+      REQUIRE(r[1].data<uint64_t>()[i] == (x.data<double>()[i] < 0 ? 1U : 0U));
+      REQUIRE(r[2].data<uint64_t>()[i] == v);
+    }
+  }
+}
+
+TEST_CASE("ReLU and its [x >= 0] bit", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({300}, -50, 50, 11);
+    auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
+      const auto r = crypto::relu(p, xs);
+      return std::vector<Tensor>{crypto::reveal_float(p, r.out), crypto::reveal_float(p, r.positive)};
+    });
+    CHECK(vt::max_abs_diff(out[0][0], core::relu(x)) <= vt::ulp());
+    for (int64_t i = 0; i < 300; ++i) {
+      REQUIRE(out[0][1].data<double>()[i] == (x.data<double>()[i] >= 0 ? 1.0 : 0.0));
+    }
+  }
+}
+
+TEST_CASE("exp: relative error <= 1e-3 on [-10, 10]", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({400}, -10, 10, 12);
+    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::exp(p, a); });
+    const Tensor ref = map_double(x, [](double v) { return std::exp(v); });
+    const auto g = got.to_vector<double>();
+    const auto r = ref.to_vector<double>();
+    double worst = 0;
+    for (std::size_t i = 0; i < g.size(); ++i) {
+      // relative where the value is representable well; absolute (2^-14) for tiny values
+      worst = std::max(worst, std::abs(g[i] - r[i]) / std::max(r[i], 4 * vt::ulp() / 1e-3));
+    }
+    CHECK(worst <= 1e-3);
+  }
+}
+
+TEST_CASE("reciprocal: mixed error <= 1e-3 on [0.01, 100] and with a known range", "[crypto]") {
+  for (auto s : settings()) {
+    Tensor x = vt::uniform({200}, -2, 2, 13);
+    x = map_double(x, [](double v) { return std::pow(10.0, v); });  // log-uniform in [0.01, 100]
+    const Tensor got =
+        run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::reciprocal(p, a); });
+    const Tensor ref = map_double(x, [](double v) { return 1.0 / v; });
+    CHECK(vt::max_mixed_err(got, ref) <= 1e-3);
+
+    const Tensor y = vt::uniform({100}, 1, 10, 14);
+    const Tensor gr = run_unary_op(s, y, [](Party& p, const AShare& a) {
+      return crypto::reciprocal(p, a, std::make_pair(1.0, 10.0));
+    });
+    CHECK(vt::max_abs_diff(gr, map_double(y, [](double v) { return 1.0 / v; })) <= 1e-4);
+  }
+}
+
+TEST_CASE("log: absolute error <= 1e-3 on [1, 20]", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({100}, 1, 20, 15);
+    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::log(p, a); });
+    CHECK(vt::max_abs_diff(got, map_double(x, [](double v) { return std::log(v); })) <= 1e-3);
+  }
+}
+
+TEST_CASE("softmax over 10 classes within 1e-3; max and argmax exact", "[crypto]") {
+  for (auto s : settings()) {
+    const Tensor x = vt::uniform({32, 10}, -8, 8, 16);
+    auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
+      const auto m = crypto::max_lastdim(p, xs);
+      return std::vector<Tensor>{crypto::reveal_float(p, crypto::softmax(p, xs)),
+                                 crypto::reveal_float(p, m.values),
+                                 crypto::reveal(p, m.indices)};
+    });
+    const Tensor mx = core::max(x, 1, true);
+    Tensor e = core::exp(core::sub(x, mx));
+    const Tensor ref = core::div(e, core::sum(e, 1, true));
+    CHECK(vt::max_abs_diff(out[0][0], ref) <= 1e-3);
+    CHECK(vt::max_abs_diff(out[0][1], core::max(x, 1)) <= vt::ulp());
+    const Tensor am = core::argmax(x, 1);
+    for (int64_t i = 0; i < 32; ++i) {
+      REQUIRE(static_cast<int64_t>(out[0][2].data<uint64_t>()[i]) == am.data<int64_t>()[i]);
+    }
+  }
+}
+
+TEST_CASE("bad input gives clear errors", "[crypto]") {
+  const Tensor x = vt::uniform({3, 4}, -1, 1, 17);
+  const Tensor y = vt::uniform({5, 2}, -1, 1, 18);
+  // mismatched shapes in mul and matmul
+  try {
+    run_binary_op({2, ProviderKind::kDealer}, x, y,
+                  [](Party& p, const AShare& a, const AShare& b) { return crypto::mul(p, a, b); });
+    FAIL("expected an exception");
+  } catch (const veil::ValueError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("[mul]") && Catch::Contains("[3, 4]"));
+  }
+  try {
+    run_binary_op({2, ProviderKind::kDealer}, x, y, [](Party& p, const AShare& a, const AShare& b) {
+      return crypto::matmul(p, a, b);
+    });
+    FAIL("expected an exception");
+  } catch (const veil::ValueError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("[matmul]"));
+  }
+  // NaN to encode, value outside the fixed-point range, wrong dtype
+  Tensor bad = x.clone();
+  bad.data<double>()[5] = std::nan("");
+  CHECK_THROWS_AS(run_unary_op({2, ProviderKind::kDealer}, bad,
+                               [](Party&, const AShare& a) { return a; }),
+                  veil::ValueError);
+  Tensor huge = x.clone();
+  huge.data<double>()[0] = 1e300;
+  CHECK_THROWS_AS(run_unary_op({2, ProviderKind::kDealer}, huge,
+                               [](Party&, const AShare& a) { return a; }),
+                  veil::ValueError);
+  // the insecure provider needs the explicit flag
+  auto o = vt::test_options(2, ProviderKind::kTrustedFirstParty);
+  o.party.insecure = false;
+  CHECK_THROWS_AS(crypto::launch(o, [](Party&) {}), veil::ValueError);
+}
