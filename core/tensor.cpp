@@ -271,6 +271,8 @@ void convert(const Tensor& src, Tensor& dst) {
   for (int64_t i = 0; i < n; ++i) {
     if constexpr (std::is_same_v<Dst, uint64_t> && std::is_floating_point_v<Src>) {
       d[i] = static_cast<uint64_t>(static_cast<int64_t>(s[i]));  // via int64: negatives wrap
+    } else if constexpr (std::is_floating_point_v<Dst> && std::is_same_v<Src, uint64_t>) {
+      d[i] = static_cast<Dst>(static_cast<int64_t>(s[i]));  // two's complement, as above
     } else {
       d[i] = static_cast<Dst>(s[i]);
     }

@@ -153,7 +153,8 @@ class Tensor {
   Tensor index_select0(const std::vector<int64_t>& index) const;
   /// View that repeats size-1 dimensions to `shape` with stride 0 (numpy broadcasting rules).
   Tensor expand(const Shape& shape) const;
-  /// Converts the elements to another dtype (numeric cast; ring64 <-> int64 reinterprets the bits).
+  /// Converts the elements to another dtype (numeric cast; ring64 <-> int64 reinterprets the bits;
+  /// ring64 <-> float goes through int64, i.e. ring elements read as two's complement).
   Tensor to(DType dtype) const;
   /// Copies `src` (same shape and dtype; may be a strided view) into this tensor's elements.
   void copy_(const Tensor& src);
