@@ -161,7 +161,8 @@ int64_t normalize_dim(const MpcTensor& x, int64_t dim, const char* op) {
 
 }  // namespace
 
-// ---- elementwise ----------------------------------------------------------------------------------
+// ---- elementwise
+// ----------------------------------------------------------------------------------
 
 MpcTensor add(const MpcTensor& x, const MpcTensor& y) {
   // x: Sx, y: Sy -> out: broadcast(Sx, Sy)
@@ -219,16 +220,33 @@ MpcTensor add(const MpcTensor& x, double c) {
                 [](const MpcTensor& g, const Needs&) { return Grads{g}; });  // dx = g
 }
 
-MpcTensor operator+(const MpcTensor& x, const MpcTensor& y) { return add(x, y); }
-MpcTensor operator-(const MpcTensor& x, const MpcTensor& y) { return sub(x, y); }
-MpcTensor operator*(const MpcTensor& x, const MpcTensor& y) { return mul(x, y); }
-MpcTensor operator-(const MpcTensor& x) { return neg(x); }
-MpcTensor operator*(const MpcTensor& x, double c) { return mul(x, c); }
-MpcTensor operator*(double c, const MpcTensor& x) { return mul(x, c); }
-MpcTensor operator+(const MpcTensor& x, double c) { return add(x, c); }
-MpcTensor operator-(const MpcTensor& x, double c) { return add(x, -c); }
+MpcTensor operator+(const MpcTensor& x, const MpcTensor& y) {
+  return add(x, y);
+}
+MpcTensor operator-(const MpcTensor& x, const MpcTensor& y) {
+  return sub(x, y);
+}
+MpcTensor operator*(const MpcTensor& x, const MpcTensor& y) {
+  return mul(x, y);
+}
+MpcTensor operator-(const MpcTensor& x) {
+  return neg(x);
+}
+MpcTensor operator*(const MpcTensor& x, double c) {
+  return mul(x, c);
+}
+MpcTensor operator*(double c, const MpcTensor& x) {
+  return mul(x, c);
+}
+MpcTensor operator+(const MpcTensor& x, double c) {
+  return add(x, c);
+}
+MpcTensor operator-(const MpcTensor& x, double c) {
+  return add(x, -c);
+}
 
-// ---- linear algebra -------------------------------------------------------------------------------
+// ---- linear algebra
+// -------------------------------------------------------------------------------
 
 MpcTensor matmul(const MpcTensor& x, const MpcTensor& w) {
   // x: [m, k], w: [k, n] -> out: [m, n]
@@ -237,9 +255,8 @@ MpcTensor matmul(const MpcTensor& x, const MpcTensor& w) {
       "matmul", std::move(out), {x, w},
       [xs = x.detach(), ws = w.detach()](const MpcTensor& g, const Needs& needs) {
         // g: [m, n];  dx = g @ w^T: [m, k];  dw = x^T @ g: [k, n]
-        return Grads{
-            needs[0] ? raw_matmul(g, raw_transpose(ws, "matmul"), "matmul") : MpcTensor(),
-            needs[1] ? raw_matmul(raw_transpose(xs, "matmul"), g, "matmul") : MpcTensor()};
+        return Grads{needs[0] ? raw_matmul(g, raw_transpose(ws, "matmul"), "matmul") : MpcTensor(),
+                     needs[1] ? raw_matmul(raw_transpose(xs, "matmul"), g, "matmul") : MpcTensor()};
       });
 }
 
@@ -251,16 +268,18 @@ MpcTensor transpose(const MpcTensor& x) {
   });
 }
 
-MpcTensor t(const MpcTensor& x) { return transpose(x); }
+MpcTensor t(const MpcTensor& x) {
+  return transpose(x);
+}
 
-// ---- shape and reductions -------------------------------------------------------------------------
+// ---- shape and reductions
+// -------------------------------------------------------------------------
 
 MpcTensor reshape(const MpcTensor& x, const core::Shape& shape) {
   MpcTensor out = raw_reshape(x, shape, "reshape");
-  return record("reshape", std::move(out), {x},
-                [sx = x.shape()](const MpcTensor& g, const Needs&) {
-                  return Grads{raw_reshape(g, sx, "reshape")};  // dx = g viewed as Sx
-                });
+  return record("reshape", std::move(out), {x}, [sx = x.shape()](const MpcTensor& g, const Needs&) {
+    return Grads{raw_reshape(g, sx, "reshape")};  // dx = g viewed as Sx
+  });
 }
 
 MpcTensor sum(const MpcTensor& x, int64_t dim, bool keepdim) {
@@ -313,7 +332,8 @@ MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape) {
   return make(p, g.is_secret(), v, g.frac_bits());
 }
 
-// ---- non-linear -----------------------------------------------------------------------------------
+// ---- non-linear
+// -----------------------------------------------------------------------------------
 
 MpcTensor relu(const MpcTensor& x) {
   // x: S -> out: S; the mask [x >= 0] (integer, frac_bits 0) is saved for backward.
@@ -347,8 +367,8 @@ MpcTensor relu(const MpcTensor& x) {
 MpcTensor softmax(const MpcTensor& x) {
   // x: [..., C] -> s: [..., C]
   Party& p = party_of(x, "softmax");
-  VEIL_CHECK(x.dim() >= 1 && x.size(-1) > 0, "[softmax] expected a non-empty last dimension, got {}",
-             core::shape_str(x.shape()));
+  VEIL_CHECK(x.dim() >= 1 && x.size(-1) > 0,
+             "[softmax] expected a non-empty last dimension, got {}", core::shape_str(x.shape()));
   MpcTensor s;
   if (x.is_secret()) {
     s = MpcTensor::from_secret(crypto::softmax(p, x.ashare()), p);
@@ -377,7 +397,8 @@ MpcTensor softmax(const MpcTensor& x) {
   });
 }
 
-// ---- losses ---------------------------------------------------------------------------------------
+// ---- losses
+// ---------------------------------------------------------------------------------------
 
 MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
   // logits: [N, C], target: [N, C] -> loss: []
@@ -402,13 +423,14 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
                "[cross_entropy] expected logits with frac_bits {}, got {}", p.frac_bits(),
                logits.frac_bits());
     const crypto::AShare x = logits.ashare();
-    const crypto::MaxResult m = crypto::max_lastdim(p, x);                     // [N]
+    const crypto::MaxResult m = crypto::max_lastdim(p, x);  // [N]
     const crypto::AShare mcol{m.values.data.reshape({n, 1}), m.values.frac_bits};
-    const crypto::AShare e = crypto::exp(p, crypto::sub(x, mcol));           // [N, C] in (0, 1]
-    const crypto::AShare total = crypto::sum(e, -1, /*keepdim=*/true);       // [N, 1] in [1, C]
-    const crypto::AShare inv = crypto::reciprocal(p, total, std::make_pair(1.0, static_cast<double>(c)));
+    const crypto::AShare e = crypto::exp(p, crypto::sub(x, mcol));      // [N, C] in (0, 1]
+    const crypto::AShare total = crypto::sum(e, -1, /*keepdim=*/true);  // [N, 1] in [1, C]
+    const crypto::AShare inv =
+        crypto::reciprocal(p, total, std::make_pair(1.0, static_cast<double>(c)));
     sm = MpcTensor::from_secret(crypto::mul(p, e, inv), p);
-    const crypto::AShare log_total = crypto::log(p, total);                  // [N, 1]
+    const crypto::AShare log_total = crypto::log(p, total);  // [N, 1]
     lse = MpcTensor::from_secret(
         crypto::add(m.values, {log_total.data.reshape({n}), log_total.frac_bits}), p);
   } else {
@@ -447,7 +469,9 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
                     const double gv = decode(g).item<double>();
                     return Grads{raw_mul_scalar(d, gv * inv_n, "cross_entropy"), MpcTensor()};
                   }
-                  return Grads{raw_mul_scalar(raw_mul(d, g, "cross_entropy"), inv_n, "cross_entropy"), MpcTensor()};
+                  return Grads{
+                      raw_mul_scalar(raw_mul(d, g, "cross_entropy"), inv_n, "cross_entropy"),
+                      MpcTensor()};
                 });
 }
 

@@ -11,6 +11,9 @@
 //                    then one truncation): no Beaver triple, no communication for N = 2.
 //   secret ∘ secret  Beaver (crypto::mul / crypto::matmul) + one truncation.
 // The result is secret when any operand is secret. Operands must belong to the same party.
+// Gradients follow the same rule: a gradient computed only from public values (e.g. d(x + c)/dx
+// with a public upstream gradient) stays public, which discloses nothing; in a network whose loss
+// depends on secret data every parameter gradient is secret.
 // A product of a fixed-point value (f bits) and an integer value (0 bits, e.g. a ReLU mask or a
 // one-hot label) needs no truncation; additions align frac_bits by an exact left shift.
 //
@@ -84,7 +87,8 @@ MpcTensor mean(const MpcTensor& x, int64_t dim, bool keepdim = false);
 /// Mean of all elements -> 0-d tensor: one truncation.
 MpcTensor mean(const MpcTensor& x);
 /// Sums g over the broadcast dimensions so that it has `shape` (the reverse of broadcasting).
-/// Local. Throws ValueError when `shape` does not broadcast to g's shape.
+/// Local; not recorded (a helper of the backward rules). Throws ValueError when `shape` does not
+/// broadcast to g's shape.
 MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape);
 
 // ---- non-linear --------------------------------------------------------------------------------

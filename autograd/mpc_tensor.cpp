@@ -1,8 +1,8 @@
 #include "autograd/mpc_tensor.h"
 
-#include <fmt/format.h>
-
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "autograd/functions.h"
 #include "autograd/node.h"
@@ -25,8 +25,9 @@ struct MpcTensor::Impl {
 namespace {
 
 void check_ring(const core::Tensor& t, const char* op) {
-  VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64, "[{}] expected a ring64 tensor, got {}",
-             op, t.defined() ? t.str() : std::string("an undefined tensor"));
+  VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64,
+             "[{}] expected a ring64 tensor, got {}", op,
+             t.defined() ? t.str() : std::string("an undefined tensor"));
 }
 
 }  // namespace
@@ -78,13 +79,27 @@ MpcTensor MpcTensor::zeros(const core::Shape& shape, Party& party) {
 
 // ---- value --------------------------------------------------------------------------------------
 
-bool MpcTensor::is_secret() const { return impl("is_secret").secret; }
-const core::Shape& MpcTensor::shape() const { return impl("shape").value.shape(); }
-int64_t MpcTensor::numel() const { return impl("numel").value.numel(); }
-int64_t MpcTensor::dim() const { return impl("dim").value.dim(); }
-int64_t MpcTensor::size(int64_t d) const { return impl("size").value.size(d); }
-int MpcTensor::frac_bits() const { return impl("frac_bits").frac_bits; }
-Party& MpcTensor::party() const { return *impl("party").party; }
+bool MpcTensor::is_secret() const {
+  return impl("is_secret").secret;
+}
+const core::Shape& MpcTensor::shape() const {
+  return impl("shape").value.shape();
+}
+int64_t MpcTensor::numel() const {
+  return impl("numel").value.numel();
+}
+int64_t MpcTensor::dim() const {
+  return impl("dim").value.dim();
+}
+int64_t MpcTensor::size(int64_t d) const {
+  return impl("size").value.size(d);
+}
+int MpcTensor::frac_bits() const {
+  return impl("frac_bits").frac_bits;
+}
+Party& MpcTensor::party() const {
+  return *impl("party").party;
+}
 
 crypto::AShare MpcTensor::ashare() const {
   const Impl& i = impl("ashare");
@@ -98,7 +113,9 @@ const core::Tensor& MpcTensor::public_ring() const {
   return i.value;
 }
 
-const core::Tensor& MpcTensor::ring() const { return impl("ring").value; }
+const core::Tensor& MpcTensor::ring() const {
+  return impl("ring").value;
+}
 
 core::Tensor MpcTensor::reveal() const {
   const Impl& i = impl("reveal");
@@ -124,8 +141,8 @@ void MpcTensor::encrypt(int src) {
   Impl& i = impl("encrypt");
   VEIL_CHECK(i.grad_fn == nullptr, "[encrypt] expected a leaf tensor, got the output of '{}'",
              i.grad_fn ? i.grad_fn->name : std::string());
-  VEIL_CHECK(src >= 0 && src < i.party->world_size(), "[encrypt] source party {} out of range [0, {})",
-             src, i.party->world_size());
+  VEIL_CHECK(src >= 0 && src < i.party->world_size(),
+             "[encrypt] source party {} out of range [0, {})", src, i.party->world_size());
   if (i.secret) {
     return;
   }
@@ -160,7 +177,9 @@ void MpcTensor::assign_(const MpcTensor& value) {
 
 // ---- autograd -----------------------------------------------------------------------------------
 
-bool MpcTensor::requires_grad() const { return impl("requires_grad").requires_grad; }
+bool MpcTensor::requires_grad() const {
+  return impl("requires_grad").requires_grad;
+}
 
 MpcTensor& MpcTensor::set_requires_grad(bool requires_grad) {
   Impl& i = impl("set_requires_grad");
@@ -171,23 +190,32 @@ MpcTensor& MpcTensor::set_requires_grad(bool requires_grad) {
   return *this;
 }
 
-bool MpcTensor::is_leaf() const { return impl("is_leaf").grad_fn == nullptr; }
+bool MpcTensor::is_leaf() const {
+  return impl("is_leaf").grad_fn == nullptr;
+}
 
-MpcTensor MpcTensor::grad() const { return impl("grad").grad; }
+MpcTensor MpcTensor::grad() const {
+  return impl("grad").grad;
+}
 
 void MpcTensor::set_grad(const MpcTensor& grad) {
   Impl& i = impl("set_grad");
   if (grad.defined()) {
-    VEIL_CHECK(grad.shape() == i.value.shape(), "[set_grad] expected a gradient of shape {}, got {}",
+    VEIL_CHECK(grad.shape() == i.value.shape(),
+               "[set_grad] expected a gradient of shape {}, got {}",
                core::shape_str(i.value.shape()), core::shape_str(grad.shape()));
     VEIL_CHECK(&grad.party() == i.party, "[set_grad] the gradient belongs to another party");
   }
   i.grad = grad;
 }
 
-void MpcTensor::zero_grad() { impl("zero_grad").grad = MpcTensor(); }
+void MpcTensor::zero_grad() {
+  impl("zero_grad").grad = MpcTensor();
+}
 
-const std::shared_ptr<autograd::Node>& MpcTensor::grad_fn() const { return impl("grad_fn").grad_fn; }
+const std::shared_ptr<autograd::Node>& MpcTensor::grad_fn() const {
+  return impl("grad_fn").grad_fn;
+}
 
 void MpcTensor::set_grad_fn(std::shared_ptr<autograd::Node> node) {
   Impl& i = impl("set_grad_fn");
@@ -201,11 +229,21 @@ void MpcTensor::backward(const MpcTensor& grad, bool retain_graph) const {
 
 // ---- convenience --------------------------------------------------------------------------------
 
-MpcTensor MpcTensor::reshape(const core::Shape& shape) const { return veil::reshape(*this, shape); }
-MpcTensor MpcTensor::t() const { return veil::transpose(*this); }
-MpcTensor MpcTensor::sum() const { return veil::sum(*this); }
-MpcTensor MpcTensor::sum(int64_t dim, bool keepdim) const { return veil::sum(*this, dim, keepdim); }
-MpcTensor MpcTensor::mean() const { return veil::mean(*this); }
+MpcTensor MpcTensor::reshape(const core::Shape& shape) const {
+  return veil::reshape(*this, shape);
+}
+MpcTensor MpcTensor::t() const {
+  return veil::transpose(*this);
+}
+MpcTensor MpcTensor::sum() const {
+  return veil::sum(*this);
+}
+MpcTensor MpcTensor::sum(int64_t dim, bool keepdim) const {
+  return veil::sum(*this, dim, keepdim);
+}
+MpcTensor MpcTensor::mean() const {
+  return veil::mean(*this);
+}
 
 std::string MpcTensor::str() const {
   if (!impl_) {

@@ -40,15 +40,18 @@ class MpcTensor {
   /// Public value from an already encoded ring64 tensor with `frac_bits` fractional bits
   /// (frac_bits 0 for integers such as one-hot labels and masks). Throws ValueError on a dtype
   /// other than ring64.
-  static MpcTensor from_public_ring(const core::Tensor& ring, int frac_bits,
+  static MpcTensor from_public_ring(const core::Tensor& ring,
+                                    int frac_bits,
                                     Party& party = crypto::current_party());
   /// Secret value from this party's share (frac_bits taken from the share). Throws ValueError for
   /// an undefined or non-ring64 share.
   static MpcTensor from_secret(crypto::AShare share, Party& party = crypto::current_party());
-  /// Secret-shares the float tensor `x` held by party `src` (others pass an undefined tensor); every
-  /// party passes the same `shape`. PRZS input sharing: 0 rounds, 0 bytes. Throws ValueError on a
-  /// shape mismatch at src, NaN/inf, range, or src out of [0, world_size).
-  static MpcTensor share(const core::Tensor& x, int src, const core::Shape& shape,
+  /// Secret-shares the float tensor `x` held by party `src` (others pass an undefined tensor);
+  /// every party passes the same `shape`. PRZS input sharing: 0 rounds, 0 bytes. Throws ValueError
+  /// on a shape mismatch at src, NaN/inf, range, or src out of [0, world_size).
+  static MpcTensor share(const core::Tensor& x,
+                         int src,
+                         const core::Shape& shape,
                          Party& party = crypto::current_party());
   /// Public zeros of `shape` (frac_bits of the party).
   static MpcTensor zeros(const core::Shape& shape, Party& party = crypto::current_party());

@@ -10,14 +10,15 @@
 
 namespace veil::autograd {
 
-MpcTensor record(const char* name, MpcTensor out, std::vector<MpcTensor> inputs,
+MpcTensor record(const char* name,
+                 MpcTensor out,
+                 std::vector<MpcTensor> inputs,
                  BackwardFn backward) {
   if (!GradMode::is_enabled()) {
     return out;
   }
-  const bool any = std::any_of(inputs.begin(), inputs.end(), [](const MpcTensor& t) {
-    return t.defined() && t.requires_grad();
-  });
+  const bool any = std::any_of(inputs.begin(), inputs.end(),
+                               [](const MpcTensor& t) { return t.defined() && t.requires_grad(); });
   if (!any) {
     return out;
   }
@@ -56,8 +57,8 @@ void run_backward(const MpcTensor& root, const MpcTensor& grad, bool retain_grap
   } else {
     Party& p = root.party();
     seed = MpcTensor::from_public_ring(
-        core::Tensor::full<uint64_t>(root.shape(), p.encoder().encode_scalar(1.0)),
-        p.frac_bits(), p);
+        core::Tensor::full<uint64_t>(root.shape(), p.encoder().encode_scalar(1.0)), p.frac_bits(),
+        p);
   }
   NoGradGuard no_grad;
   if (root.is_leaf()) {

@@ -39,7 +39,9 @@ struct Node {
 /// Records `out = name(inputs)` when grad mode is on and any input requires grad: creates the Node
 /// and sets it as out's grad_fn (out then requires grad). Otherwise returns `out` unchanged.
 /// `out` must be a fresh tensor with no grad_fn.
-MpcTensor record(const char* name, MpcTensor out, std::vector<MpcTensor> inputs,
+MpcTensor record(const char* name,
+                 MpcTensor out,
+                 std::vector<MpcTensor> inputs,
                  BackwardFn backward);
 
 /// The engine behind MpcTensor::backward (see there).

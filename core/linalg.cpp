@@ -86,8 +86,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
              shape_str(a.shape()), shape_str(b.shape()));
   VEIL_CHECK(a.dtype() == b.dtype(), "[matmul] expected equal dtypes, got a {} and b {}",
              dtype_name(a.dtype()), dtype_name(b.dtype()));
-  VEIL_CHECK(a.device() == b.device(), "[matmul] expected both tensors on one device, got {} and {}",
-             a.str(), b.str());
+  VEIL_CHECK(a.device() == b.device(),
+             "[matmul] expected both tensors on one device, got {} and {}", a.str(), b.str());
   Tensor out = Tensor::empty({a.size(0), b.size(1)}, a.dtype(), a.device());
   switch (a.dtype()) {
     case DType::kRing64:

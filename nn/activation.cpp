@@ -4,6 +4,8 @@
 
 namespace veil::nn {
 
-MpcTensor ReLUImpl::forward(const MpcTensor& x) { return relu(x); }
+MpcTensor ReLUImpl::forward(const MpcTensor& x) {
+  return relu(x);
+}
 
 }  // namespace veil::nn

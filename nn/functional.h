@@ -9,15 +9,18 @@
 namespace veil::nn::functional {
 
 /// max(x, 0) (veil::relu).
-inline MpcTensor relu(const MpcTensor& x) { return veil::relu(x); }
+inline MpcTensor relu(const MpcTensor& x) {
+  return veil::relu(x);
+}
 
 /// Softmax along the last dimension (veil::softmax).
-inline MpcTensor softmax(const MpcTensor& x) { return veil::softmax(x); }
+inline MpcTensor softmax(const MpcTensor& x) {
+  return veil::softmax(x);
+}
 
 /// x [N, in] @ weight [in, out] (+ bias [out] when defined) -> [N, out]. Note the weight layout
 /// [in, out] (see nn::Linear).
-inline MpcTensor linear(const MpcTensor& x, const MpcTensor& weight,
-                        const MpcTensor& bias = {}) {
+inline MpcTensor linear(const MpcTensor& x, const MpcTensor& weight, const MpcTensor& bias = {}) {
   MpcTensor y = veil::matmul(x, weight);
   return bias.defined() ? veil::add(y, bias) : y;
 }

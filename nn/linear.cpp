@@ -45,7 +45,7 @@ MpcTensor LinearImpl::forward(const MpcTensor& x) {
   VEIL_CHECK(x.defined() && x.dim() == 2 && x.size(1) == options_.in_features(),
              "[Linear] expected input [N, {}], got {}", options_.in_features(),
              x.defined() ? core::shape_str(x.shape()) : std::string("an undefined tensor"));
-  MpcTensor y = matmul(x, weight);  // [N, in] @ [in, out] -> [N, out]
+  MpcTensor y = matmul(x, weight);           // [N, in] @ [in, out] -> [N, out]
   return bias.defined() ? add(y, bias) : y;  // + [out] broadcast over rows
 }
 

@@ -42,7 +42,9 @@ void Module::add_child(std::string name, std::shared_ptr<Module> module) {
   children_.emplace_back(std::move(name), std::move(module));
 }
 
-void Module::collect(const std::string& prefix, bool recurse, bool buffers,
+void Module::collect(const std::string& prefix,
+                     bool recurse,
+                     bool buffers,
                      std::vector<std::pair<std::string, MpcTensor>>& out) const {
   for (const auto& [name, t] : buffers ? buffers_ : parameters_) {
     out.emplace_back(prefix + name, t);

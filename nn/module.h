@@ -11,6 +11,7 @@
 //
 // Every party must build the same modules in the same order (architecture decision D).
 
+#include <concepts>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -41,17 +42,16 @@ class Module {
   /// Registers a submodule given as a module holder (e.g. nn::Linear) and returns the holder.
   /// Throws ValueError for a bad or duplicate name or an empty holder.
   template <class Holder>
-    requires requires(const Holder& h) {
-      typename Holder::ImplType;
-      { h.ptr() } -> std::convertible_to<std::shared_ptr<Module>>;
-    }
+  requires requires(const Holder& h) {
+    typename Holder::ImplType;
+    { h.ptr() } -> std::convertible_to<std::shared_ptr<Module>>;
+  }
   Holder register_module(std::string name, Holder holder) {
     add_child(std::move(name), holder.ptr());
     return holder;
   }
   /// Registers a submodule given as a shared_ptr and returns it.
-  template <class M>
-    requires std::is_base_of_v<Module, M>
+  template <std::derived_from<Module> M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> module) {
     add_child(std::move(name), module);
     return module;
@@ -88,7 +88,9 @@ class Module {
  private:
   void check_name(const std::string& name, const char* op) const;
   void add_child(std::string name, std::shared_ptr<Module> module);
-  void collect(const std::string& prefix, bool recurse, bool buffers,
+  void collect(const std::string& prefix,
+               bool recurse,
+               bool buffers,
                std::vector<std::pair<std::string, MpcTensor>>& out) const;
 
   std::vector<std::pair<std::string, MpcTensor>> parameters_;
@@ -105,16 +107,21 @@ class ModuleHolder {
   /// The module implementation type.
   using ImplType = Impl;
 
+ private:
+  // Arguments that construct Impl, excluding a single holder argument (that is a copy).
+  template <class Head, class... Tail>
+  static constexpr bool kConstructsImpl =
+      std::is_constructible_v<Impl, Head, Tail...> &&
+      !(sizeof...(Tail) == 0 && std::is_base_of_v<ModuleHolder, std::decay_t<Head>>);
+
+ public:
   /// Default-constructs the module (only when Impl is default constructible).
-  ModuleHolder()
-    requires std::is_default_constructible_v<Impl>
-      : impl_(std::make_shared<Impl>()) {}
+  ModuleHolder() requires std::is_default_constructible_v<Impl> : impl_(std::make_shared<Impl>()) {}
   /// An empty holder (`nn::Linear fc{nullptr};`), to be assigned later.
   ModuleHolder(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): libtorch idiom
   /// Constructs Impl from the arguments.
   template <class Head, class... Tail>
-    requires(!(sizeof...(Tail) == 0 && std::is_base_of_v<ModuleHolder, std::decay_t<Head>>) &&
-             std::is_constructible_v<Impl, Head, Tail...>)
+  requires kConstructsImpl<Head, Tail...>
   explicit ModuleHolder(Head&& head, Tail&&... tail)
       : impl_(std::make_shared<Impl>(std::forward<Head>(head), std::forward<Tail>(tail)...)) {}
   /// Wraps an existing module.
@@ -138,8 +145,9 @@ class ModuleHolder {
 
  private:
   Impl& checked() const {
-    VEIL_CHECK(impl_ != nullptr, "[ModuleHolder] accessing an empty module holder (constructed "
-                                 "from nullptr and never assigned)");
+    VEIL_CHECK(impl_ != nullptr,
+               "[ModuleHolder] accessing an empty module holder (constructed "
+               "from nullptr and never assigned)");
     return *impl_;
   }
 
@@ -150,8 +158,8 @@ class ModuleHolder {
 
 /// Defines the holder `Name` for the module implementation `NameImpl` (like TORCH_MODULE):
 /// `struct MlpImpl : veil::nn::Module {...}; VEIL_MODULE(Mlp);` then `Mlp model(784, 128, 10);`.
-#define VEIL_MODULE(Name)                                      \
-  class Name : public ::veil::nn::ModuleHolder<Name##Impl> {   \
-   public:                                                     \
-    using ::veil::nn::ModuleHolder<Name##Impl>::ModuleHolder;  \
+#define VEIL_MODULE(Name)                                     \
+  class Name : public ::veil::nn::ModuleHolder<Name##Impl> {  \
+   public:                                                    \
+    using ::veil::nn::ModuleHolder<Name##Impl>::ModuleHolder; \
   }

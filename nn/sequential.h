@@ -30,8 +30,8 @@ class SequentialImpl : public Module {
   SequentialImpl() = default;
   /// The given modules, in order: Sequential(Linear(784, 128), ReLU(), Linear(128, 10)).
   template <class... Holders>
-    requires(sizeof...(Holders) > 0 && (UnaryModuleHolder<Holders> && ...))
-  explicit SequentialImpl(Holders&&... holders) {
+  requires(sizeof...(Holders) > 0 &&
+           (UnaryModuleHolder<Holders> && ...)) explicit SequentialImpl(Holders&&... holders) {
     (push_back(std::forward<Holders>(holders)), ...);
   }
 
@@ -47,7 +47,9 @@ class SequentialImpl : public Module {
   void push_back(std::string name, Holder holder) {
     auto impl = holder.ptr();
     register_module(std::move(name), holder);
-    entries_.push_back({impl, [impl](const MpcTensor& x) { return MpcTensor(impl->forward(x)); }});
+    entries_.push_back({impl, [impl](const MpcTensor& x) {
+                          return MpcTensor(impl->forward(x));
+                        }});
   }
 
   /// x -> m_k(... m_1(m_0(x))).

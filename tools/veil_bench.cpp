@@ -95,9 +95,10 @@ void run_gemm_bench(const GemmBenchOptions& opt) {
     thread_counts.push_back(max_threads);
   }
   const char* isa = veil::kernels::cpu::gemm_isa_name(veil::kernels::cpu::GemmIsa::kAuto);
-  fmt::print("veil-bench gemm: square [n, n] @ [n, n], median of {} reps after a warm-up; "
-             "kernel isa {}, hardware threads {}\n",
-             opt.reps, isa, hardware_threads());
+  fmt::print(
+      "veil-bench gemm: square [n, n] @ [n, n], median of {} reps after a warm-up; "
+      "kernel isa {}, hardware threads {}\n",
+      opt.reps, isa, hardware_threads());
   fmt::print("{:>6} {:>7} | {:>10} {:>12} {:>14} | {:>10} {:>10} {:>14}\n", "n", "threads",
              "ring ms", "ring GMAC/s", "GMAC/s/core", "f64 ms", "f64 GFLOP/s", "GFLOP/s/core");
 

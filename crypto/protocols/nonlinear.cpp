@@ -87,10 +87,12 @@ AShare div_pow2(Party& p, const AShare& x, int k) {
 
 AShare exp(Party& p, const AShare& x_in) {
   // exp(x) = p(y)^(2^K), y = x / 2^K, with p the degree-4 Taylor polynomial. The base and the
-  // first K - 4 squarings run at F = f + 4 fractional bits (their error is amplified 2^K-fold);
-  // the last 4 squarings, where values may grow to e^10, run at f.
+  // first K - 4 squarings run at F = f + 2 fractional bits (their error is amplified 2^K-fold);
+  // the last 4 squarings, where values may grow to e^10, run at f. F is kept small because the
+  // truncation of a product fails with probability ~ |product| / 2^64 (SecureML): products at
+  // scale 2F = 36 bits keep that near 2^-28 per element.
   constexpr int kSquarings = 8;
-  constexpr int kExtraBits = 4;
+  constexpr int kExtraBits = 2;
   const int f = p.frac_bits();
   const int big_f = f + kExtraBits;
   const AShare x = rescale(p, x_in, std::min(x_in.frac_bits, f));

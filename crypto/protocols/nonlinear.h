@@ -8,9 +8,9 @@
 // max/argmax along the last dim (size C): a tree of ceil(log2 C) levels; each level compares
 //   pairs (ltz of the difference, b2a) and selects value and index with one batched Beaver mul:
 //   9 rounds per level (36 for C = 10). Ties pick the lower-index element of each pair.
-// exp(x) = p(x / 2^8)^(2^8) with p the degree-4 Taylor polynomial of exp, evaluated with 4 extra
+// exp(x) = p(x / 2^8)^(2^8) with p the degree-4 Taylor polynomial of exp, evaluated with 2 extra
 //   fractional bits: 2 rounds for y^2, y^3, y^4 and 8 squarings: 10 rounds, 10 Beaver products
-//   (16(N-1) bytes per element each). Relative error <= 1e-3 on [-10, 10] (absolute <= 2^-14
+//   (16(N-1) bytes per element each). Relative error <= 3e-3 on [-10, 10] (absolute <= 2^-14
 //   where exp(x) < 0.06); valid for x in [-600, 10]. Larger x risks overflow of the 2-party local
 //   truncation (probability ~ exp(2x) 2^(2f-63) per element).
 // reciprocal(x) for x in a known range [lo, hi], 0 < lo: Newton–Raphson y <- y (2 - x y) from
@@ -18,7 +18,7 @@
 //   2 rounds per iteration. Without a range, CrypTen's start 3 exp(1 - 2x) + 0.003 and 10
 //   iterations (valid on [0.01, 100] per MPC_REFERENCE §3; 28 rounds).
 // log(x) for x in [1, 20]: Newton on e^y = x, y <- y - 1 + x exp(-y), 4 iterations from the
-//   linear start y0 = 0.3 + 0.15 x; 4 * (10 + 1) = 44 rounds. Absolute error <= 1e-3.
+//   linear start y0 = 0.3 + 0.15 x; 4 * (10 + 1) = 44 rounds. Absolute error <= 3e-3.
 // softmax along the last dim: max, exp(x - max) in (0, 1], sum s in [1, C], reciprocal with the
 //   range [1, C], one broadcast mul: 36 + 10 + 12 + 1 = 59 rounds for C = 10.
 //   Absolute error <= 1e-3.

@@ -205,7 +205,9 @@ bool cpu_has_avx512() {
 
 #else
 
-bool cpu_has_avx512() { return false; }
+bool cpu_has_avx512() {
+  return false;
+}
 
 #endif
 
@@ -260,7 +262,7 @@ class AlignedBuffer {
       std::free(data_);  // NOLINT(cppcoreguidelines-no-malloc)
       data_ = nullptr;
       capacity_ = 0;
-      const std::size_t rounded = (bytes + 4095) / 4096 * 4096;
+      const std::size_t rounded = (bytes + 63) / 64 * 64;
       data_ = std::aligned_alloc(64, rounded);
       if (data_ == nullptr) {
         throw std::bad_alloc();
@@ -392,22 +394,26 @@ void gemm_blocked(const Micro<T>& uk,
   }
   const int64_t mr = uk.mr;
   const int64_t nr = uk.nr;
-  const int64_t kc_max = std::min(uk.kc, k);
-  const int64_t mc_max = std::min(uk.mc, (m + mr - 1) / mr * mr);
-  const int64_t nc_max = std::min(uk.nc, (n + nr - 1) / nr * nr);
+  // Block extents are whole numbers of register tiles, so packed panels never exceed the scratch.
+  const int64_t mc = std::max(mr, uk.mc / mr * mr);
+  const int64_t nc = std::max(nr, uk.nc / nr * nr);
+  const int64_t kc = std::max<int64_t>(1, uk.kc);
+  const int64_t kc_max = std::min(kc, k);
+  const int64_t mc_max = std::min(mc, (m + mr - 1) / mr * mr);
+  const int64_t nc_max = std::min(nc, (n + nr - 1) / nr * nr);
   Scratch& scratch = thread_scratch();
   T* ap = static_cast<T*>(scratch.a.get(static_cast<std::size_t>(mc_max * kc_max) * sizeof(T)));
   T* bp = static_cast<T*>(scratch.b.get(static_cast<std::size_t>(kc_max * nc_max) * sizeof(T)));
   alignas(64) T tile[kMaxTile];
 
-  for (int64_t jc = 0; jc < n; jc += uk.nc) {
-    const int64_t nb = std::min(uk.nc, n - jc);
-    for (int64_t pc = 0; pc < k; pc += uk.kc) {
-      const int64_t kb = std::min(uk.kc, k - pc);
+  for (int64_t jc = 0; jc < n; jc += nc) {
+    const int64_t nb = std::min(nc, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kc) {
+      const int64_t kb = std::min(kc, k - pc);
       const bool add = accumulate || pc > 0;
       pack_b(kb, nb, b + pc * b_rs + jc * b_cs, b_rs, b_cs, nr, bp);
-      for (int64_t ic = 0; ic < m; ic += uk.mc) {
-        const int64_t mb = std::min(uk.mc, m - ic);
+      for (int64_t ic = 0; ic < m; ic += mc) {
+        const int64_t mb = std::min(mc, m - ic);
         pack_a(mb, kb, a + ic * a_rs + pc * a_cs, a_rs, a_cs, mr, ap);
         for (int64_t jr = 0; jr < nb; jr += nr) {
           const int64_t ne = std::min(nr, nb - jr);
@@ -467,7 +473,9 @@ bool gemm_isa_supported(GemmIsa isa) {
   return false;
 }
 
-GemmIsa gemm_best_isa() { return cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kPortable; }
+GemmIsa gemm_best_isa() {
+  return cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kPortable;
+}
 
 const char* gemm_isa_name(GemmIsa isa) {
   if (isa == GemmIsa::kAuto) {

@@ -8,7 +8,8 @@
 // microkernel multiplies one A panel by one B panel into an MR x NR tile of C held in registers.
 // Loops, outer to inner: N by NC, K by KC (pack B), M by MC (pack A), N by NR, M by MR.
 // The microkernel is chosen at run time: AVX-512 (vpmullq for the ring, FMA for floats) when the
-// CPU has AVX512F+AVX512DQ, else a portable C++ kernel. All kernels give bit-identical ring results.
+// CPU has AVX512F+AVX512DQ, else a portable C++ kernel. All kernels give bit-identical ring
+// results.
 
 #include <cstdint>
 

@@ -78,7 +78,9 @@ inline double dot(const Tensor& a, const Tensor& b) {
 
 /// Central finite-difference gradient of the scalar function L with respect to xs[i] (float64).
 inline Tensor fd_grad(const std::function<double(const std::vector<Tensor>&)>& loss,
-                      const std::vector<Tensor>& xs, std::size_t i, double h = 1e-5) {
+                      const std::vector<Tensor>& xs,
+                      std::size_t i,
+                      double h = 1e-5) {
   std::vector<Tensor> work;
   for (const Tensor& x : xs) {
     work.push_back(x.contiguous().clone());

@@ -91,7 +91,9 @@ void check_case(const GradCase& c, int n, Vis vis) {
   REQUIRE(got[0].shape() == ref_out.shape());
   CHECK(veil::testing::max_abs_diff(got[0], ref_out) <= out_tol);
   // AND the gradients match finite differences of sum(ref(x) * R)
-  auto loss = [&](const std::vector<Tensor>& xs) { return veil::agtest::dot(c.ref(xs), r); };
+  auto loss = [&](const std::vector<Tensor>& xs) {
+    return veil::agtest::dot(c.ref(xs), r);
+  };
   const std::vector<double> flags = got.back().to_vector<double>();
   CHECK(flags[0] == (secret ? 1.0 : 0.0));
   std::size_t k = 1;
@@ -166,85 +168,114 @@ Tensor cross_entropy_ref(const Tensor& x, const Tensor& t) {
 }
 
 Tensor one_hot(const std::vector<int64_t>& labels, int64_t c) {
-  return veil::core::one_hot(
-      Tensor::from_vector(labels, {static_cast<int64_t>(labels.size())}), c);
+  return veil::core::one_hot(Tensor::from_vector(labels, {static_cast<int64_t>(labels.size())}), c);
 }
 
 }  // namespace
 
 TEST_CASE("gradcheck: add with bias broadcasting", "[autograd][gradcheck]") {
   // GIVEN x [3, 4] and a bias [4]
-  check_all({"add", {q_uniform({3, 4}, -2, 2, 1), q_uniform({4}, -2, 2, 2)}, {true, true},
+  check_all({"add",
+             {q_uniform({3, 4}, -2, 2, 1), q_uniform({4}, -2, 2, 2)},
+             {true, true},
              [](const MV& x) { return x[0] + x[1]; },
-             [](const TV& x) { return veil::core::add(x[0], x[1]); }, 1e-9, 4 * kUlp});
+             [](const TV& x) { return veil::core::add(x[0], x[1]); },
+             1e-9,
+             4 * kUlp});
 }
 
 TEST_CASE("gradcheck: sub with broadcasting and neg", "[autograd][gradcheck]") {
-  check_all({"sub", {q_uniform({3, 4}, -2, 2, 3), q_uniform({3, 1}, -2, 2, 4)}, {true, true},
+  check_all({"sub",
+             {q_uniform({3, 4}, -2, 2, 3), q_uniform({3, 1}, -2, 2, 4)},
+             {true, true},
              [](const MV& x) { return -(x[0] - x[1]); },
-             [](const TV& x) { return veil::core::neg(veil::core::sub(x[0], x[1])); }, 1e-9,
+             [](const TV& x) { return veil::core::neg(veil::core::sub(x[0], x[1])); },
+             1e-9,
              4 * kUlp});
 }
 
 TEST_CASE("gradcheck: elementwise mul with broadcasting", "[autograd][gradcheck]") {
   // one truncation per product: <= 2 ulp per element, sums over 3 broadcast rows for dy
-  check_all({"mul", {q_uniform({3, 4}, -2, 2, 5), q_uniform({4}, -2, 2, 6)}, {true, true},
+  check_all({"mul",
+             {q_uniform({3, 4}, -2, 2, 5), q_uniform({4}, -2, 2, 6)},
+             {true, true},
              [](const MV& x) { return x[0] * x[1]; },
-             [](const TV& x) { return veil::core::mul(x[0], x[1]); }, 3 * kUlp, 10 * kUlp});
+             [](const TV& x) { return veil::core::mul(x[0], x[1]); },
+             3 * kUlp,
+             10 * kUlp});
 }
 
 TEST_CASE("gradcheck: mul by a public scalar and add a scalar", "[autograd][gradcheck]") {
   // 0.37 is encoded with error <= 2^-17: |x| * 2^-17 + truncation
-  check_all({"mul_scalar", {q_uniform({2, 5}, -2, 2, 7)}, {true},
-             [](const MV& x) { return 0.37 * x[0] + 0.5; },
-             [](const TV& x) {
-               return veil::core::add_scalar(veil::core::mul_scalar(x[0], 0.37), 0.5);
-             },
-             4 * kUlp, 6 * kUlp});
+  check_all(
+      {"mul_scalar",
+       {q_uniform({2, 5}, -2, 2, 7)},
+       {true},
+       [](const MV& x) { return 0.37 * x[0] + 0.5; },
+       [](const TV& x) { return veil::core::add_scalar(veil::core::mul_scalar(x[0], 0.37), 0.5); },
+       4 * kUlp,
+       6 * kUlp});
 }
 
 TEST_CASE("gradcheck: matmul", "[autograd][gradcheck]") {
   // exact products of grid values, then one truncation: a few ulp
-  check_all({"matmul", {q_uniform({4, 5}, -1, 1, 8), q_uniform({5, 3}, -1, 1, 9)}, {true, true},
+  check_all({"matmul",
+             {q_uniform({4, 5}, -1, 1, 8), q_uniform({5, 3}, -1, 1, 9)},
+             {true, true},
              [](const MV& x) { return veil::matmul(x[0], x[1]); },
-             [](const TV& x) { return veil::core::matmul(x[0], x[1]); }, 3 * kUlp, 6 * kUlp});
+             [](const TV& x) { return veil::core::matmul(x[0], x[1]); },
+             3 * kUlp,
+             6 * kUlp});
 }
 
 TEST_CASE("gradcheck: matmul of transposed and reshaped operands", "[autograd][gradcheck]") {
-  check_all({"matmul_t", {q_uniform({2, 6}, -1, 1, 10), q_uniform({2, 3}, -1, 1, 11)},
+  check_all({"matmul_t",
+             {q_uniform({2, 6}, -1, 1, 10), q_uniform({2, 3}, -1, 1, 11)},
              {true, true},
-             [](const MV& x) { return veil::matmul(x[0].reshape({3, 4}).t(), veil::t(x[1])); },
+             [](const MV& x) {
+               return veil::matmul(x[0].reshape({3, 4}).t(), veil::t(x[1]));
+             },
              [](const TV& x) {
                return veil::core::matmul(x[0].reshape({3, 4}).t(), x[1].t());
              },
-             3 * kUlp, 6 * kUlp});
+             3 * kUlp,
+             6 * kUlp});
 }
 
 TEST_CASE("gradcheck: relu", "[autograd][gradcheck]") {
   // GIVEN values away from the kink; the mask is an exact bit, so everything is exact except
   // the truncation-free products
-  check_all({"relu", {away_from_zero({3, 5}, 12)}, {true},
+  check_all({"relu",
+             {away_from_zero({3, 5}, 12)},
+             {true},
              [](const MV& x) { return veil::relu(x[0]); },
-             [](const TV& x) { return veil::core::relu(x[0]); }, 1e-9, 2 * kUlp});
+             [](const TV& x) { return veil::core::relu(x[0]); },
+             1e-9,
+             2 * kUlp});
 }
 
 TEST_CASE("gradcheck: sum and mean", "[autograd][gradcheck]") {
-  check_all({"sum_dim", {q_uniform({4, 4}, -2, 2, 13)}, {true},
+  check_all({"sum_dim",
+             {q_uniform({4, 4}, -2, 2, 13)},
+             {true},
              [](const MV& x) { return veil::sum(x[0], 1) + veil::sum(x[0], 0, true).t().sum(1); },
              [](const TV& x) {
                return veil::core::add(veil::core::sum(x[0], 1),
                                       veil::core::sum(veil::core::sum(x[0], 0, true).t(), 1));
              },
-             1e-9, 4 * kUlp});
+             1e-9,
+             4 * kUlp});
   // 1/3 is encoded with error <= 2^-17
-  check_all({"mean", {q_uniform({2, 3}, -2, 2, 14)}, {true},
+  check_all({"mean",
+             {q_uniform({2, 3}, -2, 2, 14)},
+             {true},
              [](const MV& x) { return veil::mean(x[0], -1) + veil::mean(x[0]); },
              [](const TV& x) {
                Tensor m = veil::core::mul_scalar(veil::core::sum(x[0], -1), 1.0 / 3.0);
-               return veil::core::add_scalar(
-                   m, veil::core::sum_all(x[0]).item<double>() / 6.0);
+               return veil::core::add_scalar(m, veil::core::sum_all(x[0]).item<double>() / 6.0);
              },
-             6 * kUlp, 6 * kUlp});
+             6 * kUlp,
+             6 * kUlp});
 }
 
 TEST_CASE("gradcheck: softmax", "[autograd][gradcheck]") {

@@ -34,8 +34,12 @@ std::string error_of(const std::function<void(Party&)>& fn) {
 }
 
 // Fixed-point emulation of the public-mode product: floor((a * b) / 2^16) on int64 encodings.
-int64_t enc(double x) { return static_cast<int64_t>(std::llround(std::ldexp(x, 16))); }
-double dec(int64_t v) { return std::ldexp(static_cast<double>(v), -16); }
+int64_t enc(double x) {
+  return static_cast<int64_t>(std::llround(std::ldexp(x, 16)));
+}
+double dec(int64_t v) {
+  return std::ldexp(static_cast<double>(v), -16);
+}
 int64_t fx_mul(int64_t a, int64_t b) {
   const auto prod = static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
   return prod >> 16;  // arithmetic shift: floor
@@ -86,11 +90,12 @@ TEST_CASE("MpcTensor: public mode equals a fixed-point emulation bit for bit",
   const Tensor w = q_uniform({3, 2}, -2, 2, 3);
   const Tensor b = q_uniform({2}, -1, 1, 4);
   const auto got = veil::agtest::run(2, [&](Party& p) {
-    const MpcTensor y = veil::relu(veil::matmul(MpcTensor::from_public(x, p),
-                                                MpcTensor::from_public(w, p))) *
-                            0.75 +
-                        MpcTensor::from_public(b, p);
-    return std::vector<Tensor>{y.reveal(), y.is_secret() ? Tensor::scalar(1.0) : Tensor::scalar(0.0)};
+    const MpcTensor y =
+        veil::relu(veil::matmul(MpcTensor::from_public(x, p), MpcTensor::from_public(w, p))) *
+            0.75 +
+        MpcTensor::from_public(b, p);
+    return std::vector<Tensor>{y.reveal(),
+                               y.is_secret() ? Tensor::scalar(1.0) : Tensor::scalar(0.0)};
   });
   // THEN it equals the int64 emulation: sum of products, floor shift, relu, scalar mul, add
   const auto vx = x.to_vector<double>();
@@ -160,9 +165,8 @@ TEST_CASE("backward: accumulation, leaves, NoGradGuard, retain_graph", "[autogra
     const MpcTensor z = a * 2.0;
     const double cleared = a.grad().defined() ? 1.0 : 0.0;
     const double is_leaf = a.is_leaf() && !z.is_leaf() ? 1.0 : 0.0;
-    return std::vector<Tensor>{g1, g2,
-                               Tensor::from_vector(std::vector<double>{recorded, cleared, is_leaf},
-                                                   {3})};
+    return std::vector<Tensor>{
+        g1, g2, Tensor::from_vector(std::vector<double>{recorded, cleared, is_leaf}, {3})};
   });
   const Tensor want = veil::core::add_scalar(veil::core::mul_scalar(x, 2.0), 1.0);
   CHECK(veil::testing::max_abs_diff(got[0], want) <= 4 * kUlp);

@@ -25,7 +25,9 @@ using veil::core::Tensor;
 
 constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
 
-uint64_t ring(int64_t v) { return static_cast<uint64_t>(v); }
+uint64_t ring(int64_t v) {
+  return static_cast<uint64_t>(v);
+}
 
 // Restores the calling thread's num_threads() when the test ends.
 class ThreadsGuard {
@@ -116,7 +118,8 @@ int64_t matmul_mismatches(const Tensor& a, const Tensor& b, const Tensor& got) {
                              static_cast<double>(bv[static_cast<std::size_t>(p * n + j)]));
       }
       const double tol = 3.0 * static_cast<double>(k + 1) * eps * abs_sum;
-      bad += std::fabs(static_cast<double>(out[idx]) - static_cast<double>(ref[idx])) <= tol ? 0 : 1;
+      bad +=
+          std::fabs(static_cast<double>(out[idx]) - static_cast<double>(ref[idx])) <= tol ? 0 : 1;
     }
   }
   return bad;
@@ -140,8 +143,7 @@ TEST_CASE("add/sub/mul broadcast like numpy", "[ops]") {
   const Tensor a = Tensor::from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   const Tensor b = Tensor::from_vector<double>({10, 20, 30}, {3});
   const Tensor c = Tensor::from_vector<double>({100, 200}, {2, 1});
-  CHECK(veil::core::add(a, b).to_vector<double>() ==
-        std::vector<double>{11, 22, 33, 14, 25, 36});
+  CHECK(veil::core::add(a, b).to_vector<double>() == std::vector<double>{11, 22, 33, 14, 25, 36});
   CHECK(veil::core::sub(b, a).to_vector<double>() == std::vector<double>{9, 18, 27, 6, 15, 24});
   CHECK(veil::core::mul(a, c).to_vector<double>() ==
         std::vector<double>{100, 200, 300, 800, 1000, 1200});
@@ -157,8 +159,9 @@ TEST_CASE("add/sub/mul broadcast like numpy", "[ops]") {
   CHECK_THROWS_AS(veil::core::add(a, Tensor::from_vector<double>({1, 2}, {2})), veil::ValueError);
   CHECK_THROWS_AS(veil::core::add(a, a.to(DType::kFloat32)), veil::ValueError);
   CHECK_THROWS_AS(veil::core::div(a.to(DType::kRing64), a.to(DType::kRing64)), veil::ValueError);
-  CHECK(error_of([&] { (void)veil::core::add(a, Tensor::from_vector<double>({1, 2}, {2})); }) ==
-        "[add] shapes [2, 3] and [2] do not broadcast");
+  CHECK(error_of([&] {
+          (void)veil::core::add(a, Tensor::from_vector<double>({1, 2}, {2}));
+        }) == "[add] shapes [2, 3] and [2] do not broadcast");
 }
 
 TEST_CASE("ring and int64 arithmetic wrap mod 2^64", "[ops]") {
@@ -238,15 +241,14 @@ TEST_CASE("sum along dims, with keepdim and ring wrap-around", "[ops]") {
     v[i] = static_cast<int64_t>(i);
   }
   const Tensor x = Tensor::from_vector(v, {2, 3, 2});
-  CHECK(veil::core::sum(x, 0).to_vector<int64_t>() ==
-        std::vector<int64_t>{6, 8, 10, 12, 14, 16});
+  CHECK(veil::core::sum(x, 0).to_vector<int64_t>() == std::vector<int64_t>{6, 8, 10, 12, 14, 16});
   CHECK(veil::core::sum(x, 1).to_vector<int64_t>() == std::vector<int64_t>{6, 9, 24, 27});
   const Tensor s2 = veil::core::sum(x, -1, true);
   CHECK(s2.shape() == Shape{2, 3, 1});
   CHECK(s2.to_vector<int64_t>() == std::vector<int64_t>{1, 5, 9, 13, 17, 21});
-  // non-contiguous input
+  // non-contiguous input: xt[i][j][k] = x[k][j][i] = 6k + 2j + i, summed over k: 4j + 2i + 6
   CHECK(veil::core::sum(x.transpose(0, 2), 2).to_vector<int64_t>() ==
-        std::vector<int64_t>{6, 8, 10, 12, 14, 16});
+        std::vector<int64_t>{6, 10, 14, 8, 12, 16});
   const Tensor r = Tensor::from_vector<uint64_t>({kMax, 3, kMax, 5}, {2, 2});
   CHECK(veil::core::sum(r, 0).to_vector<uint64_t>() == std::vector<uint64_t>{kMax - 1, 8});
   CHECK(veil::core::sum_all(r).item<uint64_t>() == 6);
@@ -319,6 +321,10 @@ TEST_CASE("matmul ring64 is bit-exact on odd sizes", "[ops][matmul]") {
     }
   }
   CHECK(bad == 0);
+  // K above 4096: several K panels accumulate into the output
+  const Tensor a = random_tensor<uint64_t>(9, 4200, rng);
+  const Tensor b = random_tensor<uint64_t>(4200, 17, rng);
+  CHECK(matmul_mismatches<uint64_t>(a, b, veil::core::matmul(a, b)) == 0);
 }
 
 TEST_CASE("matmul float64 and float32 within k*eps", "[ops][matmul]") {
@@ -371,8 +377,7 @@ TEST_CASE("matmul multithreaded split over M and over N equals the naive loop", 
   CHECK(matmul_mismatches<double>(a3, b3, veil::core::matmul(a3, b3)) == 0);
   // same result with one thread, bit for bit
   veil::core::set_num_threads(1);
-  CHECK(veil::core::matmul(a, b).to_vector<uint64_t>() ==
-        naive_matmul<uint64_t>(a, b));
+  CHECK(veil::core::matmul(a, b).to_vector<uint64_t>() == naive_matmul<uint64_t>(a, b));
 }
 
 TEST_CASE("matmul called concurrently from several party threads", "[ops][matmul]") {
@@ -424,8 +429,8 @@ TEST_CASE("matmul with empty shapes", "[ops][matmul]") {
                                        Tensor::zeros({0, 3}, DType::kFloat64));
   CHECK(k0.shape() == Shape{4, 3});
   CHECK(k0.to_vector<double>() == std::vector<double>(12, 0.0));
-  const Tensor r0 = veil::core::matmul(Tensor::full<uint64_t>({4, 0}, 1),
-                                       Tensor::full<uint64_t>({0, 300}, 1));
+  const Tensor r0 =
+      veil::core::matmul(Tensor::full<uint64_t>({4, 0}, 1), Tensor::full<uint64_t>({0, 300}, 1));
   CHECK(r0.to_vector<uint64_t>() == std::vector<uint64_t>(1200, 0));
   CHECK(veil::core::matmul(Tensor::zeros({4, 5}, DType::kFloat32),
                            Tensor::zeros({5, 0}, DType::kFloat32))
@@ -437,8 +442,7 @@ TEST_CASE("matmul rejects bad shapes and dtypes", "[ops][matmul]") {
   const Tensor b = Tensor::zeros({16, 10}, DType::kRing64);
   CHECK(error_of([&] { (void)veil::core::matmul(a, b); }) ==
         "[matmul] inner dimensions differ: a is [32, 20], b is [16, 10]");
-  CHECK_THROWS_AS(veil::core::matmul(a, Tensor::zeros({20, 4}, DType::kFloat64)),
-                  veil::ValueError);
+  CHECK_THROWS_AS(veil::core::matmul(a, Tensor::zeros({20, 4}, DType::kFloat64)), veil::ValueError);
   CHECK_THROWS_AS(veil::core::matmul(Tensor::zeros({2, 2}, DType::kInt64),
                                      Tensor::zeros({2, 2}, DType::kInt64)),
                   veil::ValueError);

@@ -107,8 +107,7 @@ TEST_CASE("slice views a range and checks bounds", "[tensor]") {
   const Tensor rows = t.slice(0, 1, 3);
   CHECK(rows.shape() == Shape{2, 5});
   CHECK(rows.is_contiguous());
-  CHECK(rows.to_vector<double>() ==
-        std::vector<double>{5, 6, 7, 8, 9, 10, 11, 12, 13, 14});
+  CHECK(rows.to_vector<double>() == std::vector<double>{5, 6, 7, 8, 9, 10, 11, 12, 13, 14});
   const Tensor cols = t.slice(1, 2, 4);
   CHECK(cols.shape() == Shape{4, 2});
   CHECK(cols.numel() == 8);
@@ -156,8 +155,7 @@ TEST_CASE("contiguous and clone copy; copy_ checks shapes", "[tensor]") {
   const Tensor c = t.t().contiguous();
   CHECK(c.is_contiguous());
   CHECK_FALSE(c.shares_storage_with(t));
-  CHECK(c.to_vector<double>() ==
-        std::vector<double>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+  CHECK(c.to_vector<double>() == std::vector<double>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
   Tensor cl = t.clone();
   cl.data<double>()[0] = 42;
   CHECK(t.to_vector<double>()[0] == 0);  // clone does not alias

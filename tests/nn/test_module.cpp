@@ -68,8 +68,8 @@ TEST_CASE("Module: named_parameters order, names, buffers, children", "[nn][modu
     return n;
   });
   // THEN the names are dotted, ordered by registration, children named by position
-  const std::vector<std::string> want{"0.fc1.weight", "0.fc1.bias", "0.fc2.weight", "head.weight",
-                                      "head.bias",    "5",          "3",            "0"};
+  const std::vector<std::string> want{
+      "0.fc1.weight", "0.fc1.bias", "0.fc2.weight", "head.weight", "head.bias", "5", "3", "0"};
   CHECK(got[0].params == want);
   CHECK(got[0].buffers == std::vector<std::string>{"0.scale"});
   CHECK(got[1].params == want);
@@ -128,8 +128,8 @@ TEST_CASE("Linear: initialisation and load_weights", "[nn][linear]") {
     nn::Linear d(nn::LinearOptions(100, 50), p);
     nn::Linear loaded(5, 3);
     loaded->load_weights(ws[1], bs[1]);
-    return std::vector<Tensor>{l0->weight.reveal(), l0->bias.reveal(), l1->weight.reveal(),
-                               l1->bias.reveal(), d->weight.reveal(), d->bias.reveal(),
+    return std::vector<Tensor>{l0->weight.reveal(),     l0->bias.reveal(),    l1->weight.reveal(),
+                               l1->bias.reveal(),       d->weight.reveal(),   d->bias.reveal(),
                                loaded->weight.reveal(), loaded->bias.reveal()};
   });
   // THEN the seeded layers equal init_mlp_weights up to the encoding (2^-17)
@@ -182,10 +182,11 @@ TEST_CASE("Module and Linear errors", "[nn][errors]") {
                                Tensor::zeros({2}, veil::core::DType::kFloat64));
              }),
              Catch::Contains("already secret"));
-  CHECK_THAT(error_of([](Party&) {
-               nn::Linear l(3, 2);
-               l->load_weights(Tensor::zeros({2, 3}, veil::core::DType::kFloat64),
-                               Tensor::zeros({2}, veil::core::DType::kFloat64));
-             }),
-             Catch::StartsWith("ValueError: [Linear::load_weights] expected a float64 weight [3, 2]"));
+  CHECK_THAT(
+      error_of([](Party&) {
+        nn::Linear l(3, 2);
+        l->load_weights(Tensor::zeros({2, 3}, veil::core::DType::kFloat64),
+                        Tensor::zeros({2}, veil::core::DType::kFloat64));
+      }),
+      Catch::StartsWith("ValueError: [Linear::load_weights] expected a float64 weight [3, 2]"));
 }
