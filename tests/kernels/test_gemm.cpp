@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -136,14 +137,14 @@ View<T> make_view(std::vector<T>& buf, int64_t r, int64_t c, Layout layout, std:
 // Runs C (+)= A B with C in a buffer of row stride ldc = n + 5 (padding must stay untouched) and
 // compares every element with the naive reference.
 template <class T>
-void check_gemm(int64_t m,
-                int64_t n,
-                int64_t k,
-                Layout la,
-                Layout lb,
-                bool accumulate,
-                GemmIsa isa,
-                uint64_t seed) {
+int64_t gemm_mismatches(int64_t m,
+                        int64_t n,
+                        int64_t k,
+                        Layout la,
+                        Layout lb,
+                        bool accumulate,
+                        GemmIsa isa,
+                        uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<T> abuf;
   std::vector<T> bbuf;
@@ -180,10 +181,32 @@ void check_gemm(int64_t m,
       }
     }
   }
+  return mismatches;
+}
+
+template <class T>
+void check_gemm(int64_t m,
+                int64_t n,
+                int64_t k,
+                Layout la,
+                Layout lb,
+                bool accumulate,
+                GemmIsa isa,
+                uint64_t seed) {
   INFO("m=" << m << " n=" << n << " k=" << k << " la=" << static_cast<int>(la)
             << " lb=" << static_cast<int>(lb) << " accumulate=" << accumulate
             << " isa=" << veil::kernels::cpu::gemm_isa_name(isa));
-  CHECK(mismatches == 0);
+  CHECK(gemm_mismatches<T>(m, n, k, la, lb, accumulate, isa, seed) == 0);
+}
+
+// Runs fn on a new thread, so that the kernel's thread-local packing scratch starts empty and is
+// sized by this call alone (an overrun of it then corrupts the heap instead of hiding in slack).
+template <class F>
+int64_t on_fresh_thread(F fn) {
+  int64_t result = -1;
+  std::thread t([&] { result = fn(); });
+  t.join();
+  return result;
 }
 
 template <class T>
@@ -233,6 +256,19 @@ TEST_CASE("gemm handles M and N beyond one cache block", "[gemm]") {
     check_gemm<uint64_t>(401, 9, 20, Layout::kRowMajor, Layout::kRowMajor, false, isa, 21);
     check_gemm<uint64_t>(9, 4200, 3, Layout::kRowMajor, Layout::kRowMajor, true, isa, 22);
     check_gemm<double>(401, 2100, 2, Layout::kStrided, Layout::kRowMajor, false, isa, 23);
+    // full-size K and N panels, with NC not a multiple of every NR, each on fresh scratch
+    CHECK(on_fresh_thread([isa] {
+            return gemm_mismatches<double>(9, 2100, 600, Layout::kRowMajor, Layout::kRowMajor,
+                                           false, isa, 24);
+          }) == 0);
+    CHECK(on_fresh_thread([isa] {
+            return gemm_mismatches<uint64_t>(200, 2100, 530, Layout::kRowMajor, Layout::kColMajor,
+                                             true, isa, 25);
+          }) == 0);
+    CHECK(on_fresh_thread([isa] {
+            return gemm_mismatches<float>(9, 2100, 600, Layout::kColMajor, Layout::kRowMajor,
+                                          false, isa, 26);
+          }) == 0);
   }
 }
 
