@@ -274,6 +274,14 @@ TEST_CASE("bad input gives clear errors", "[crypto]") {
   CHECK_THROWS_AS(run_unary_op({2, ProviderKind::kDealer}, huge,
                                [](Party&, const AShare& a) { return a; }),
                   veil::ValueError);
+  // wrong dtype: an integer tensor where a float tensor is expected
+  const Tensor ints = Tensor::full<int64_t>({3, 4}, 7);
+  try {
+    run_unary_op({2, ProviderKind::kDealer}, ints, [](Party&, const AShare& a) { return a; });
+    FAIL("expected an exception");
+  } catch (const veil::ValueError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("int64"));
+  }
   // the insecure provider needs the explicit flag
   auto o = vt::test_options(2, ProviderKind::kTrustedFirstParty);
   o.party.insecure = false;

@@ -266,8 +266,8 @@ TEST_CASE("gemm handles M and N beyond one cache block", "[gemm]") {
                                              true, isa, 25);
           }) == 0);
     CHECK(on_fresh_thread([isa] {
-            return gemm_mismatches<float>(9, 2100, 600, Layout::kColMajor, Layout::kRowMajor,
-                                          false, isa, 26);
+            return gemm_mismatches<float>(9, 2100, 600, Layout::kColMajor, Layout::kRowMajor, false,
+                                          isa, 26);
           }) == 0);
   }
 }
