@@ -24,6 +24,7 @@
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "kernels/cpu/gemm.h"
+#include "tools/bench_train_epoch.h"
 
 namespace {
 
@@ -178,6 +179,7 @@ int main(int argc, char** argv) {
   CLI::App app{"veil-bench: veil throughput benchmarks"};
   app.require_subcommand(1);
   add_gemm_command(app);
+  veil::bench::add_train_epoch_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
