@@ -8,7 +8,8 @@
 namespace veil::core {
 
 /// Element type of a Tensor. kRing64 is uint64 arithmetic mod 2^64 (shares and fixed-point
-/// encodings); kInt64 is a signed integer (labels, indices); kUInt8 holds bytes (raw images, 0/1 masks).
+/// encodings); kInt64 is a signed integer (labels, indices); kUInt8 holds bytes (raw images, 0/1
+/// masks).
 enum class DType : uint8_t { kFloat32, kFloat64, kInt64, kRing64, kUInt8 };
 
 /// Bytes per element.

@@ -21,8 +21,10 @@ constexpr int64_t kElementwiseGrain = 1 << 15;
 // Visits every element of `shape` in row-major order, giving offsets into up to 3 strided
 // operands (strides already broadcast to `shape`).
 template <std::size_t K, class F>
-void strided_walk(const Shape& shape, const std::array<const Shape*, K>& strides,
-                  std::array<int64_t, K> off, F&& f) {
+void strided_walk(const Shape& shape,
+                  const std::array<const Shape*, K>& strides,
+                  std::array<int64_t, K> off,
+                  F&& f) {
   const int64_t n = shape_numel(shape);
   if (n == 0) {
     return;
@@ -73,10 +75,9 @@ Tensor map(const Tensor& x, F f) {
     return out;
   }
   const In* base = x.data<In>() - x.offset();
-  detail::strided_walk<1>(x.shape(), {&x.strides()}, {x.offset()},
-                          [&](int64_t i, const std::array<int64_t, 1>& off) {
-                            o[i] = f(base[off[0]]);
-                          });
+  detail::strided_walk<1>(
+      x.shape(), {&x.strides()}, {x.offset()},
+      [&](int64_t i, const std::array<int64_t, 1>& off) { o[i] = f(base[off[0]]); });
   return out;
 }
 
@@ -86,7 +87,8 @@ Tensor zip(const Tensor& a, const Tensor& b, F f, const char* op = "zip") {
   VEIL_CHECK(a.dtype() == dtype_of<A>() && b.dtype() == dtype_of<B>(),
              "[{}] expected element types ({}, {}), got ({}, {})", op, dtype_name(dtype_of<A>()),
              dtype_name(dtype_of<B>()), dtype_name(a.dtype()), dtype_name(b.dtype()));
-  const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape shape =
+      a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = Tensor::empty(shape, dtype_of<Out>());
   Out* o = out.data<Out>();
   if (a.shape() == b.shape() && a.is_contiguous() && b.is_contiguous()) {
@@ -103,10 +105,9 @@ Tensor zip(const Tensor& a, const Tensor& b, F f, const char* op = "zip") {
   const Tensor eb = b.expand(shape);
   const A* ba = a.data<A>() - a.offset();
   const B* bb = b.data<B>() - b.offset();
-  detail::strided_walk<2>(shape, {&ea.strides(), &eb.strides()}, {ea.offset(), eb.offset()},
-                          [&](int64_t i, const std::array<int64_t, 2>& off) {
-                            o[i] = f(ba[off[0]], bb[off[1]]);
-                          });
+  detail::strided_walk<2>(
+      shape, {&ea.strides(), &eb.strides()}, {ea.offset(), eb.offset()},
+      [&](int64_t i, const std::array<int64_t, 2>& off) { o[i] = f(ba[off[0]], bb[off[1]]); });
   return out;
 }
 
@@ -132,10 +133,9 @@ void zip_(Tensor& x, const Tensor& y, F f, const char* op = "zip_") {
              shape_str(x.shape()));
   const Tensor ey = y.expand(x.shape());
   const Y* by = y.data<Y>() - y.offset();
-  detail::strided_walk<1>(x.shape(), {&ey.strides()}, {ey.offset()},
-                          [&](int64_t i, const std::array<int64_t, 1>& off) {
-                            px[i] = f(px[i], by[off[0]]);
-                          });
+  detail::strided_walk<1>(
+      x.shape(), {&ey.strides()}, {ey.offset()},
+      [&](int64_t i, const std::array<int64_t, 1>& off) { px[i] = f(px[i], by[off[0]]); });
 }
 
 }  // namespace veil::core

@@ -2,10 +2,10 @@
 // veil's exception hierarchy and the checking macros. Messages: "[op] expected ..., got ...".
 // Never format secret values or shares into a message: shapes, dtypes, tags and ranks only.
 
+#include <string>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-
-#include <string>
 
 #include "kernels/error.h"
 
@@ -50,26 +50,26 @@ class InternalError : public Error {
 }  // namespace veil
 
 /// Throws ValueError with a formatted message when `cond` is false. Use for user input.
-#define VEIL_CHECK(cond, ...)                                \
-  do {                                                       \
-    if (!(cond)) {                                           \
-      throw ::veil::ValueError(::fmt::format(__VA_ARGS__));  \
-    }                                                        \
+#define VEIL_CHECK(cond, ...)                               \
+  do {                                                      \
+    if (!(cond)) {                                          \
+      throw ::veil::ValueError(::fmt::format(__VA_ARGS__)); \
+    }                                                       \
   } while (false)
 
 /// Throws the given exception type with a formatted message when `cond` is false.
-#define VEIL_CHECK_WITH(ExcType, cond, ...)         \
-  do {                                              \
-    if (!(cond)) {                                  \
-      throw ExcType(::fmt::format(__VA_ARGS__));    \
-    }                                               \
+#define VEIL_CHECK_WITH(ExcType, cond, ...)      \
+  do {                                           \
+    if (!(cond)) {                               \
+      throw ExcType(::fmt::format(__VA_ARGS__)); \
+    }                                            \
   } while (false)
 
 /// Throws InternalError when an invariant of veil's own code does not hold.
-#define VEIL_INTERNAL_ASSERT(cond, ...)                                                       \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      throw ::veil::InternalError(::fmt::format("internal error at {}:{}: {}", __FILE__,      \
-                                                __LINE__, ::fmt::format(__VA_ARGS__)));       \
-    }                                                                                         \
+#define VEIL_INTERNAL_ASSERT(cond, ...)                                                            \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      throw ::veil::InternalError(::fmt::format("internal error at {}:{}: {}", __FILE__, __LINE__, \
+                                                ::fmt::format(__VA_ARGS__)));                      \
+    }                                                                                              \
   } while (false)

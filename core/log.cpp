@@ -18,7 +18,11 @@ void emit(std::string_view prefix, std::string_view msg) {
 }
 }  // namespace
 
-void log_warning(std::string_view msg) { emit("veil WARNING: ", msg); }
-void log_info(std::string_view msg) { emit("veil: ", msg); }
+void log_warning(std::string_view msg) {
+  emit("veil WARNING: ", msg);
+}
+void log_info(std::string_view msg) {
+  emit("veil: ", msg);
+}
 
 }  // namespace veil::core

@@ -48,8 +48,8 @@ auto dispatch_float(DType t, const char* op, F&& f) {
     case DType::kFloat64:
       return f.template operator()<double>();
     default:
-      throw ValueError(
-          fmt::format("[{}] expected a floating dtype (float32/float64), got {}", op, dtype_name(t)));
+      throw ValueError(fmt::format("[{}] expected a floating dtype (float32/float64), got {}", op,
+                                   dtype_name(t)));
   }
 }
 
@@ -63,8 +63,8 @@ auto dispatch_bits(DType t, const char* op, F&& f) {
     case DType::kUInt8:
       return f.template operator()<uint8_t>();
     default:
-      throw ValueError(
-          fmt::format("[{}] expected an integer dtype (ring64/int64/uint8), got {}", op, dtype_name(t)));
+      throw ValueError(fmt::format("[{}] expected an integer dtype (ring64/int64/uint8), got {}",
+                                   op, dtype_name(t)));
   }
 }
 
@@ -152,28 +152,32 @@ bool greater(T x, T y) {
 Tensor add(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "add");
   return dispatch_arith(a.dtype(), "add", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return wrap_add(x, y); }, "add");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return wrap_add(x, y); }, "add");
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "sub");
   return dispatch_arith(a.dtype(), "sub", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub");
   });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "mul");
   return dispatch_arith(a.dtype(), "mul", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return wrap_mul(x, y); }, "mul");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return wrap_mul(x, y); }, "mul");
   });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "div");
   return dispatch_float(a.dtype(), "div", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return x / y; }, "div");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return x / y; }, "div");
   });
 }
 
@@ -186,14 +190,16 @@ Tensor neg(const Tensor& a) {
 void add_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "add_");
   dispatch_arith(a.dtype(), "add_", [&]<class T>() {
-    zip_<T, T>(a, b, [](T x, T y) { return wrap_add(x, y); }, "add_");
+    zip_<T, T>(
+        a, b, [](T x, T y) { return wrap_add(x, y); }, "add_");
   });
 }
 
 void sub_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "sub_");
   dispatch_arith(a.dtype(), "sub_", [&]<class T>() {
-    zip_<T, T>(a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub_");
+    zip_<T, T>(
+        a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub_");
   });
 }
 
@@ -224,14 +230,16 @@ Tensor add_scalar(const Tensor& a, double s) {
 Tensor bitwise_xor(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "bitwise_xor");
   return dispatch_bits(a.dtype(), "bitwise_xor", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return static_cast<T>(x ^ y); }, "bitwise_xor");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return static_cast<T>(x ^ y); }, "bitwise_xor");
   });
 }
 
 Tensor bitwise_and(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "bitwise_and");
   return dispatch_bits(a.dtype(), "bitwise_and", [&]<class T>() {
-    return zip<T, T, T>(a, b, [](T x, T y) { return static_cast<T>(x & y); }, "bitwise_and");
+    return zip<T, T, T>(
+        a, b, [](T x, T y) { return static_cast<T>(x & y); }, "bitwise_and");
   });
 }
 
@@ -377,9 +385,10 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
                "[cat] expected {} tensors of {} dims, got {}", dtype_name(xs[0].dtype()),
                xs[0].dim(), x.str());
     for (int64_t i = 0; i < x.dim(); ++i) {
-      VEIL_CHECK(i == d || x.shape()[static_cast<std::size_t>(i)] == shape[static_cast<std::size_t>(i)],
-                 "[cat] shapes {} and {} differ outside dim {}", shape_str(shape),
-                 shape_str(x.shape()), d);
+      VEIL_CHECK(
+          i == d || x.shape()[static_cast<std::size_t>(i)] == shape[static_cast<std::size_t>(i)],
+          "[cat] shapes {} and {} differ outside dim {}", shape_str(shape), shape_str(x.shape()),
+          d);
     }
     total += x.size(d);
   }

@@ -79,14 +79,18 @@ class WorkerPool {
 
 }  // namespace
 
-int num_threads() { return tl_num_threads > 0 ? tl_num_threads : default_threads(); }
+int num_threads() {
+  return tl_num_threads > 0 ? tl_num_threads : default_threads();
+}
 
 void set_num_threads(int n) {
   VEIL_CHECK(n >= 1, "[set_num_threads] expected n >= 1, got {}", n);
   tl_num_threads = n;
 }
 
-void parallel_for(int64_t begin, int64_t end, int64_t grain,
+void parallel_for(int64_t begin,
+                  int64_t end,
+                  int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {
   if (end <= begin) {
     return;

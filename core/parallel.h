@@ -17,7 +17,9 @@ void set_num_threads(int n);
 /// Calls fn(lo, hi) on disjoint chunks covering [begin, end), each at least `grain` long (except
 /// possibly the last), on up to num_threads() threads. Runs inline when the range is small.
 /// Rethrows the first exception a chunk threw, after every chunk has finished.
-void parallel_for(int64_t begin, int64_t end, int64_t grain,
+void parallel_for(int64_t begin,
+                  int64_t end,
+                  int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace veil::core

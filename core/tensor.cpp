@@ -7,7 +7,9 @@
 
 namespace veil::core {
 
-std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
@@ -39,7 +41,9 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
   }
 }
 
-Storage::~Storage() { std::free(data_); }  // NOLINT(cppcoreguidelines-no-malloc)
+Storage::~Storage() {
+  std::free(data_);
+}  // NOLINT(cppcoreguidelines-no-malloc)
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;

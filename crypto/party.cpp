@@ -12,8 +12,8 @@ namespace {
 thread_local Party* tl_current_party = nullptr;
 
 Prg::Seed to_seed(const comm::Bytes& b, const char* what) {
-  VEIL_CHECK_WITH(ProtocolError, b.size() == sizeof(Prg::Seed), "[Party] {}: expected {} bytes, got {}",
-                  what, sizeof(Prg::Seed), b.size());
+  VEIL_CHECK_WITH(ProtocolError, b.size() == sizeof(Prg::Seed),
+                  "[Party] {}: expected {} bytes, got {}", what, sizeof(Prg::Seed), b.size());
   Prg::Seed s{};
   std::memcpy(s.data(), b.data(), s.size());
   return s;
@@ -92,9 +92,13 @@ Party::~Party() {
   }
 }
 
-std::string Party::next_tag(std::string_view op) { return fmt::format("{}#{}", op, op_counter_++); }
+std::string Party::next_tag(std::string_view op) {
+  return fmt::format("{}#{}", op, op_counter_++);
+}
 
-void Party::finish() { provider_->finish(); }
+void Party::finish() {
+  provider_->finish();
+}
 
 Party& current_party() {
   VEIL_CHECK(tl_current_party != nullptr,
@@ -103,12 +107,16 @@ Party& current_party() {
   return *tl_current_party;
 }
 
-bool has_current_party() { return tl_current_party != nullptr; }
+bool has_current_party() {
+  return tl_current_party != nullptr;
+}
 
 CurrentPartyGuard::CurrentPartyGuard(Party& party) : previous_(tl_current_party) {
   tl_current_party = &party;
 }
 
-CurrentPartyGuard::~CurrentPartyGuard() { tl_current_party = previous_; }
+CurrentPartyGuard::~CurrentPartyGuard() {
+  tl_current_party = previous_;
+}
 
 }  // namespace veil::crypto

@@ -4,9 +4,13 @@
 
 namespace veil::kernels::cuda {
 
-bool compiled() { return false; }
+bool compiled() {
+  return false;
+}
 
-int device_count() { return 0; }
+int device_count() {
+  return 0;
+}
 
 void ring_gemm(int64_t, int64_t, int64_t, const uint64_t*, const uint64_t*, uint64_t*) {
   throw NotCompiledError(

@@ -67,7 +67,9 @@ double accuracy(const std::vector<int64_t>& predictions, const core::Tensor& lab
   return static_cast<double>(ok) / static_cast<double>(lv.size());
 }
 
-PartyReport train_private_mlp(crypto::Party& party, const Dataset& train, const Dataset& test,
+PartyReport train_private_mlp(crypto::Party& party,
+                              const Dataset& train,
+                              const Dataset& test,
                               const TrainOptions& options) {
   VEIL_CHECK(options.batch_size > 0 && options.epochs >= 0 && options.eval_batch > 0,
              "[train_private_mlp] expected batch_size > 0, epochs >= 0, eval_batch > 0, got {}, "
@@ -90,11 +92,12 @@ PartyReport train_private_mlp(crypto::Party& party, const Dataset& train, const 
   const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);
   model->load_weights(w0, b0);
   model->encrypt(0);
-  optim::SGD opt(model->parameters(), optim::SGDOptions(options.lr)
-                                          .momentum(options.momentum)
-                                          .weight_decay(options.weight_decay));
+  optim::SGD opt(
+      model->parameters(),
+      optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
 
-  // ---- training ----------------------------------------------------------------------------------
+  // ---- training
+  // ----------------------------------------------------------------------------------
   const BatchOrder order(n, options.batch_size, options.seed, /*shuffle=*/true);
   const auto stats0 = comm.stats();
   t0 = Clock::now();
@@ -169,7 +172,8 @@ PartyReport train_private_mlp(crypto::Party& party, const Dataset& train, const 
   return report;
 }
 
-PlaintextReport train_plaintext_twin(const Dataset& train, const Dataset& test,
+PlaintextReport train_plaintext_twin(const Dataset& train,
+                                     const Dataset& test,
                                      const TrainOptions& options) {
   PlaintextReport report;
   const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);

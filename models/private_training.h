@@ -23,7 +23,7 @@ inline constexpr double kFashionMnistMean = 0.2860;
 inline constexpr double kFashionMnistStd = 0.3530;
 
 struct TrainProgress {
-  int64_t epoch = 0;    ///< 0-based
+  int64_t epoch = 0;  ///< 0-based
   int64_t epochs = 0;
   int64_t batch = 0;    ///< batches done in this epoch
   int64_t batches = 0;  ///< batches per epoch
@@ -39,9 +39,9 @@ struct TrainOptions {
   double lr = 0.1;
   double momentum = 0.0;
   double weight_decay = 0.0;
-  uint64_t seed = 1;          ///< public seed: initial weights and batch order
-  bool standardize = true;    ///< (x - kFashionMnistMean) / kFashionMnistStd
-  int64_t eval_batch = 1000;  ///< rows per encrypted-inference batch
+  uint64_t seed = 1;            ///< public seed: initial weights and batch order
+  bool standardize = true;      ///< (x - kFashionMnistMean) / kFashionMnistStd
+  int64_t eval_batch = 1000;    ///< rows per encrypted-inference batch
   int64_t progress_every = 10;  ///< reveal the batch loss every k batches (0: never)
   /// Called on party 0 after each revealed loss and at the end of each epoch.
   std::function<void(const TrainProgress&)> on_progress;
@@ -51,7 +51,7 @@ struct TrainOptions {
 struct PartyReport {
   double train_seconds = 0;  ///< the training loop alone (after input sharing)
   double eval_seconds = 0;
-  double share_seconds = 0;  ///< input sharing
+  double share_seconds = 0;     ///< input sharing
   comm::CommStats train_stats;  ///< communication during the training loop
   comm::CommStats eval_stats;
   std::vector<int64_t> predictions;  ///< revealed predicted test labels
@@ -63,7 +63,9 @@ core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options)
 
 /// Runs on every party (e.g. under crypto::launch). `train` and `test` are the full datasets for
 /// convenience; each party reads only its own partition of them. Throws on any failure.
-PartyReport train_private_mlp(crypto::Party& party, const Dataset& train, const Dataset& test,
+PartyReport train_private_mlp(crypto::Party& party,
+                              const Dataset& train,
+                              const Dataset& test,
                               const TrainOptions& options);
 
 /// The plaintext float64 twin: same initial weights, same batch order, same preprocessing.
@@ -72,7 +74,8 @@ struct PlaintextReport {
   double test_accuracy = 0;
   std::vector<double> losses;
 };
-PlaintextReport train_plaintext_twin(const Dataset& train, const Dataset& test,
+PlaintextReport train_plaintext_twin(const Dataset& train,
+                                     const Dataset& test,
                                      const TrainOptions& options);
 
 /// Fraction of predictions equal to the labels (int64 [N]).

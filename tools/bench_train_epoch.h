@@ -3,14 +3,14 @@
 // on 6,000 Fashion-MNIST samples, batch 128, SGD lr 0.1 — with parties as threads, timed for each
 // provider, next to CrypTen's published figures on the same 2-core machine kind.
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "crypto/launch.h"
 #include "models/data.h"
@@ -31,7 +31,8 @@ inline void add_train_epoch_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "train-epoch", "one private epoch of the 784-128-10 MLP (6,000 samples, batch 128, lr 0.1)");
   cmd->add_option("--parties", args->parties, "parties (threads)")->check(CLI::Range(2, 16));
-  cmd->add_option("--samples", args->samples, "training rows")->check(CLI::Range(int64_t{1}, int64_t{60000}));
+  cmd->add_option("--samples", args->samples, "training rows")
+      ->check(CLI::Range(int64_t{1}, int64_t{60000}));
   cmd->add_option("--reps", args->reps, "repetitions (median reported)")->check(CLI::Range(1, 100));
   cmd->add_option("--threads", args->threads, "intra-op threads per party (0: all cores)");
   cmd->add_option("--providers", args->providers, "providers to time: dealer, tfp");
@@ -67,8 +68,8 @@ inline void add_train_epoch_command(CLI::App& app) {
       const double acc = models::accuracy(last.predictions, test.labels);
       const double mb = static_cast<double>(last.train_stats.total.bytes_sent) / 1e6;
       fmt::print("{:<8} {:>8} {:>10.3f} {:>10.3f} {:>12.1f} {:>9} {:>9.1f}% {:>13.1f}x\n", name,
-                 args->parties, median, times.front(), mb, last.train_stats.total.rounds,
-                 100 * acc, crypten / median);
+                 args->parties, median, times.front(), mb, last.train_stats.total.rounds, 100 * acc,
+                 crypten / median);
       records.push_back({{"op", "train_epoch_mlp"},
                          {"provider", name},
                          {"parties", args->parties},

@@ -24,6 +24,7 @@
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "kernels/cpu/gemm.h"
+
 #include "tools/bench_train_epoch.h"
 
 namespace {

@@ -3,21 +3,21 @@
 // by encrypted inference on the test set (only predicted labels revealed); trains the float64
 // plaintext twin with identical initial weights and batch order for comparison.
 
-#include <unistd.h>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
 #include "core/parallel.h"
 #include "crypto/launch.h"
 #include "models/data.h"
 #include "models/private_training.h"
+
+#include <unistd.h>
 
 namespace {
 
@@ -46,8 +46,9 @@ std::string fmt_seconds(double s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"veil-train: private training of an MLP on Fashion-MNIST (secret-shared data, "
-               "model and gradients)"};
+  CLI::App app{
+      "veil-train: private training of an MLP on Fashion-MNIST (secret-shared data, "
+      "model and gradients)"};
   int parties = 2;
   int64_t epochs = 1;
   int64_t batch_size = 128;
@@ -66,8 +67,10 @@ int main(int argc, char** argv) {
   std::string metrics_json;
   std::string data_dir = veil::models::fashion_mnist_dir();
   app.add_option("--parties", parties, "number of parties (>= 2)")->check(CLI::Range(2, 64));
-  app.add_option("--epochs", epochs, "training epochs")->check(CLI::Range(int64_t{0}, int64_t{1000}));
-  app.add_option("--batch-size", batch_size, "batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--epochs", epochs, "training epochs")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000}));
+  app.add_option("--batch-size", batch_size, "batch size")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--lr", lr, "SGD learning rate")->check(CLI::PositiveNumber);
   app.add_option("--momentum", momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
   app.add_option("--weight-decay", weight_decay, "SGD weight decay")->check(CLI::NonNegativeNumber);
@@ -126,14 +129,17 @@ int main(int argc, char** argv) {
     lo.party.insecure = insecure;
     lo.party.frac_bits = frac_bits;
     lo.threads_per_party = threads;
-    fmt::print("veil-train: {} parties, provider {}, {} training rows ({} per party), {} epoch(s), "
-               "batch {}, lr {}\n",
-               parties, veil::crypto::provider_name(kind), train.size(), train.size() / parties,
-               epochs, batch_size, lr);
+    fmt::print(
+        "veil-train: {} parties, provider {}, {} training rows ({} per party), {} epoch(s), "
+        "batch {}, lr {}\n",
+        parties, veil::crypto::provider_name(kind), train.size(), train.size() / parties, epochs,
+        batch_size, lr);
     const auto t_all = std::chrono::steady_clock::now();
-    auto reports = veil::crypto::launch<veil::models::PartyReport>(
-        lo, [&](veil::crypto::Party& p) { return veil::models::train_private_mlp(p, train, test, opts); });
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
+    auto reports = veil::crypto::launch<veil::models::PartyReport>(lo, [&](veil::crypto::Party& p) {
+      return veil::models::train_private_mlp(p, train, test, opts);
+    });
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
     const auto& r0 = reports[0];
     const double acc = test.size() > 0 ? veil::models::accuracy(r0.predictions, test.labels) : 0.0;
     double mb_sent = 0;
@@ -144,17 +150,20 @@ int main(int argc, char** argv) {
       rounds = std::max(rounds, r.train_stats.total.rounds);
       dealer_mb += static_cast<double>(r.train_stats.dealer.bytes_received) / 1e6;
     }
-    fmt::print("private training: {:.2f} s ({:.0f} samples/s); input sharing {:.2f} s; total "
-               "wall {:.2f} s\n",
-               r0.train_seconds, static_cast<double>(train.size() * epochs) / r0.train_seconds,
-               r0.share_seconds, wall);
-    fmt::print("communication per party (training): {:.1f} MB sent, {} rounds; dealer -> party 0: "
-               "{:.1f} MB\n",
-               mb_sent, rounds, dealer_mb);
-    fmt::print("encrypted inference on {} test images: accuracy {:.2f}% ({:.2f} s, {:.1f} MB sent "
-               "per party)\n",
-               test.size(), 100 * acc, r0.eval_seconds,
-               static_cast<double>(r0.eval_stats.total.bytes_sent) / 1e6);
+    fmt::print(
+        "private training: {:.2f} s ({:.0f} samples/s); input sharing {:.2f} s; total "
+        "wall {:.2f} s\n",
+        r0.train_seconds, static_cast<double>(train.size() * epochs) / r0.train_seconds,
+        r0.share_seconds, wall);
+    fmt::print(
+        "communication per party (training): {:.1f} MB sent, {} rounds; dealer -> party 0: "
+        "{:.1f} MB\n",
+        mb_sent, rounds, dealer_mb);
+    fmt::print(
+        "encrypted inference on {} test images: accuracy {:.2f}% ({:.2f} s, {:.1f} MB sent "
+        "per party)\n",
+        test.size(), 100 * acc, r0.eval_seconds,
+        static_cast<double>(r0.eval_stats.total.bytes_sent) / 1e6);
     veil::models::PlaintextReport twin;
     if (!no_twin) {
       twin = veil::models::train_plaintext_twin(train, test, opts);
@@ -164,9 +173,11 @@ int main(int argc, char** argv) {
     if (!metrics_json.empty()) {
       nlohmann::json j;
       j["test_accuracy"] = acc;
-      j["plaintext_test_accuracy"] = no_twin ? nlohmann::json(nullptr) : nlohmann::json(twin.test_accuracy);
+      j["plaintext_test_accuracy"] =
+          no_twin ? nlohmann::json(nullptr) : nlohmann::json(twin.test_accuracy);
       j["train_seconds"] = r0.train_seconds;
-      j["plaintext_train_seconds"] = no_twin ? nlohmann::json(nullptr) : nlohmann::json(twin.train_seconds);
+      j["plaintext_train_seconds"] =
+          no_twin ? nlohmann::json(nullptr) : nlohmann::json(twin.train_seconds);
       j["parties"] = parties;
       j["samples"] = train.size();
       j["test_samples"] = test.size();

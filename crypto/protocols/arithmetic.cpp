@@ -35,10 +35,10 @@ core::Tensor zero_share(Party& p, const core::Shape& shape) {
   return z;
 }
 
-AShare share_ring(Party& p, const core::Tensor& x, int src, const core::Shape& shape,
-                  int frac_bits) {
-  VEIL_CHECK(src >= 0 && src < p.world_size(), "[share] source party {} out of range [0, {})",
-             src, p.world_size());
+AShare share_ring(
+    Party& p, const core::Tensor& x, int src, const core::Shape& shape, int frac_bits) {
+  VEIL_CHECK(src >= 0 && src < p.world_size(), "[share] source party {} out of range [0, {})", src,
+             p.world_size());
   AShare out{zero_share(p, shape), frac_bits};
   if (p.rank() == src) {
     VEIL_CHECK(x.defined() && x.shape() == shape && x.dtype() == core::DType::kRing64,
@@ -97,7 +97,9 @@ AShare sub(const AShare& x, const AShare& y) {
   return {core::sub(x.data, y.data), x.frac_bits};
 }
 
-AShare neg(const AShare& x) { return {core::neg(x.data), x.frac_bits}; }
+AShare neg(const AShare& x) {
+  return {core::neg(x.data), x.frac_bits};
+}
 
 AShare add_public(Party& p, const AShare& x, const core::Tensor& c) {
   VEIL_CHECK(c.dtype() == core::DType::kRing64, "[add_public] expected a ring64 public, got {}",
@@ -155,8 +157,10 @@ AShare sum(const AShare& x, int64_t dim, bool keepdim) {
   return {core::sum(x.data, dim, keepdim), x.frac_bits};
 }
 
-std::vector<AShare> beaver_batch(Party& p, const std::vector<BilinearOp>& ops,
-                                 const std::vector<AShare>& xs, const std::vector<AShare>& ys) {
+std::vector<AShare> beaver_batch(Party& p,
+                                 const std::vector<BilinearOp>& ops,
+                                 const std::vector<AShare>& xs,
+                                 const std::vector<AShare>& ys) {
   VEIL_INTERNAL_ASSERT(ops.size() == xs.size() && ops.size() == ys.size(), "beaver_batch sizes");
   const std::size_t m = ops.size();
   std::vector<BeaverTriple> triples;
@@ -258,6 +262,8 @@ AShare matmul(Party& p, const AShare& x, const AShare& y) {
   return rescale(p, z, std::max(x.frac_bits, y.frac_bits));
 }
 
-AShare square(Party& p, const AShare& x) { return mul(p, x, x); }
+AShare square(Party& p, const AShare& x) {
+  return mul(p, x, x);
+}
 
 }  // namespace veil::crypto

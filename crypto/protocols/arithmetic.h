@@ -35,8 +35,8 @@ core::Tensor zero_share(Party& p, const core::Shape& shape);
 /// Cost: 0 rounds, 0 bytes. Throws ValueError on a shape mismatch at src, NaN/inf or range.
 AShare share(Party& p, const core::Tensor& x, int src, const core::Shape& shape);
 /// Same for a ring64 tensor already encoded with `frac_bits` (labels, bits: frac_bits 0).
-AShare share_ring(Party& p, const core::Tensor& x, int src, const core::Shape& shape,
-                  int frac_bits);
+AShare share_ring(
+    Party& p, const core::Tensor& x, int src, const core::Shape& shape, int frac_bits);
 
 /// Opens a secret to every party: the ring64 value (decode with the encoder, or use
 /// reveal_float). Cost: 1 round, 8(N-1) bytes per element per party.
@@ -77,8 +77,10 @@ AShare sum(const AShare& x, int64_t dim, bool keepdim = false);
 /// x.frac_bits + y.frac_bits fractional bits. Cost: 1 round, 8(N-1)(|x| + |y|) bytes.
 AShare beaver(Party& p, const BilinearOp& op, const AShare& x, const AShare& y);
 /// Several independent Beaver products opened in a single round.
-std::vector<AShare> beaver_batch(Party& p, const std::vector<BilinearOp>& ops,
-                                 const std::vector<AShare>& xs, const std::vector<AShare>& ys);
+std::vector<AShare> beaver_batch(Party& p,
+                                 const std::vector<BilinearOp>& ops,
+                                 const std::vector<AShare>& xs,
+                                 const std::vector<AShare>& ys);
 
 /// Divides by 2^bits (arithmetic shift of the shared value). See the error model above.
 /// Cost: N = 2: local; N > 2: 1 round, 8 bytes per element per party except P0.

@@ -5,7 +5,9 @@
 
 namespace veil::crypto {
 
-BShare bxor(const BShare& x, const BShare& y) { return {core::bitwise_xor(x.data, y.data)}; }
+BShare bxor(const BShare& x, const BShare& y) {
+  return {core::bitwise_xor(x.data, y.data)};
+}
 
 BShare bxor_public(Party& p, const BShare& x, const core::Tensor& c) {
   if (p.rank() != 0) {
@@ -14,15 +16,20 @@ BShare bxor_public(Party& p, const BShare& x, const core::Tensor& c) {
   return {core::bitwise_xor(x.data, c)};
 }
 
-BShare bshift_left(const BShare& x, int bits) { return {core::shift_left(x.data, bits)}; }
+BShare bshift_left(const BShare& x, int bits) {
+  return {core::shift_left(x.data, bits)};
+}
 
-BShare bshift_right(const BShare& x, int bits) { return {core::shift_right_logical(x.data, bits)}; }
+BShare bshift_right(const BShare& x, int bits) {
+  return {core::shift_right_logical(x.data, bits)};
+}
 
 BShare band_public(const BShare& x, uint64_t mask) {
   return {core::map<uint64_t, uint64_t>(x.data, [mask](uint64_t v) { return v & mask; })};
 }
 
-std::vector<BShare> band_batch(Party& p, const std::vector<BShare>& xs,
+std::vector<BShare> band_batch(Party& p,
+                               const std::vector<BShare>& xs,
                                const std::vector<BShare>& ys) {
   VEIL_INTERNAL_ASSERT(xs.size() == ys.size(), "band_batch sizes");
   int64_t total = 0;
@@ -49,8 +56,7 @@ std::vector<BShare> band_batch(Party& p, const std::vector<BShare>& xs,
     }
     at += xc.numel();
   }
-  const core::Tensor opened =
-      p.comm().all_reduce(p.next_tag("and"), masked, comm::ReduceOp::kXor);
+  const core::Tensor opened = p.comm().all_reduce(p.next_tag("and"), masked, comm::ReduceOp::kXor);
   const uint64_t* e = opened.data<uint64_t>();
   const uint64_t* f = e + total;
   const bool first = p.rank() == 0;
@@ -74,7 +80,9 @@ std::vector<BShare> band_batch(Party& p, const std::vector<BShare>& xs,
   return out;
 }
 
-BShare band(Party& p, const BShare& x, const BShare& y) { return band_batch(p, {x}, {y})[0]; }
+BShare band(Party& p, const BShare& x, const BShare& y) {
+  return band_batch(p, {x}, {y})[0];
+}
 
 namespace {
 
@@ -126,7 +134,9 @@ BShare a2b(Party& p, const AShare& x) {
   return kogge_stone_add(p, addends[0], addends[1]);
 }
 
-BShare ltz(Party& p, const AShare& x) { return bshift_right(a2b(p, x), 63); }
+BShare ltz(Party& p, const AShare& x) {
+  return bshift_right(a2b(p, x), 63);
+}
 
 AShare b2a_bit(Party& p, const BShare& bit) {
   const RandomBits r = p.provider().random_bits(bit.shape());

@@ -37,7 +37,8 @@ BShare band_public(const BShare& x, uint64_t mask);
 /// Secret AND of two binary shares of equal shape. Cost: 1 round, 16(N-1) bytes per element.
 BShare band(Party& p, const BShare& x, const BShare& y);
 /// Several ANDs in one round.
-std::vector<BShare> band_batch(Party& p, const std::vector<BShare>& xs,
+std::vector<BShare> band_batch(Party& p,
+                               const std::vector<BShare>& xs,
                                const std::vector<BShare>& ys);
 
 /// Arithmetic to binary: the 64-bit two's complement bits of the shared value.

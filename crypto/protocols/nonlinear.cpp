@@ -20,7 +20,9 @@ AShare constant_share(Party& p, const core::Shape& shape, double c, int frac) {
 }
 
 // 1 - b for an integer bit share b.
-AShare one_minus(Party& p, const AShare& b) { return add_public(p, neg(b), 1.0); }
+AShare one_minus(Party& p, const AShare& b) {
+  return add_public(p, neg(b), 1.0);
+}
 
 }  // namespace
 
@@ -61,9 +63,9 @@ MaxResult max_lastdim(Party& p, const AShare& x) {
     const AShare ib = cols(idx, h, 2 * h);
     const AShare diff = sub(a, b);
     const AShare ge = one_minus(p, b2a_bit(p, ltz(p, diff)));  // [a >= b]
-    const auto sel = beaver_batch(p, {BilinearOp::mul(ge.shape(), diff.shape()),
-                                      BilinearOp::mul(ge.shape(), ia.shape())},
-                                  {ge, ge}, {diff, sub(ia, ib)});
+    const auto sel = beaver_batch(
+        p, {BilinearOp::mul(ge.shape(), diff.shape()), BilinearOp::mul(ge.shape(), ia.shape())},
+        {ge, ge}, {diff, sub(ia, ib)});
     AShare vals = add(b, {sel[0].data, diff.frac_bits});
     AShare inds = add(ib, {sel[1].data, 0});
     if (n % 2 == 1) {
@@ -102,8 +104,8 @@ AShare exp(Party& p, const AShare& x_in) {
   const AShare y = truncate(p, {x.data, f + kSquarings}, kSquarings - kExtraBits);
   const AShare y2 = rescale(p, beaver(p, BilinearOp::mul(y.shape(), y.shape()), y, y), big_f);
   const auto y34 = beaver_batch(
-      p, {BilinearOp::mul(y.shape(), y2.shape()), BilinearOp::mul(y2.shape(), y2.shape())},
-      {y, y2}, {y2, y2});
+      p, {BilinearOp::mul(y.shape(), y2.shape()), BilinearOp::mul(y2.shape(), y2.shape())}, {y, y2},
+      {y2, y2});
   const AShare y3 = rescale(p, y34[0], big_f);
   const AShare y4 = rescale(p, y34[1], big_f);
   // p(y) = 1 + y + y^2/2 + y^3/6 + y^4/24 accumulated at scale 2F, truncated once to F.

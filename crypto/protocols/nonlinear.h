@@ -56,7 +56,8 @@ AShare exp(Party& p, const AShare& x);
 
 /// 1 / x for positive x. With `range` = (lo, hi) uses the range-fitted start; otherwise the
 /// generic start (domain [0.01, 100]). Throws ValueError for a bad range.
-AShare reciprocal(Party& p, const AShare& x,
+AShare reciprocal(Party& p,
+                  const AShare& x,
                   std::optional<std::pair<double, double>> range = std::nullopt);
 
 /// Natural log for x in [1, 20] (documented above).

@@ -3,24 +3,12 @@
 #include <cstring>
 
 #include "core/ops.h"
+#include "crypto/wire.h"
 
 namespace veil::crypto {
 
 namespace {
 using Kind = CorrelationRequest::Kind;
-
-void put_u64(std::vector<std::byte>& out, uint64_t v) {
-  const auto* p = reinterpret_cast<const std::byte*>(&v);
-  out.insert(out.end(), p, p + 8);
-}
-uint64_t get_u64(std::span<const std::byte> in, std::size_t& at) {
-  VEIL_CHECK_WITH(ProtocolError, at + 8 <= in.size(),
-                  "[dealer] truncated correlation request ({} bytes)", in.size());
-  uint64_t v = 0;
-  std::memcpy(&v, in.data() + at, 8);
-  at += 8;
-  return v;
-}
 
 core::Tensor ring_sum(const std::vector<std::vector<core::Tensor>>& draws, std::size_t k) {
   core::Tensor acc = draws[0][k].clone();
@@ -39,7 +27,8 @@ core::Tensor xor_sum(const std::vector<std::vector<core::Tensor>>& draws, std::s
 }
 
 // target - sum_{j != 0} draws[j][k]
-core::Tensor minus_others(core::Tensor target, const std::vector<std::vector<core::Tensor>>& draws,
+core::Tensor minus_others(core::Tensor target,
+                          const std::vector<std::vector<core::Tensor>>& draws,
                           std::size_t k) {
   for (std::size_t j = 1; j < draws.size(); ++j) {
     core::sub_(target, draws[j][k]);
@@ -73,45 +62,33 @@ std::size_t correction_index(const CorrelationRequest& req) {
 }
 
 std::vector<std::byte> CorrelationRequest::serialize() const {
-  std::vector<std::byte> out;
-  put_u64(out, static_cast<uint64_t>(kind));
+  WireWriter w;
+  w.u64(static_cast<uint64_t>(kind));
   if (kind == Kind::kBeaver) {
-    auto o = op.serialize();
-    out.insert(out.end(), o.begin(), o.end());
-    return out;
+    w.append(op.serialize());
+  } else {
+    w.u64(static_cast<uint64_t>(bits));
+    w.shape(shape);
   }
-  put_u64(out, static_cast<uint64_t>(bits));
-  put_u64(out, shape.size());
-  for (int64_t e : shape) {
-    put_u64(out, static_cast<uint64_t>(e));
-  }
-  return out;
+  return w.take();
 }
 
 CorrelationRequest CorrelationRequest::deserialize(std::span<const std::byte> bytes) {
-  std::size_t at = 0;
-  const uint64_t k = get_u64(bytes, at);
+  WireReader r(bytes, "dealer");
+  const uint64_t k = r.u64();
   VEIL_CHECK_WITH(ProtocolError, k <= static_cast<uint64_t>(Kind::kShutdown),
                   "[dealer] unknown correlation kind {}", k);
   CorrelationRequest req;
   req.kind = static_cast<Kind>(k);
   if (req.kind == Kind::kBeaver) {
-    req.op = BilinearOp::deserialize(bytes.subspan(at));
+    req.op = BilinearOp::deserialize(r.rest());
     return req;
   }
-  const uint64_t bits = get_u64(bytes, at);
+  const uint64_t bits = r.u64();
   VEIL_CHECK_WITH(ProtocolError, bits < 64, "[dealer] bad truncation width {}", bits);
   req.bits = static_cast<int>(bits);
-  const uint64_t nd = get_u64(bytes, at);
-  VEIL_CHECK_WITH(ProtocolError, nd <= 8, "[dealer] implausible rank {}", nd);
-  req.shape.resize(nd);
-  for (auto& e : req.shape) {
-    e = static_cast<int64_t>(get_u64(bytes, at));
-    VEIL_CHECK_WITH(ProtocolError, e >= 0 && e < (int64_t{1} << 40),
-                    "[dealer] implausible extent in request");
-  }
-  VEIL_CHECK_WITH(ProtocolError, at == bytes.size(), "[dealer] {} trailing request bytes",
-                  bytes.size() - at);
+  req.shape = r.shape();
+  r.finish();
   return req;
 }
 

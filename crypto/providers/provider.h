@@ -69,7 +69,9 @@ class SeededProvider : public Provider {
  public:
   /// `seed` is this party's seed shared with the dealer; `mirrors` is empty except for party 0
   /// in trusted-first-party mode, where mirrors[j] is party j's seed (mirrors[0] unused).
-  SeededProvider(comm::Communicator& comm, ProviderKind kind, const Prg::Seed& seed,
+  SeededProvider(comm::Communicator& comm,
+                 ProviderKind kind,
+                 const Prg::Seed& seed,
                  const std::vector<Prg::Seed>& mirrors);
 
   BeaverTriple beaver(const BilinearOp& op) override;

@@ -20,9 +20,13 @@ ProviderKind parse_provider(std::string_view s) {
   throw ValueError(fmt::format("[provider] expected 'dealer' (alias 'ttp') or 'tfp', got '{}'", s));
 }
 
-std::string dealer_tag(uint64_t seq) { return fmt::format("dealer#{}", seq); }
+std::string dealer_tag(uint64_t seq) {
+  return fmt::format("dealer#{}", seq);
+}
 
-SeededProvider::SeededProvider(comm::Communicator& comm, ProviderKind kind, const Prg::Seed& seed,
+SeededProvider::SeededProvider(comm::Communicator& comm,
+                               ProviderKind kind,
+                               const Prg::Seed& seed,
                                const std::vector<Prg::Seed>& mirrors)
     : comm_(comm), kind_(kind), prg_(seed) {
   for (const auto& s : mirrors) {
@@ -106,7 +110,8 @@ void SeededProvider::finish() {
 }
 
 DealerService::DealerService(comm::Communicator& comm) : comm_(comm) {
-  VEIL_CHECK(comm_.is_dealer(), "[DealerService] expected the dealer endpoint (rank {}), got rank {}",
+  VEIL_CHECK(comm_.is_dealer(),
+             "[DealerService] expected the dealer endpoint (rank {}), got rank {}",
              comm_.dealer_rank(), comm_.rank());
 }
 
@@ -129,7 +134,8 @@ void DealerService::serve() {
     }
     std::vector<std::vector<core::Tensor>> all(static_cast<std::size_t>(n));
     for (int j = 0; j < n; ++j) {
-      all[static_cast<std::size_t>(j)] = draw_correlation(req, prgs_[static_cast<std::size_t>(j)], j);
+      all[static_cast<std::size_t>(j)] =
+          draw_correlation(req, prgs_[static_cast<std::size_t>(j)], j);
     }
     comm_.send_tensor(0, tag, correlation_correction(req, all));
   }

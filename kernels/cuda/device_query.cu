@@ -7,7 +7,9 @@
 
 namespace veil::kernels::cuda {
 
-bool compiled() { return true; }
+bool compiled() {
+  return true;
+}
 
 int device_count() {
   int n = 0;

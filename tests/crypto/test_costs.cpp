@@ -17,7 +17,9 @@ namespace vt = veil::testing;
 namespace {
 // Runs `fn` on shared inputs and returns party 1's online stats delta (rounds, bytes sent).
 template <class F>
-std::pair<int64_t, int64_t> cost(int n, const veil::core::Shape& xs, const veil::core::Shape& ys,
+std::pair<int64_t, int64_t> cost(int n,
+                                 const veil::core::Shape& xs,
+                                 const veil::core::Shape& ys,
                                  F fn) {
   auto out = crypto::launch<std::pair<int64_t, int64_t>>(vt::test_options(n), [&](Party& p) {
     const Tensor x = vt::uniform(xs, -2, 2, 1);
@@ -40,7 +42,8 @@ TEST_CASE("cost of mul, matmul, reveal, a2b and relu matches the formulas", "[cr
     const int64_t trunc_bytes_per_elem = n == 2 ? 0 : 8;  // party 1 sends to party 0
     // mul of m elements: 1 round, 8(N-1)(m + m) bytes, + truncation
     const int64_t m = 37;
-    auto c = cost(n, {m}, {m}, [](Party& p, const AShare& a, const AShare& b) { crypto::mul(p, a, b); });
+    auto c =
+        cost(n, {m}, {m}, [](Party& p, const AShare& a, const AShare& b) { crypto::mul(p, a, b); });
     CHECK(c.first == 1 + trunc_rounds);
     CHECK(c.second == 8 * peers * 2 * m + trunc_bytes_per_elem * m);
     // matmul [5, 7] @ [7, 3]: 8(N-1)(35 + 21) bytes

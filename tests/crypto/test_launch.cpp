@@ -1,10 +1,10 @@
 // Failure behaviour of launch(): a party that throws mid-protocol makes every party fail with a
 // clear error within the timeout; nothing hangs (each case runs under a watchdog).
 
-#include <catch2/catch.hpp>
-
 #include <chrono>
 #include <future>
+
+#include <catch2/catch.hpp>
 
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/nonlinear.h"
@@ -25,7 +25,8 @@ struct Outcome {
 };
 
 // Runs `fn` under launch() in a separate thread and waits at most `watchdog`.
-Outcome run_with_watchdog(const crypto::LaunchOptions& o, std::function<void(Party&)> fn,
+Outcome run_with_watchdog(const crypto::LaunchOptions& o,
+                          std::function<void(Party&)> fn,
                           std::chrono::seconds watchdog) {
   auto fut = std::async(std::launch::async, [o, fn] {
     Outcome out;

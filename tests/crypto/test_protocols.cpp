@@ -1,15 +1,16 @@
 // Every protocol against a plaintext float64 (or exact integer) reference, for 2 and 3 parties
 // and both providers. Tolerances are multiples of the fixed-point unit 2^-16.
 
-#include <catch2/catch.hpp>
-
 #include <cmath>
+
+#include <catch2/catch.hpp>
 
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
+#include "crypto/providers/correlations.h"
 #include "tests/harness/simulate.h"
 
 using veil::core::DType;
@@ -29,8 +30,10 @@ struct Setting {
 };
 
 std::vector<Setting> settings() {
-  return {{2, ProviderKind::kDealer}, {3, ProviderKind::kDealer},
-          {2, ProviderKind::kTrustedFirstParty}, {3, ProviderKind::kTrustedFirstParty}};
+  return {{2, ProviderKind::kDealer},
+          {3, ProviderKind::kDealer},
+          {2, ProviderKind::kTrustedFirstParty},
+          {3, ProviderKind::kTrustedFirstParty}};
 }
 
 // Runs fn(party, x_share, y_share) on secrets shared by party 0 (x) and party n-1 (y); returns
@@ -100,16 +103,14 @@ TEST_CASE("Beaver mul, broadcast mul and matmul match float64", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({6, 9}, -10, 10, 3);
     const Tensor y = vt::uniform({6, 9}, -10, 10, 4);
-    const Tensor got = run_binary_op(s, x, y, [](Party& p, const AShare& a, const AShare& b) {
-      return crypto::mul(p, a, b);
-    });
+    const Tensor got = run_binary_op(
+        s, x, y, [](Party& p, const AShare& a, const AShare& b) { return crypto::mul(p, a, b); });
     // product of two values with |v| <= 10, each off by <= ulp/2, then truncation (+-1 ulp)
     CHECK(vt::max_abs_diff(got, core::mul(x, y)) <= 12 * vt::ulp());
 
     const Tensor row = vt::uniform({9}, -3, 3, 5);
-    const Tensor gb = run_binary_op(s, x, row, [](Party& p, const AShare& a, const AShare& b) {
-      return crypto::mul(p, a, b);
-    });
+    const Tensor gb = run_binary_op(
+        s, x, row, [](Party& p, const AShare& a, const AShare& b) { return crypto::mul(p, a, b); });
     CHECK(vt::max_abs_diff(gb, core::mul(x, row)) <= 8 * vt::ulp());
 
     const Tensor w = vt::uniform({9, 4}, -1, 1, 6);
@@ -126,7 +127,8 @@ TEST_CASE("public operands: add_public, mul_public, matmul_public", "[crypto]") 
     const Tensor x = vt::uniform({4, 3}, -10, 10, 7);
     const Tensor c = vt::uniform({3, 2}, -2, 2, 8);
     const Tensor got = run_unary_op(s, x, [&](Party& p, const AShare& a) {
-      return crypto::matmul_public(p, crypto::add_public(p, crypto::mul_public(p, a, 0.5), 1.25), c);
+      return crypto::matmul_public(p, crypto::add_public(p, crypto::mul_public(p, a, 0.5), 1.25),
+                                   c);
     });
     const Tensor ref = core::matmul(core::add_scalar(core::mul_scalar(x, 0.5), 1.25), c);
     CHECK(vt::max_abs_diff(got, ref) <= 20 * vt::ulp());
@@ -136,9 +138,8 @@ TEST_CASE("public operands: add_public, mul_public, matmul_public", "[crypto]") 
 TEST_CASE("truncation divides by 2^d within one unit", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({1000}, -30000, 30000, 9);
-    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) {
-      return crypto::div_pow2(p, a, 5);
-    });
+    const Tensor got =
+        run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::div_pow2(p, a, 5); });
     CHECK(vt::max_abs_diff(got, core::mul_scalar(x, 1.0 / 32)) <= 2 * vt::ulp());
   }
 }
@@ -172,7 +173,8 @@ TEST_CASE("ReLU and its [x >= 0] bit", "[crypto]") {
     auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
       const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
       const auto r = crypto::relu(p, xs);
-      return std::vector<Tensor>{crypto::reveal_float(p, r.out), crypto::reveal_float(p, r.positive)};
+      return std::vector<Tensor>{crypto::reveal_float(p, r.out),
+                                 crypto::reveal_float(p, r.positive)};
     });
     CHECK(vt::max_abs_diff(out[0][0], core::relu(x)) <= vt::ulp());
     for (int64_t i = 0; i < 300; ++i) {
@@ -184,7 +186,8 @@ TEST_CASE("ReLU and its [x >= 0] bit", "[crypto]") {
 TEST_CASE("exp: relative error <= 3e-3 on [-10, 10] (reference target 1e-2)", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({400}, -10, 10, 12);
-    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::exp(p, a); });
+    const Tensor got =
+        run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::exp(p, a); });
     const Tensor ref = map_double(x, [](double v) { return std::exp(v); });
     const auto g = got.to_vector<double>();
     const auto r = ref.to_vector<double>();
@@ -217,7 +220,8 @@ TEST_CASE("reciprocal: mixed error <= 1e-3 on [0.01, 100] and with a known range
 TEST_CASE("log: absolute error <= 3e-3 on [1, 20] (reference target 1e-2)", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({100}, 1, 20, 15);
-    const Tensor got = run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::log(p, a); });
+    const Tensor got =
+        run_unary_op(s, x, [](Party& p, const AShare& a) { return crypto::log(p, a); });
     CHECK(vt::max_abs_diff(got, map_double(x, [](double v) { return std::log(v); })) <= 3e-3);
   }
 }
@@ -229,8 +233,7 @@ TEST_CASE("softmax over 10 classes within 1e-3; max and argmax exact", "[crypto]
       const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
       const auto m = crypto::max_lastdim(p, xs);
       return std::vector<Tensor>{crypto::reveal_float(p, crypto::softmax(p, xs)),
-                                 crypto::reveal_float(p, m.values),
-                                 crypto::reveal(p, m.indices)};
+                                 crypto::reveal_float(p, m.values), crypto::reveal(p, m.indices)};
     });
     const Tensor mx = core::max(x, 1, true);
     Tensor e = core::exp(core::sub(x, mx));
@@ -266,14 +269,14 @@ TEST_CASE("bad input gives clear errors", "[crypto]") {
   // NaN to encode, value outside the fixed-point range, wrong dtype
   Tensor bad = x.clone();
   bad.data<double>()[5] = std::nan("");
-  CHECK_THROWS_AS(run_unary_op({2, ProviderKind::kDealer}, bad,
-                               [](Party&, const AShare& a) { return a; }),
-                  veil::ValueError);
+  CHECK_THROWS_AS(
+      run_unary_op({2, ProviderKind::kDealer}, bad, [](Party&, const AShare& a) { return a; }),
+      veil::ValueError);
   Tensor huge = x.clone();
   huge.data<double>()[0] = 1e300;
-  CHECK_THROWS_AS(run_unary_op({2, ProviderKind::kDealer}, huge,
-                               [](Party&, const AShare& a) { return a; }),
-                  veil::ValueError);
+  CHECK_THROWS_AS(
+      run_unary_op({2, ProviderKind::kDealer}, huge, [](Party&, const AShare& a) { return a; }),
+      veil::ValueError);
   // wrong dtype: an integer tensor where a float tensor is expected
   const Tensor ints = Tensor::full<int64_t>({3, 4}, 7);
   try {
@@ -286,4 +289,24 @@ TEST_CASE("bad input gives clear errors", "[crypto]") {
   auto o = vt::test_options(2, ProviderKind::kTrustedFirstParty);
   o.party.insecure = false;
   CHECK_THROWS_AS(crypto::launch(o, [](Party&) {}), veil::ValueError);
+}
+
+TEST_CASE("dealer requests round trip and malformed ones are protocol errors", "[crypto]") {
+  crypto::CorrelationRequest req;
+  req.kind = crypto::CorrelationRequest::Kind::kBeaver;
+  req.op = crypto::BilinearOp::matmul({128, 784}, {784, 128});
+  const auto bytes = req.serialize();
+  const auto back = crypto::CorrelationRequest::deserialize(bytes);
+  CHECK(back.op.str() == req.op.str());
+  CHECK(back.correction_shape() == veil::core::Shape{128, 128});
+  // truncated, trailing bytes, unknown kind
+  CHECK_THROWS_AS(crypto::CorrelationRequest::deserialize(
+                      std::span<const std::byte>(bytes).first(bytes.size() - 3)),
+                  veil::ProtocolError);
+  auto longer = bytes;
+  longer.push_back(std::byte{1});
+  CHECK_THROWS_AS(crypto::CorrelationRequest::deserialize(longer), veil::ProtocolError);
+  auto unknown = bytes;
+  unknown[0] = std::byte{42};
+  CHECK_THROWS_AS(crypto::CorrelationRequest::deserialize(unknown), veil::ProtocolError);
 }

@@ -25,6 +25,8 @@ double max_abs_diff(const core::Tensor& a, const core::Tensor& b);
 double max_mixed_err(const core::Tensor& a, const core::Tensor& b);
 
 /// One fixed-point unit for f fractional bits: 2^-f.
-inline double ulp(int frac_bits = 16) { return std::ldexp(1.0, -frac_bits); }
+inline double ulp(int frac_bits = 16) {
+  return std::ldexp(1.0, -frac_bits);
+}
 
 }  // namespace veil::testing

@@ -1,10 +1,10 @@
 // End to end: private training of the MLP on real Fashion-MNIST rows reaches a stated accuracy and
 // tracks the float64 twin trained from the same weights in the same order.
 
-#include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <filesystem>
+
+#include <catch2/catch.hpp>
 
 #include "models/data.h"
 #include "models/private_training.h"
