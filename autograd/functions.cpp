@@ -364,6 +364,29 @@ MpcTensor relu(const MpcTensor& x) {
   });
 }
 
+namespace {
+// Public-mode softmax over rows of length c of a contiguous float64 tensor, in place; writes
+// max + log(sum exp(x - max)) of each row to lse when given.
+void softmax_rows_inplace(core::Tensor& v, int64_t c, double* lse) {
+  double* pv = v.data<double>();
+  for (int64_t r = 0; r < v.numel() / c; ++r) {
+    double* row = pv + r * c;
+    const double m = *std::max_element(row, row + c);
+    double total = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      row[j] = std::exp(row[j] - m);
+      total += row[j];
+    }
+    for (int64_t j = 0; j < c; ++j) {
+      row[j] /= total;
+    }
+    if (lse != nullptr) {
+      lse[r] = m + std::log(total);
+    }
+  }
+}
+}  // namespace
+
 MpcTensor softmax(const MpcTensor& x) {
   // x: [..., C] -> s: [..., C]
   Party& p = party_of(x, "softmax");
@@ -374,20 +397,7 @@ MpcTensor softmax(const MpcTensor& x) {
     s = MpcTensor::from_secret(crypto::softmax(p, x.ashare()), p);
   } else {
     core::Tensor v = decode(x);
-    const int64_t c = x.size(-1);
-    double* pv = v.data<double>();
-    for (int64_t r = 0; r < v.numel() / c; ++r) {
-      double* row = pv + r * c;
-      const double m = *std::max_element(row, row + c);
-      double total = 0;
-      for (int64_t j = 0; j < c; ++j) {
-        row[j] = std::exp(row[j] - m);
-        total += row[j];
-      }
-      for (int64_t j = 0; j < c; ++j) {
-        row[j] /= total;
-      }
-    }
+    softmax_rows_inplace(v, x.size(-1), nullptr);
     s = MpcTensor::from_public(v, p);
   }
   return record("softmax", s.detach(), {x}, [s](const MpcTensor& g, const Needs&) {
@@ -436,21 +446,7 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
   } else {
     core::Tensor v = decode(logits);
     core::Tensor l = core::Tensor::empty({n}, core::DType::kFloat64);
-    double* pv = v.data<double>();
-    double* pl = l.data<double>();
-    for (int64_t r = 0; r < n; ++r) {
-      double* row = pv + r * c;
-      const double m = *std::max_element(row, row + c);
-      double total = 0;
-      for (int64_t j = 0; j < c; ++j) {
-        row[j] = std::exp(row[j] - m);
-        total += row[j];
-      }
-      for (int64_t j = 0; j < c; ++j) {
-        row[j] /= total;
-      }
-      pl[r] = m + std::log(total);
-    }
+    softmax_rows_inplace(v, c, l.data<double>());
     sm = MpcTensor::from_public(v, p);
     lse = MpcTensor::from_public(l, p);
   }
