@@ -20,23 +20,26 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Secret-shares the row blocks every party owns and concatenates them along dim 0, so row r of
-// the result is row r of `data` (shared by its owner). Each owner encodes only its own rows.
-MpcTensor share_partitioned(crypto::Party& party, const core::Tensor& data, int64_t n) {
-  const int world = party.world_size();
-  core::Shape row_shape = data.shape();
-  std::vector<core::Tensor> blocks;
-  int frac = 0;
-  for (int owner = 0; owner < world; ++owner) {
-    const RowRange rows = partition_rows(n, world, owner);
-    row_shape[0] = rows.size();
-    const core::Tensor mine =
-        party.rank() == owner ? data.slice(0, rows.begin, rows.end).contiguous() : core::Tensor();
-    const MpcTensor block = MpcTensor::share(mine, owner, row_shape, party);
-    blocks.push_back(block.ashare().data);
-    frac = block.frac_bits();
+// Secret-shares a [n, ...] table whose row blocks are owned by the parties (party i owns
+// partition_rows(n, N, i)): one pseudo-random zero-sharing of the whole table, and each owner adds
+// the encoding of its own rows, read through `rows_of(begin, end)`. Equivalent to every owner
+// sharing its block, with no communication and one pass over the table.
+MpcTensor share_partitioned(crypto::Party& party,
+                            int64_t n,
+                            const core::Shape& row_shape,
+                            const std::function<core::Tensor(int64_t, int64_t)>& rows_of) {
+  core::Shape shape = row_shape;
+  shape.insert(shape.begin(), n);
+  core::Tensor table = crypto::zero_share(party, shape);
+  const RowRange mine = partition_rows(n, party.world_size(), party.rank());
+  if (mine.size() > 0) {
+    core::Tensor block = table.slice(0, mine.begin, mine.end);
+    const core::Tensor enc = party.encoder().encode(rows_of(mine.begin, mine.end), "share");
+    VEIL_CHECK(enc.shape() == block.shape(), "[share] expected owner rows of shape {}, got {}",
+               core::shape_str(block.shape()), core::shape_str(enc.shape()));
+    core::add_(block, enc);
   }
-  return MpcTensor::from_secret({core::cat(blocks, 0), frac}, party);
+  return MpcTensor::from_secret({table, party.frac_bits()}, party);
 }
 
 MpcTensor select_rows(const MpcTensor& x, const std::vector<int64_t>& rows) {
@@ -83,8 +86,13 @@ PartyReport train_private_mlp(crypto::Party& party,
   // ---- input sharing: every owner shares its own rows (no communication) ----------------------
   auto t0 = Clock::now();
   const int64_t n = train.size();
-  const MpcTensor x_all = share_partitioned(party, preprocess(train.images, options), n);
-  const MpcTensor y_all = share_partitioned(party, core::one_hot(train.labels, classes), n);
+  const int64_t features = train.images.size(1);
+  const MpcTensor x_all = share_partitioned(party, n, {features}, [&](int64_t lo, int64_t hi) {
+    return preprocess(train.images.slice(0, lo, hi), options);
+  });
+  const MpcTensor y_all = share_partitioned(party, n, {classes}, [&](int64_t lo, int64_t hi) {
+    return core::one_hot(train.labels.slice(0, lo, hi).contiguous(), classes);
+  });
   report.share_seconds = seconds_since(t0);
 
   // ---- model from public initial weights, encrypted by party 0 ---------------------------------
@@ -150,7 +158,9 @@ PartyReport train_private_mlp(crypto::Party& party,
     t0 = Clock::now();
     NoGradGuard no_grad;
     model->eval();
-    const MpcTensor xt = share_partitioned(party, preprocess(test.images, options), test.size());
+    const MpcTensor xt = share_partitioned(
+        party, test.size(), {features},
+        [&](int64_t lo, int64_t hi) { return preprocess(test.images.slice(0, lo, hi), options); });
     report.predictions.reserve(static_cast<std::size_t>(test.size()));
     for (int64_t lo = 0; lo < test.size(); lo += options.eval_batch) {
       const int64_t hi = std::min(test.size(), lo + options.eval_batch);
