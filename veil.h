@@ -2,5 +2,8 @@
 // Umbrella header: the user-facing pieces of veil.
 #include "autograd/autograd.h"
 #include "core/tensor.h"
+#include "crypto/launch.h"
+#include "models/data.h"
+#include "models/mlp.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
