@@ -97,6 +97,11 @@ int main(int argc, char** argv) {
   try {
     using veil::models::Split;
     const veil::crypto::ProviderKind kind = veil::crypto::parse_provider(provider);
+    if (kind == veil::crypto::ProviderKind::kTrustedFirstParty && !insecure) {
+      throw veil::ValueError(
+          "[veil-train] --provider tfp is insecure (party 0 learns every mask); add --insecure to "
+          "use it for benchmarks");
+    }
     const auto train = veil::models::load_fashion_mnist(data_dir, Split::kTrain, samples);
     const auto test = veil::models::load_fashion_mnist(data_dir, Split::kTest, test_samples);
     veil::models::TrainOptions opts;
