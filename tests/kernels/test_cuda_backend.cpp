@@ -1,9 +1,9 @@
 // The CUDA backend of this version: a device query plus ring kernels that throw NotCompiledError
 // (the CUDA kernels arrive with the GPU issue). Builds with and without nvcc.
 
-#include <catch2/catch.hpp>
-
 #include <cstdio>
+
+#include <catch2/catch.hpp>
 
 #include "kernels/cuda_backend.h"
 #include "kernels/error.h"

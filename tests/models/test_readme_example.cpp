@@ -4,6 +4,7 @@
 
 #include "core/ops.h"
 #include "tests/harness/simulate.h"
+
 #include "veil.h"
 
 namespace vt = veil::testing;
@@ -26,10 +27,10 @@ TEST_CASE("README example: two parties train an encrypted MLP on secret data", "
   auto losses = veil::crypto::launch<std::vector<double>>(options, [&](veil::Party& party) {
     // --- README snippet starts ---
     // Every party runs the same program; party 0 owns the images, party 1 the labels.
-    auto x = veil::MpcTensor::share(party.rank() == 0 ? images : veil::core::Tensor(), 0,
-                                    {128, 784});
-    auto y = veil::MpcTensor::share(party.rank() == 1 ? one_hot : veil::core::Tensor(), 1,
-                                    {128, 10});
+    auto x =
+        veil::MpcTensor::share(party.rank() == 0 ? images : veil::core::Tensor(), 0, {128, 784});
+    auto y =
+        veil::MpcTensor::share(party.rank() == 1 ? one_hot : veil::core::Tensor(), 1, {128, 10});
     veil::models::Mlp model(std::vector<int64_t>{784, 128, 10});
     model->encrypt(/*src=*/0);
     veil::optim::SGD opt(model->parameters(), veil::optim::SGDOptions(0.1).momentum(0.9));
