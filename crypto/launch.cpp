@@ -36,7 +36,7 @@ void launch(const LaunchOptions& options, const std::function<void(Party&)>& fn)
         if (options.threads_per_party > 0) {
           core::set_num_threads(options.threads_per_party);
         }
-        Party party(comm, options.party);
+        Party party(comm, options.party_for_rank ? options.party_for_rank(r) : options.party);
         CurrentPartyGuard guard(party);
         fn(party);
         party.finish();

@@ -19,6 +19,8 @@ struct LaunchOptions {
   PartyOptions party;
   /// Intra-op threads per party thread (core::set_num_threads); 0 keeps the default.
   int threads_per_party = 0;
+  /// Optional per-rank options (tests of mismatched setups); `party` when empty.
+  std::function<PartyOptions(int rank)> party_for_rank;
 };
 
 /// Runs fn on every party; returns when all have finished. Rethrows the first failure.

@@ -1,10 +1,12 @@
 #include "crypto/party.h"
 
 #include <cstring>
+#include <span>
 
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "crypto/fingerprint.h"
 
 namespace veil::crypto {
 
@@ -23,45 +25,99 @@ std::span<const std::byte> as_bytes(const Prg::Seed& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-Prg make_next_prg(comm::Communicator& comm, Prg::Seed& mine) {
+// Keys come from the OS, or (insecure, reproducibility only) from a public seed with one stream
+// per (rank, purpose).
+enum class KeyUse : uint64_t { kOwn = 1, kPairwise = 2, kCommon = 3, kDealer = 4 };
+
+Prg::Seed make_key(const PartyOptions& o, int rank, KeyUse use) {
+  if (!o.insecure_seed) {
+    return Prg::os_seed();
+  }
+  constexpr uint64_t kDomain = 0x7665696c2d646574ULL;  // separates these from other public seeds
+  return Prg::public_seed(*o.insecure_seed ^ kDomain,
+                          static_cast<uint64_t>(rank) * 16 + static_cast<uint64_t>(use));
+}
+
+void check_party_endpoint(const comm::Communicator& comm) {
   VEIL_CHECK(!comm.is_dealer(), "[Party] the dealer endpoint (rank {}) cannot be a party",
              comm.rank());
   VEIL_CHECK(comm.world_size() >= 2, "[Party] expected world_size >= 2, got {}", comm.world_size());
-  mine = Prg::os_seed();
-  return Prg(mine);
+}
+
+// Sends this party's fingerprint to every other party (and the dealer), receives theirs and
+// refuses to go on when any field differs.
+void exchange_fingerprints(comm::Communicator& comm,
+                           const PartyOptions& options,
+                           bool with_dealer) {
+  const SetupFingerprint mine = party_fingerprint(options, comm.world_size());
+  const std::string text = mine.serialize();
+  const auto bytes = std::as_bytes(std::span<const char>(text));
+  constexpr const char* kTag = "setup#fingerprint";
+  for (int j = 0; j < comm.world_size(); ++j) {
+    if (j != comm.rank()) {
+      comm.send(j, kTag, bytes);
+    }
+  }
+  if (with_dealer) {
+    comm.send(comm.dealer_rank(), kTag, bytes);
+  }
+  std::vector<std::string> diffs;
+  for (int j = 0; j < comm.world_size(); ++j) {
+    if (j == comm.rank()) {
+      continue;
+    }
+    const auto theirs = comm.recv(j, kTag);
+    const auto d =
+        fingerprint_diff(mine,
+                         SetupFingerprint::parse(std::string(
+                             reinterpret_cast<const char*>(theirs.data()), theirs.size())),
+                         fmt::format("party {}", j));
+    diffs.insert(diffs.end(), d.begin(), d.end());
+  }
+  VEIL_CHECK(diffs.empty(), "[setup] party {} refuses the session: setup fingerprints differ: {}",
+             comm.rank(), fmt::join(diffs, "; "));
 }
 }  // namespace
 
 Party::Party(comm::Communicator& comm, const PartyOptions& options)
-    : comm_(comm),
+    : comm_((check_party_endpoint(comm), comm)),
       options_(options),
       encoder_(options.frac_bits),
-      own_prg_(Prg::os_seed()),
-      next_prg_(Prg::os_seed()),
-      prev_prg_(Prg::os_seed()),
-      common_prg_(Prg::os_seed()) {
-  Prg::Seed next_seed{};
-  next_prg_ = make_next_prg(comm_, next_seed);
+      own_prg_(make_key(options, comm.rank(), KeyUse::kOwn)),
+      next_prg_(Prg::Seed{}),
+      prev_prg_(Prg::Seed{}),
+      common_prg_(Prg::Seed{}) {
   const bool tfp = options_.provider == ProviderKind::kTrustedFirstParty;
   VEIL_CHECK(!tfp || options_.insecure,
              "[Party] the trusted-first-party provider is insecure (party 0 learns every mask); "
              "expected PartyOptions::insecure = true to enable it");
+  VEIL_CHECK(!options_.insecure_seed || options_.insecure,
+             "[Party] deterministic keys from a public seed are insecure; expected "
+             "PartyOptions::insecure = true to enable them");
   VEIL_CHECK(tfp || comm_.has_dealer(),
              "[Party] the dealer provider needs a dealer endpoint, but the communicator has none");
   comm_.set_timeout(options_.timeout);
-  if (tfp && rank() == 0) {
+  if (rank() == 0 && tfp) {
     core::log_warning(
         "INSECURE: trusted-first-party provider: party 0 generates (and learns) all correlated "
         "randomness. Use only for benchmarks.");
   }
+  if (rank() == 0 && options_.insecure_seed) {
+    core::log_warning(
+        "INSECURE: every key is derived from a public seed (reproducibility runs only); anyone "
+        "who knows the seed learns every share.");
+  }
+  exchange_fingerprints(comm_, options_, !tfp);
   const int n = world_size();
   const int next = (rank() + 1) % n;
   const int prev = (rank() + n - 1) % n;
   // Pairwise zero-sharing keys: send ours to the successor, receive the predecessor's.
+  const Prg::Seed next_seed = make_key(options_, rank(), KeyUse::kPairwise);
+  next_prg_ = Prg(next_seed);
   comm_.send(next, "setup#przs", as_bytes(next_seed));
   prev_prg_ = Prg(to_seed(comm_.recv(prev, "setup#przs", sizeof(Prg::Seed)), "przs seed"));
   // Common public key: xor of everyone's contribution.
-  Prg::Seed contrib = Prg::os_seed();
+  Prg::Seed contrib = make_key(options_, rank(), KeyUse::kCommon);
   core::Tensor t = core::Tensor::empty({2}, core::DType::kRing64);
   std::memcpy(t.data<uint64_t>(), contrib.data(), contrib.size());
   core::Tensor common = comm_.all_reduce("setup#common", t, comm::ReduceOp::kXor);
@@ -69,7 +125,7 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
   std::memcpy(common_seed.data(), common.data<uint64_t>(), common_seed.size());
   common_prg_ = Prg(common_seed);
   // Seed shared with the dealer (or, insecurely, with party 0).
-  const Prg::Seed dealer_seed = Prg::os_seed();
+  const Prg::Seed dealer_seed = make_key(options_, rank(), KeyUse::kDealer);
   std::vector<Prg::Seed> mirrors;
   if (!tfp) {
     comm_.send(comm_.dealer_rank(), kDealerSeedTag, as_bytes(dealer_seed));

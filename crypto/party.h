@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -24,16 +25,24 @@ struct PartyOptions {
   bool insecure = false;
   /// Receive timeout for every communication call.
   std::chrono::milliseconds timeout{60000};
+  /// Program/model identifier compared at setup (parties running different programs are
+  /// refused before any protocol runs).
+  std::string program_id;
+  /// INSECURE, for reproducibility tests only (requires `insecure`): derive every key (pairwise,
+  /// common, dealer, own) from this public seed instead of the OS, so two runs of a program give
+  /// bit-identical results whatever the transport. Anyone knowing the seed learns every share.
+  std::optional<uint64_t> insecure_seed;
 };
 
 class Party {
  public:
   /// Collective setup over `comm` (all parties, and the dealer service when provider == kDealer):
-  /// pairwise PRZS keys (each party sends 16 bytes to its successor), a common public key (one
-  /// all_gather of 16 bytes), and the dealer seed (16 bytes to the dealer; in trusted-first-party
-  /// mode to party 0 instead). Cost: 2 rounds, under 64 bytes per party (tags "setup#...").
-  /// Throws ValueError for world_size < 2, the dealer endpoint, a missing dealer, or
-  /// trusted-first-party without `insecure`.
+  /// the setup fingerprint (crypto/fingerprint.h) sent to every peer and the dealer and compared
+  /// (ValueError listing the differing fields on a mismatch), pairwise PRZS keys (each party sends
+  /// 16 bytes to its successor), a common public key (one all_gather of 16 bytes), and the dealer
+  /// seed (16 bytes to the dealer; in trusted-first-party mode to party 0 instead). Cost: 3 rounds,
+  /// a few hundred bytes per party (tags "setup#..."). Throws ValueError for world_size < 2, the
+  /// dealer endpoint, a missing dealer, or trusted-first-party without `insecure`.
   Party(comm::Communicator& comm, const PartyOptions& options);
   ~Party();
   Party(const Party&) = delete;

@@ -133,6 +133,27 @@ Prg::~Prg() = default;
 Prg::Prg(Prg&&) noexcept = default;
 Prg& Prg::operator=(Prg&&) noexcept = default;
 
+void Prg::seek(uint64_t position) {
+  if (!impl_) {
+    throw ValueError("[Prg::seek] this Prg was moved from");
+  }
+  // Counter block b encrypts keystream bytes [16b, 16b + 16): restart the cipher at block
+  // position / 16 (big-endian 128-bit counter, as OpenSSL's CTR mode increments it), then drop the
+  // bytes before `position` inside that block.
+  std::array<unsigned char, 16> iv{};
+  const uint64_t block = position / 16;
+  for (int i = 0; i < 8; ++i) {
+    iv[static_cast<std::size_t>(15 - i)] = static_cast<unsigned char>(block >> (8 * i));
+  }
+  if (EVP_EncryptInit_ex(impl_->ctx.get(), nullptr, nullptr, nullptr, iv.data()) != 1) {
+    throw Error("[Prg::seek] EVP_EncryptInit_ex failed: " + openssl_error());
+  }
+  impl_->buffer_pos = kBufferBytes;
+  position_ = block * 16;
+  std::array<std::byte, 16> skip{};
+  fill(std::span<std::byte>(skip.data(), static_cast<std::size_t>(position % 16)));
+}
+
 void Prg::fill(std::span<std::byte> out) {
   if (!impl_) {
     throw ValueError("[Prg::fill] this Prg was moved from");

@@ -55,6 +55,9 @@ class Prg {
   double normal();
   /// Fisher–Yates shuffle driven by uniform_int.
   void shuffle(std::vector<int64_t>& v);
+  /// Moves to keystream byte `position` (forward or back): the next draw returns the bytes a fresh
+  /// Prg of the same key would return after `position` bytes. Used by the dealer to draw ahead.
+  void seek(uint64_t position);
   /// Keystream bytes consumed so far (the stream position).
   uint64_t position() const { return position_; }
 

@@ -93,18 +93,32 @@ class SeededProvider : public Provider {
 
 /// The dealer endpoint's service loop. Receives the parties' seeds, then answers party 0's
 /// requests in order until a shutdown request (or an abort, which throws CommError).
+///
+/// Lookahead: training repeats the same request sequence every step, so after answering request
+/// q the dealer predicts the request that followed q last time and computes its correction on a
+/// background thread (drawing every party's components from PRG copies positioned after q) while
+/// the parties compute. A correct prediction is answered at once; a wrong one is discarded (the
+/// PRG positions only advance for requests actually answered), so answers never depend on it.
 class DealerService {
  public:
-  explicit DealerService(comm::Communicator& comm);
+  explicit DealerService(comm::Communicator& comm, bool lookahead = true);
   /// Runs until shutdown. Throws CommError / ProtocolError on failure.
   void serve();
-  /// Number of requests answered so far.
+  /// Number of requests answered so far, and how many were answered from a correct prediction.
   uint64_t requests() const { return seq_; }
+  uint64_t predicted() const { return hits_; }
 
  private:
+  /// The correction for `req`, drawing party j's components from keystream position
+  /// positions[j] (updated to the position after the draws).
+  core::Tensor compute(const CorrelationRequest& req, std::vector<uint64_t>& positions) const;
+
   comm::Communicator& comm_;
-  std::vector<Prg> prgs_;
+  bool lookahead_;
+  std::vector<Prg::Seed> seeds_;
+  std::vector<uint64_t> positions_;
   uint64_t seq_ = 0;
+  uint64_t hits_ = 0;
 };
 
 /// Tag of the dealer message with sequence number `seq`.

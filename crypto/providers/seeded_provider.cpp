@@ -1,5 +1,9 @@
+#include <cstring>
+#include <future>
+#include <map>
 #include <span>
 
+#include "crypto/fingerprint.h"
 #include "crypto/providers/provider.h"
 
 namespace veil::crypto {
@@ -109,35 +113,99 @@ void SeededProvider::finish() {
   }
 }
 
-DealerService::DealerService(comm::Communicator& comm) : comm_(comm) {
+DealerService::DealerService(comm::Communicator& comm, bool lookahead)
+    : comm_(comm), lookahead_(lookahead) {
   VEIL_CHECK(comm_.is_dealer(),
              "[DealerService] expected the dealer endpoint (rank {}), got rank {}",
              comm_.dealer_rank(), comm_.rank());
 }
 
+core::Tensor DealerService::compute(const CorrelationRequest& req,
+                                    std::vector<uint64_t>& positions) const {
+  const std::size_t n = seeds_.size();
+  std::vector<std::vector<core::Tensor>> all(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    Prg prg(seeds_[j]);
+    prg.seek(positions[j]);
+    all[j] = draw_correlation(req, prg, static_cast<int>(j));
+    positions[j] = prg.position();
+  }
+  return correlation_correction(req, all);
+}
+
 void DealerService::serve() {
   const int n = comm_.world_size();
-  prgs_.clear();
+  // Every party's setup fingerprint must agree with what this dealer serves.
+  const SetupFingerprint mine = dealer_fingerprint(n);
+  std::vector<std::string> diffs;
+  for (int j = 0; j < n; ++j) {
+    const auto raw = comm_.recv(j, "setup#fingerprint");
+    const auto d = fingerprint_diff(
+        mine,
+        SetupFingerprint::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size())),
+        fmt::format("party {}", j), /*only_mine_keys=*/true);
+    diffs.insert(diffs.end(), d.begin(), d.end());
+  }
+  VEIL_CHECK(diffs.empty(), "[setup] the dealer refuses the session: setup fingerprints differ: {}",
+             fmt::join(diffs, "; "));
+  seeds_.clear();
   for (int j = 0; j < n; ++j) {
     const auto bytes = comm_.recv(j, kDealerSeedTag, sizeof(Prg::Seed));
     Prg::Seed seed{};
     std::memcpy(seed.data(), bytes.data(), seed.size());
-    prgs_.emplace_back(seed);
+    seeds_.push_back(seed);
   }
+  positions_.assign(static_cast<std::size_t>(n), 0);
+  struct Prepared {
+    std::string request;
+    core::Tensor correction;
+    std::vector<uint64_t> positions_after;
+  };
+  // Learned request order, keyed by the serialized request.
+  std::map<std::string, std::string> successor;
+  std::string previous;
+  std::future<Prepared> ahead;
   for (;;) {
     const std::string tag = dealer_tag(seq_);
-    const auto bytes = comm_.recv(0, tag);
-    const CorrelationRequest req = CorrelationRequest::deserialize(bytes);
+    const std::vector<std::byte> raw = comm_.recv(0, tag);
+    const CorrelationRequest req = CorrelationRequest::deserialize(raw);
+    std::string bytes(reinterpret_cast<const char*>(raw.data()), raw.size());
     ++seq_;
-    if (req.kind == Kind::kShutdown) {
+    if (!previous.empty()) {
+      successor[previous] = bytes;
+    }
+    previous = bytes;
+    core::Tensor correction;
+    if (ahead.valid()) {
+      Prepared prepared = ahead.get();
+      if (prepared.correction.defined() && prepared.request == bytes) {
+        correction = std::move(prepared.correction);
+        positions_ = std::move(prepared.positions_after);
+        ++hits_;
+      }
+    }
+    if (req.kind == CorrelationRequest::Kind::kShutdown) {
       return;
     }
-    std::vector<std::vector<core::Tensor>> all(static_cast<std::size_t>(n));
-    for (int j = 0; j < n; ++j) {
-      all[static_cast<std::size_t>(j)] =
-          draw_correlation(req, prgs_[static_cast<std::size_t>(j)], j);
+    if (!correction.defined()) {
+      correction = compute(req, positions_);
     }
-    comm_.send_tensor(0, tag, correlation_correction(req, all));
+    comm_.send_tensor(0, tag, correction);
+    const auto next = successor.find(bytes);
+    if (lookahead_ && next != successor.end()) {
+      ahead = std::async(
+          std::launch::async, [this, predicted = next->second, positions = positions_]() mutable {
+            const CorrelationRequest r =
+                CorrelationRequest::deserialize(std::as_bytes(std::span<const char>(predicted)));
+            Prepared out;
+            out.request = std::move(predicted);
+            if (r.kind != CorrelationRequest::Kind::kShutdown) {
+              out.correction = compute(r, positions);
+              out.positions_after = std::move(positions);
+            }
+            return out;
+          });
+    }
   }
 }
 

@@ -336,3 +336,20 @@ TEST_CASE("Prg: a moved-from Prg throws instead of crashing", "[prg]") {
   CHECK_THROWS_AS(a.next_u64(), veil::ValueError);  // NOLINT(bugprone-use-after-move)
   CHECK_NOTHROW(b.next_u64());
 }
+
+TEST_CASE("Prg::seek reproduces the stream from any position", "[prg]") {
+  const veil::crypto::Prg::Seed key = veil::crypto::Prg::public_seed(42, 7);
+  veil::crypto::Prg ref(key);
+  std::vector<std::byte> stream(5000);
+  ref.fill(stream);
+  for (uint64_t pos : {0ULL, 1ULL, 15ULL, 16ULL, 17ULL, 1000ULL, 4095ULL, 4096ULL, 4097ULL, 4999ULL}) {
+    veil::crypto::Prg p(key);
+    std::vector<std::byte> junk(3001);
+    p.fill(junk);  // move somewhere else first, then seek (also backwards)
+    p.seek(pos);
+    CHECK(p.position() == pos);
+    std::vector<std::byte> got(5000 - pos);
+    p.fill(got);
+    CHECK(std::equal(got.begin(), got.end(), stream.begin() + static_cast<std::ptrdiff_t>(pos)));
+  }
+}
