@@ -107,6 +107,9 @@ void Communicator::count(int peer, std::string_view tag, int64_t bytes, bool sen
 void Communicator::send(int to, std::string_view tag, std::span<const std::byte> data) {
   check_peer(to, "send");
   VEIL_CHECK(!tag.empty(), "[send] expected a non-empty tag (to {})", peer_name(to));
+  if (send_observer_) {
+    send_observer_(to, tag);
+  }
   send_bytes(to, tag, data);
   count(to, tag, static_cast<int64_t>(data.size()), /*sent=*/true);
 }

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -142,6 +143,12 @@ class Communicator {
 
   // ---- stats -----------------------------------------------------------------------------------
   /// This endpoint's counters since construction or the last reset_stats().
+  /// Observer called before every send with the peer and the tag (never the payload): for
+  /// tracing and for fault-injection tests. Empty by default.
+  void set_send_observer(std::function<void(int to, std::string_view tag)> observer) {
+    send_observer_ = std::move(observer);
+  }
+
   const CommStats& stats() const { return stats_; }
   /// Zeroes the counters; the next call starts a new round.
   void reset_stats() {
@@ -180,6 +187,7 @@ class Communicator {
   bool has_dealer_;
   std::chrono::milliseconds timeout_{60000};
   CommStats stats_;
+  std::function<void(int, std::string_view)> send_observer_;
   std::string last_tag_;
 };
 

@@ -25,6 +25,7 @@
 #include "core/tensor.h"
 #include "kernels/cpu/gemm.h"
 
+#include "tools/bench_exchange.h"
 #include "tools/bench_train_epoch.h"
 
 namespace {
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   add_gemm_command(app);
   veil::bench::add_train_epoch_command(app);
+  veil::bench::add_exchange_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -8,12 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "comm/config.h"
 #include "core/parallel.h"
 #include "crypto/launch.h"
+#include "crypto/process.h"
 #include "models/data.h"
 #include "models/private_training.h"
 
@@ -34,6 +37,15 @@ void write_json_atomically(const std::string& path, const nlohmann::json& j) {
     }
   }
   std::filesystem::rename(tmp, path);
+}
+
+// FNV-1a over the predicted labels: a compact way to compare runs bit for bit.
+std::string predictions_digest(const std::vector<int64_t>& predictions) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int64_t p : predictions) {
+    h = (h ^ static_cast<uint64_t>(p)) * 1099511628211ULL;
+  }
+  return fmt::format("{:016x}", h);
 }
 
 std::string fmt_seconds(double s) {
@@ -64,6 +76,7 @@ int main(int argc, char** argv) {
   int frac_bits = 16;
   int64_t progress_every = 10;
   bool no_twin = false;
+  std::optional<uint64_t> insecure_seed;
   std::string metrics_json;
   std::string data_dir = veil::models::fashion_mnist_dir();
   app.add_option("--parties", parties, "number of parties (>= 2)")->check(CLI::Range(2, 64));
@@ -90,6 +103,9 @@ int main(int argc, char** argv) {
                  "reveal and print the batch loss every k batches (0: never reveal the loss)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_flag("--no-twin", no_twin, "skip the plaintext float64 twin");
+  app.add_option("--insecure-seed", insecure_seed,
+                 "INSECURE (needs --insecure): derive every key from this public seed, so runs "
+                 "are bit-identical across transports (reproducibility tests)");
   app.add_option("--data-dir", data_dir, "directory with the Fashion-MNIST IDX files");
   app.add_option("--metrics-json", metrics_json, "write the run's figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
@@ -97,6 +113,10 @@ int main(int argc, char** argv) {
   try {
     using veil::models::Split;
     const veil::crypto::ProviderKind kind = veil::crypto::parse_provider(provider);
+    if (insecure_seed && !insecure) {
+      throw veil::ValueError(
+          "[veil-train] --insecure-seed makes every share predictable; add --insecure to use it");
+    }
     if (kind == veil::crypto::ProviderKind::kTrustedFirstParty && !insecure) {
       throw veil::ValueError(
           "[veil-train] --provider tfp is insecure (party 0 learns every mask); add --insecure to "
@@ -128,23 +148,65 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     };
 
-    veil::crypto::LaunchOptions lo;
-    lo.world_size = parties;
-    lo.party.provider = kind;
-    lo.party.insecure = insecure;
-    lo.party.frac_bits = frac_bits;
-    lo.threads_per_party = threads;
+    veil::crypto::PartyOptions party_opts;
+    party_opts.provider = kind;
+    party_opts.insecure = insecure;
+    party_opts.frac_bits = frac_bits;
+    party_opts.program_id =
+        fmt::format("veil-train mlp 784-128-10 samples={} batch={} lr={} seed={}", samples,
+                    batch_size, lr, seed);
+    if (insecure_seed) {
+      party_opts.insecure_seed = *insecure_seed;
+    }
+    // Parties as processes (veil-run, mpirun, a scheduler): RANK and the session configuration
+    // come from the environment, and this process runs one party. Otherwise all parties run as
+    // threads of this process.
+    const bool as_process = veil::crypto::launched_as_process();
+    int my_rank = 0;
+    if (as_process) {
+      const auto config = veil::comm::SessionConfig::from_env();
+      my_rank = *veil::comm::rank_from_env();
+      parties = config.world_size;
+      if (threads > 0) {
+        veil::core::set_num_threads(threads);
+      }
+    }
     fmt::print(
-        "veil-train: {} parties, provider {}, {} training rows ({} per party), {} epoch(s), "
+        "veil-train: {} parties ({}), provider {}, {} training rows ({} per party), {} epoch(s), "
         "batch {}, lr {}\n",
-        parties, veil::crypto::provider_name(kind), train.size(), train.size() / parties, epochs,
-        batch_size, lr);
+        parties, as_process ? fmt::format("process of rank {}", my_rank) : "threads",
+        veil::crypto::provider_name(kind), train.size(), train.size() / parties, epochs, batch_size,
+        lr);
+    if (my_rank != 0) {
+      opts.on_progress = nullptr;
+    }
     const auto t_all = std::chrono::steady_clock::now();
-    auto reports = veil::crypto::launch<veil::models::PartyReport>(lo, [&](veil::crypto::Party& p) {
-      return veil::models::train_private_mlp(p, train, test, opts);
-    });
+    std::vector<veil::models::PartyReport> reports;
+    if (as_process) {
+      veil::models::PartyReport mine;
+      veil::crypto::run_party_process(
+          veil::comm::SessionConfig::from_env(), my_rank, party_opts, [&](veil::crypto::Party& p) {
+            mine = veil::models::train_private_mlp(p, train, test, opts);
+          });
+      reports.push_back(std::move(mine));
+    } else {
+      veil::crypto::LaunchOptions lo;
+      lo.world_size = parties;
+      lo.party = party_opts;
+      lo.threads_per_party = threads;
+      reports = veil::crypto::launch<veil::models::PartyReport>(lo, [&](veil::crypto::Party& p) {
+        return veil::models::train_private_mlp(p, train, test, opts);
+      });
+    }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_all).count();
+    if (my_rank != 0) {
+      const auto& r = reports[0];
+      fmt::print("party {} done: training {:.2f} s, {:.1f} MB sent, {} rounds\n", my_rank,
+                 r.train_seconds, static_cast<double>(r.train_stats.total.bytes_sent) / 1e6,
+                 r.train_stats.total.rounds);
+      return 0;
+    }
     const auto& r0 = reports[0];
     const double acc = test.size() > 0 ? veil::models::accuracy(r0.predictions, test.labels) : 0.0;
     double mb_sent = 0;
@@ -196,6 +258,9 @@ int main(int argc, char** argv) {
       j["eval_seconds"] = r0.eval_seconds;
       j["frac_bits"] = frac_bits;
       j["threads_per_party"] = threads;
+      j["transport"] = as_process ? "grpc" : "in-process";
+      j["losses"] = r0.losses;
+      j["predictions_digest"] = predictions_digest(r0.predictions);
       write_json_atomically(metrics_json, j);
     }
     return 0;
