@@ -422,8 +422,14 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
              core::shape_str(logits.shape()), core::shape_str(target.shape()));
   const int64_t n = logits.size(0);
   const int64_t c = logits.size(1);
-  MpcTensor lse;  // [N]: max + log sum exp(x - max)
-  MpcTensor sm;   // [N, C]: softmax, saved for backward
+  MpcTensor sm;  // [N, C]: softmax, saved for backward
+  // mean_i (lse_i - <x_i, t_i>) with lse = max + log sum exp(x - max)
+  auto loss_of = [kOp, n](const MpcTensor& lse, const MpcTensor& x, const MpcTensor& t) {
+    const MpcTensor xt = raw_sum(raw_mul(x, t, kOp), -1, false, kOp);  // [N]
+    return raw_mul_scalar(raw_sum(raw_sub(lse, xt, kOp), 0, false, kOp),
+                          1.0 / static_cast<double>(n), kOp);
+  };
+  MpcTensor loss;
   if (logits.is_secret()) {
     VEIL_CHECK(c <= 20,
                "[cross_entropy] secret logits support at most 20 classes (crypto::log is valid "
@@ -440,19 +446,24 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
     const crypto::AShare inv =
         crypto::reciprocal(p, total, std::make_pair(1.0, static_cast<double>(c)));
     sm = MpcTensor::from_secret(crypto::mul(p, e, inv), p);
-    const crypto::AShare log_total = crypto::log(p, total);  // [N, 1]
-    lse = MpcTensor::from_secret(
-        crypto::add(m.values, {log_total.data.reshape({n}), log_total.frac_bits}), p);
+    // The loss value (a log and one product) is only computed if the program uses it, e.g.
+    // reveals it for a progress line; backward needs only the softmax.
+    loss = MpcTensor::deferred_secret(
+        {}, p.frac_bits(), p,
+        [&p, loss_of, mv = m.values, total, x_detached = logits.detach(),
+         t_detached = target.detach(), n]() {
+          const crypto::AShare log_total = crypto::log(p, total);  // [N, 1]
+          const MpcTensor lse = MpcTensor::from_secret(
+              crypto::add(mv, {log_total.data.reshape({n}), log_total.frac_bits}), p);
+          return loss_of(lse, x_detached, t_detached).ashare();
+        });
   } else {
     core::Tensor v = decode(logits);
     core::Tensor l = core::Tensor::empty({n}, core::DType::kFloat64);
     softmax_rows_inplace(v, c, l.data<double>());
     sm = MpcTensor::from_public(v, p);
-    lse = MpcTensor::from_public(l, p);
+    loss = loss_of(MpcTensor::from_public(l, p), logits, target);
   }
-  const MpcTensor xt = raw_sum(raw_mul(logits, target, kOp), -1, false, kOp);  // [N]: <x_i, t_i>
-  const MpcTensor rows = raw_sub(lse, xt, kOp);                                // [N]
-  MpcTensor loss = raw_mul_scalar(raw_sum(rows, 0, false, kOp), 1.0 / static_cast<double>(n), kOp);
   return record(kOp, std::move(loss), {logits, target},
                 [sm, tg = target.detach(), n](const MpcTensor& g, const Needs& needs) {
                   if (!needs[0]) {

@@ -1,5 +1,7 @@
 #include "autograd/mpc_tensor.h"
 
+#include <algorithm>
+#include <string_view>
 #include <utility>
 
 #include <fmt/format.h>
@@ -20,6 +22,7 @@ struct MpcTensor::Impl {
   bool requires_grad = false;
   MpcTensor grad;
   std::shared_ptr<autograd::Node> grad_fn;
+  std::function<crypto::AShare()> deferred;  // set until a deferred value is computed
 };
 
 namespace {
@@ -32,9 +35,44 @@ void check_ring(const core::Tensor& t, const char* op) {
 
 }  // namespace
 
+namespace {
+// Accessors that never need a deferred value.
+bool metadata_only(std::string_view op) {
+  static constexpr std::string_view kOps[] = {"is_secret", "shape",         "numel",
+                                              "dim",       "size",          "frac_bits",
+                                              "party",     "requires_grad", "set_requires_grad",
+                                              "grad",      "set_grad",      "zero_grad",
+                                              "grad_fn",   "set_grad_fn",   "is_leaf"};
+  return std::find(std::begin(kOps), std::end(kOps), op) != std::end(kOps);
+}
+}  // namespace
+
 MpcTensor::Impl& MpcTensor::impl(const char* op) const {
   VEIL_CHECK(impl_ != nullptr, "[{}] the MpcTensor is undefined", op);
+  if (impl_->deferred && !metadata_only(op)) {
+    auto compute = std::move(impl_->deferred);
+    impl_->deferred = nullptr;
+    crypto::AShare s = compute();
+    VEIL_INTERNAL_ASSERT(s.data.shape() == impl_->value.shape() && s.frac_bits == impl_->frac_bits,
+                         "deferred value of shape {} does not match {}",
+                         core::shape_str(s.data.shape()), core::shape_str(impl_->value.shape()));
+    impl_->value = std::move(s.data);
+  }
   return *impl_;
+}
+
+MpcTensor MpcTensor::deferred_secret(const core::Shape& shape,
+                                     int frac_bits,
+                                     Party& party,
+                                     std::function<crypto::AShare()> compute) {
+  MpcTensor out;
+  out.impl_ = std::make_shared<Impl>();
+  out.impl_->party = &party;
+  out.impl_->secret = true;
+  out.impl_->value = core::Tensor::zeros(shape, core::DType::kRing64);  // shape only
+  out.impl_->frac_bits = frac_bits;
+  out.impl_->deferred = std::move(compute);
+  return out;
 }
 
 // ---- factories ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 // The differentiable ops on MpcTensor live in autograd/functions.h; the tape in autograd/node.h.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,15 @@ class MpcTensor {
   /// Secret value from this party's share (frac_bits taken from the share). Throws ValueError for
   /// an undefined or non-ring64 share.
   static MpcTensor from_secret(crypto::AShare share, Party& party = crypto::current_party());
+  /// A secret whose value is computed by `compute` only when first needed (reveal, use as an
+  /// operand, ...); shape, frac_bits and autograd metadata are available before. Every party
+  /// forces it at the same point of the program (it does what its program does), so the
+  /// communication sequence stays identical. Used for loss values, which backward does not need:
+  /// the protocols behind them run only if the program reveals the loss.
+  static MpcTensor deferred_secret(const core::Shape& shape,
+                                   int frac_bits,
+                                   Party& party,
+                                   std::function<crypto::AShare()> compute);
   /// Secret-shares the float tensor `x` held by party `src` (others pass an undefined tensor);
   /// every party passes the same `shape`. PRZS input sharing: 0 rounds, 0 bytes. Throws ValueError
   /// on a shape mismatch at src, NaN/inf, range, or src out of [0, world_size).

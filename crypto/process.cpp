@@ -86,7 +86,10 @@ void run_dealer_process(const comm::SessionConfig& config, bool lookahead) {
   // The dealer idles while parties compute locally; an abort still wakes it at once.
   comm->set_timeout(config.timeout * 10);
   try {
-    DealerService(*comm, lookahead).serve();
+    DealerService dealer(*comm, lookahead);
+    dealer.serve();
+    core::log_info(fmt::format("dealer: served {} requests, {} from a correct prediction",
+                               dealer.requests(), dealer.predicted()));
   } catch (const std::exception& e) {
     comm->abort(e.what());
     throw;

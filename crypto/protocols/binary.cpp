@@ -3,6 +3,8 @@
 #include "core/elementwise.h"
 #include "core/ops.h"
 
+#include <immintrin.h>
+
 namespace veil::crypto {
 
 BShare bxor(const BShare& x, const BShare& y) {
@@ -86,6 +88,114 @@ BShare band(Party& p, const BShare& x, const BShare& y) {
 
 namespace {
 
+// ---- bit packing: the bits of each word selected by `mask`, concatenated over all words ------
+
+__attribute__((target("bmi2"))) uint64_t pext_bmi2(uint64_t v, uint64_t m) {
+  return _pext_u64(v, m);
+}
+__attribute__((target("bmi2"))) uint64_t pdep_bmi2(uint64_t v, uint64_t m) {
+  return _pdep_u64(v, m);
+}
+uint64_t pext_portable(uint64_t v, uint64_t m) {
+  uint64_t out = 0;
+  int k = 0;
+  for (; m != 0; m &= m - 1) {
+    out |= ((v >> __builtin_ctzll(m)) & 1U) << k++;
+  }
+  return out;
+}
+uint64_t pdep_portable(uint64_t v, uint64_t m) {
+  uint64_t out = 0;
+  for (; m != 0; m &= m - 1) {
+    out |= (v & 1U) << __builtin_ctzll(m);
+    v >>= 1;
+  }
+  return out;
+}
+bool have_bmi2() {
+  static const bool yes = __builtin_cpu_supports("bmi2") != 0;
+  return yes;
+}
+
+// Packs the masked bits of every word of `xs` (in order) into a ring64 tensor of
+// ceil(total / 64) words.
+core::Tensor pack_bits(const std::vector<BShare>& xs, uint64_t mask) {
+  const int k = __builtin_popcountll(mask);
+  int64_t words = 0;
+  for (const auto& x : xs) {
+    words += x.numel();
+  }
+  const int64_t nbits = words * k;
+  core::Tensor out = core::Tensor::zeros({(nbits + 63) / 64}, core::DType::kRing64);
+  uint64_t* po = out.data<uint64_t>();
+  const bool bmi2 = have_bmi2();
+  int64_t pos = 0;
+  for (const auto& x : xs) {
+    const core::Tensor xc = x.data.contiguous();
+    const uint64_t* px = xc.data<uint64_t>();
+    for (int64_t i = 0; i < xc.numel(); ++i, pos += k) {
+      const uint64_t v = bmi2 ? pext_bmi2(px[i], mask) : pext_portable(px[i], mask);
+      const auto w = static_cast<std::size_t>(pos / 64);
+      const int off = static_cast<int>(pos % 64);
+      po[w] |= v << off;
+      if (off + k > 64) {
+        po[w + 1] |= v >> (64 - off);
+      }
+    }
+  }
+  return out;
+}
+
+// Inverse of pack_bits: words of the given shapes with the masked bits from `packed` and zeros
+// elsewhere.
+std::vector<BShare> unpack_bits(const core::Tensor& packed,
+                                uint64_t mask,
+                                const std::vector<BShare>& like) {
+  const int k = __builtin_popcountll(mask);
+  const uint64_t low = k == 64 ? ~uint64_t{0} : (uint64_t{1} << k) - 1;
+  const uint64_t* pp = packed.data<uint64_t>();
+  const bool bmi2 = have_bmi2();
+  std::vector<BShare> out;
+  int64_t pos = 0;
+  for (const auto& x : like) {
+    core::Tensor z = core::Tensor::empty(x.shape(), core::DType::kRing64);
+    uint64_t* pz = z.data<uint64_t>();
+    for (int64_t i = 0; i < z.numel(); ++i, pos += k) {
+      const auto w = static_cast<std::size_t>(pos / 64);
+      const int off = static_cast<int>(pos % 64);
+      uint64_t v = pp[w] >> off;
+      if (off + k > 64) {
+        v |= pp[w + 1] << (64 - off);
+      }
+      v &= low;
+      pz[i] = bmi2 ? pdep_bmi2(v, mask) : pdep_portable(v, mask);
+    }
+    out.push_back({z});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<BShare> band_batch_masked(Party& p,
+                                      const std::vector<BShare>& xs,
+                                      const std::vector<BShare>& ys,
+                                      uint64_t mask) {
+  VEIL_INTERNAL_ASSERT(xs.size() == ys.size(), "band_batch_masked sizes");
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    VEIL_CHECK(xs[i].shape() == ys[i].shape(), "[and] expected equal shapes, got {} and {}",
+               core::shape_str(xs[i].shape()), core::shape_str(ys[i].shape()));
+  }
+  if (mask == ~uint64_t{0}) {
+    return band_batch(p, xs, ys);
+  }
+  // AND of the packed bit streams (one binary triple per packed word), then unpacked.
+  const auto z = band_batch(p, {{pack_bits(xs, mask)}}, {{pack_bits(ys, mask)}});
+  return unpack_bits(z[0].data, mask, xs);
+}
+
+namespace {
+
 // Party j's arithmetic share as a binary sharing of itself (others hold 0).
 BShare own_share_as_binary(Party& p, const AShare& x, int j) {
   if (p.rank() == j) {
@@ -113,14 +223,13 @@ BShare kogge_stone_add(Party& p, const BShare& x, const BShare& y) {
 
 }  // namespace
 
-BShare a2b(Party& p, const AShare& x) {
-  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
-             "[a2b] expected a ring64 share, got {}", x.data.str());
+namespace {
+// Carry-save reduction of the parties' addends to two (one AND round per layer).
+std::pair<BShare, BShare> reduce_to_two(Party& p, const AShare& x) {
   std::vector<BShare> addends;
   for (int j = 0; j < p.world_size(); ++j) {
     addends.push_back(own_share_as_binary(p, x, j));
   }
-  // Carry-save reduction 3 -> 2 until two addends remain (one AND round each).
   while (addends.size() > 2) {
     const BShare a = addends[addends.size() - 3];
     const BShare b = addends[addends.size() - 2];
@@ -131,18 +240,70 @@ BShare a2b(Party& p, const AShare& x) {
     addends.push_back(s);
     addends.push_back(bshift_left(maj, 1));
   }
-  return kogge_stone_add(p, addends[0], addends[1]);
+  return {addends[0], addends[1]};
+}
+
+// Positions i with (i + 1) % 2^level == 0: the top bit of every block of 2^level bits.
+uint64_t block_tops(int level) {
+  uint64_t m = 0;
+  const int step = 1 << level;
+  for (int i = step - 1; i < 64; i += step) {
+    m |= uint64_t{1} << i;
+  }
+  return m;
+}
+}  // namespace
+
+BShare a2b(Party& p, const AShare& x) {
+  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
+             "[a2b] expected a ring64 share, got {}", x.data.str());
+  const auto [a, b] = reduce_to_two(p, x);
+  return kogge_stone_add(p, a, b);
 }
 
 BShare ltz(Party& p, const AShare& x) {
-  return bshift_right(a2b(p, x), 63);
+  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
+             "[ltz] expected a ring64 share, got {}", x.data.str());
+  const auto [a, b] = reduce_to_two(p, x);
+  // msb(a + b) = a_63 ^ b_63 ^ carry into bit 63. The carry is the group generate of bits
+  // 0..62: a Brent–Kung up-sweep over (g, p) = (a & b, a ^ b) in which level j combines the
+  // blocks of 2^(j-1) bits stored at their top bits; bit 63 is set to (g, p) = (0, 1) so that
+  // the group of all 64 bits equals the group of bits 0..62. Only the bits a level needs are
+  // opened (packed): 63 + 2 (32 + 16 + 8 + 4 + 2) + 1 = 188 ANDs per element in 7 rounds.
+  constexpr uint64_t kTop = uint64_t{1} << 63;
+  BShare g = band_batch_masked(p, {a}, {b}, ~kTop)[0];
+  BShare prop = band_public(bxor(a, b), ~kTop);
+  if (p.rank() == 0) {
+    prop = {core::map<uint64_t, uint64_t>(prop.data, [](uint64_t v) { return v | kTop; })};
+  }
+  for (int level = 1; level <= 6; ++level) {
+    const int s = 1 << (level - 1);
+    const uint64_t m = block_tops(level);
+    auto keep = [m](const BShare& old, const BShare& upd) {
+      return BShare{core::zip<uint64_t, uint64_t, uint64_t>(
+          old.data, upd.data, [m](uint64_t o, uint64_t u) { return (o & ~m) | (u & m); })};
+    };
+    if (level < 6) {
+      const auto r =
+          band_batch_masked(p, {prop, prop}, {bshift_left(g, s), bshift_left(prop, s)}, m);
+      g = bxor(g, r[0]);  // r is zero outside m
+      prop = keep(prop, r[1]);
+    } else {
+      g = bxor(g, band_batch_masked(p, {prop}, {bshift_left(g, s)}, m)[0]);
+    }
+  }
+  // bit 0 of the result: a_63 ^ b_63 ^ g_63
+  return bshift_right(bxor(bxor(a, b), g), 63);
 }
 
 AShare b2a_bit(Party& p, const BShare& bit) {
   const RandomBits r = p.provider().random_bits(bit.shape());
   const core::Tensor masked = core::zip<uint64_t, uint64_t, uint64_t>(
       bit.data, r.binary, [](uint64_t b, uint64_t rb) { return (b ^ rb) & 1U; }, "b2a");
-  const core::Tensor c = p.comm().all_reduce(p.next_tag("b2a"), masked, comm::ReduceOp::kXor);
+  // Open c = b ^ r with 64 elements per word.
+  const core::Tensor opened =
+      p.comm().all_reduce(p.next_tag("b2a"), pack_bits({{masked}}, 1U), comm::ReduceOp::kXor);
+  const core::Tensor c = unpack_bits(opened, 1U, {{masked}})[0].data;
   const bool first = p.rank() == 0;
   core::Tensor z = core::zip<uint64_t, uint64_t, uint64_t>(
       c, r.arith,

@@ -16,8 +16,10 @@
 //   a2b:      7 + (N - 2) rounds; (N - 1)(192 + 16(N - 2)) n bytes: the first AND and the
 //             last KS step send 16(N-1)n each, the five middle KS steps 32(N-1)n each (2 ANDs),
 //             each carry-save layer 16(N-1)n. N = 2: 7 rounds, 192 bytes per element
-//   ltz:      a2b + 0
-//   b2a_bit:  1 round, 8(N-1)n bytes
+//   ltz:      carry into bit 63 only (Brent–Kung up-sweep, packed ANDs): 7 + (N - 2) rounds,
+//             (N-1) * 2 * ceil(k n / 64) * 8 bytes per AND layer with k = 63, 64, 32, 16, 8, 4, 1
+//             useful bits per element: ~47(N-1) bytes per element (+ carry-save layers)
+//   b2a_bit:  1 round, 8(N-1) ceil(n / 64) bytes (the opened bits are packed)
 
 #include "crypto/party.h"
 #include "crypto/share.h"
@@ -34,6 +36,13 @@ BShare bshift_right(const BShare& x, int bits);
 /// AND with a public mask (local).
 BShare band_public(const BShare& x, uint64_t mask);
 
+/// ANDs of only the bits selected by `mask` in every word (others come out 0): the selected bits
+/// of all operands are packed 64 to a word, so the cost is that of ceil(popcount(mask) * words /
+/// 64) word ANDs: 1 round, 16(N-1) bytes per packed word.
+std::vector<BShare> band_batch_masked(Party& p,
+                                      const std::vector<BShare>& xs,
+                                      const std::vector<BShare>& ys,
+                                      uint64_t mask);
 /// Secret AND of two binary shares of equal shape. Cost: 1 round, 16(N-1) bytes per element.
 BShare band(Party& p, const BShare& x, const BShare& y);
 /// Several ANDs in one round.
@@ -44,9 +53,13 @@ std::vector<BShare> band_batch(Party& p,
 /// Arithmetic to binary: the 64-bit two's complement bits of the shared value.
 /// Cost: see above (7 rounds for 2 parties).
 BShare a2b(Party& p, const AShare& x);
-/// Most significant bit of the shared value as a binary share in bit 0: [x < 0].
+/// Most significant bit of the shared value as a binary share in bit 0: [x < 0]. Computes only
+/// the carry into bit 63 (Brent–Kung up-sweep on packed bits, see binary.cpp).
+/// Cost: 7 + (N-2) rounds; per element (N-1) * (376 bits of opened ANDs, packed) ~ 47(N-1)
+/// bytes, plus 16(N-1)(N-2) bytes for the carry-save layers.
 BShare ltz(Party& p, const AShare& x);
-/// Bit 0 of a binary share as an arithmetic share of 0/1 (frac_bits 0). Cost: 1 round.
+/// Bit 0 of a binary share as an arithmetic share of 0/1 (frac_bits 0). Cost: 1 round,
+/// 8(N-1) ceil(n / 64) bytes (opened bits packed 64 to a word).
 AShare b2a_bit(Party& p, const BShare& bit);
 /// Binary to arithmetic for full 64-bit words: 64 bit conversions in one round.
 /// Cost: 1 round, 512(N-1) bytes per element.

@@ -82,6 +82,8 @@ class SeededProvider : public Provider {
 
  private:
   std::vector<core::Tensor> request(const CorrelationRequest& req);
+  core::Tensor dealer_correction(uint64_t seq, const CorrelationRequest& req);
+  void send_ack(uint64_t seq, bool hit, std::span<const std::byte> request);
 
   comm::Communicator& comm_;
   ProviderKind kind_;
@@ -91,20 +93,23 @@ class SeededProvider : public Provider {
   bool finished_ = false;
 };
 
-/// The dealer endpoint's service loop. Receives the parties' seeds, then answers party 0's
-/// requests in order until a shutdown request (or an abort, which throws CommError).
+/// The dealer endpoint's service loop. Receives the parties' fingerprints and seeds, then serves
+/// party 0 until it sends a shutdown.
 ///
-/// Lookahead: training repeats the same request sequence every step, so after answering request
-/// q the dealer predicts the request that followed q last time and computes its correction on a
-/// background thread (drawing every party's components from PRG copies positioned after q) while
-/// the parties compute. A correct prediction is answered at once; a wrong one is discarded (the
-/// PRG positions only advance for requests actually answered), so answers never depend on it.
+/// Push protocol: for request number k the dealer pushes to party 0, unasked, its prediction of
+/// the request (the one that followed request k-1 last time: training repeats the same sequence
+/// every step) together with the matching correction. Party 0 compares it with its real request
+/// and acknowledges (without waiting); on a miss it sends the real request and waits for the
+/// answer. The dealer computes push k+1 as soon as ack k arrives, while the parties compute, so a
+/// correct prediction costs party 0 no round trip. PRG positions advance only for requests
+/// actually answered, so answers never depend on predictions. Cost per request: an ack of a few
+/// dozen bytes from party 0; a push (or, on a miss, an answer) of 8 |correction| bytes to it.
 class DealerService {
  public:
   explicit DealerService(comm::Communicator& comm, bool lookahead = true);
   /// Runs until shutdown. Throws CommError / ProtocolError on failure.
   void serve();
-  /// Number of requests answered so far, and how many were answered from a correct prediction.
+  /// Number of requests answered so far, and how many were answered by a correct push.
   uint64_t requests() const { return seq_; }
   uint64_t predicted() const { return hits_; }
 

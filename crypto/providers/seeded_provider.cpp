@@ -1,10 +1,11 @@
 #include <cstring>
-#include <future>
+#include <deque>
 #include <map>
 #include <span>
 
 #include "crypto/fingerprint.h"
 #include "crypto/providers/provider.h"
+#include "crypto/wire.h"
 
 namespace veil::crypto {
 
@@ -51,11 +52,7 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
   }
   const std::size_t k = correction_index(req);
   if (kind_ == ProviderKind::kDealer) {
-    const std::string tag = dealer_tag(seq);
-    const auto bytes = req.serialize();
-    comm_.send(comm_.dealer_rank(), tag, bytes);
-    mine[k] =
-        comm_.recv_tensor(comm_.dealer_rank(), tag, req.correction_shape(), core::DType::kRing64);
+    mine[k] = dealer_correction(seq, req);
     return mine;
   }
   // Trusted first party: replay every party's draws locally (this is the insecure part).
@@ -107,10 +104,50 @@ void SeededProvider::finish() {
   }
   finished_ = true;
   if (kind_ == ProviderKind::kDealer && comm_.rank() == 0) {
+    // The dealer's push for seq_ may be in flight; it is dropped with the connection.
     CorrelationRequest req;
     req.kind = Kind::kShutdown;
-    comm_.send(comm_.dealer_rank(), dealer_tag(seq_), req.serialize());
+    send_ack(seq_, /*hit=*/false, req.serialize());
   }
+}
+
+namespace {
+std::string to_string(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+std::span<const std::byte> to_bytes(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s));
+}
+}  // namespace
+
+// Party 0's side of the push protocol (see DealerService): the dealer has pushed, for request
+// number seq, its prediction of the request and the matching correction. A correct prediction is
+// used at once; otherwise party 0 sends the real request and waits for the answer.
+core::Tensor SeededProvider::dealer_correction(uint64_t seq, const CorrelationRequest& req) {
+  const int dealer = comm_.dealer_rank();
+  const std::string tag = dealer_tag(seq);
+  const std::string mine = to_string(req.serialize());
+  const std::string predicted = to_string(comm_.recv(dealer, tag + "/push"));
+  core::Tensor pushed;
+  if (!predicted.empty()) {
+    const CorrelationRequest p = CorrelationRequest::deserialize(to_bytes(predicted));
+    pushed =
+        comm_.recv_tensor(dealer, tag + "/push_data", p.correction_shape(), core::DType::kRing64);
+  }
+  const bool hit = !predicted.empty() && predicted == mine;
+  send_ack(seq, hit, to_bytes(mine));
+  if (hit) {
+    return pushed;
+  }
+  return comm_.recv_tensor(dealer, tag + "/answer", req.correction_shape(), core::DType::kRing64);
+}
+
+void SeededProvider::send_ack(uint64_t seq, bool hit, std::span<const std::byte> request) {
+  WireWriter w;
+  w.u64(hit ? 1 : 0);
+  std::vector<std::byte> out = w.take();
+  out.insert(out.end(), request.begin(), request.end());
+  comm_.send(comm_.dealer_rank(), dealer_tag(seq) + "/ack", out);
 }
 
 DealerService::DealerService(comm::Communicator& comm, bool lookahead)
@@ -140,10 +177,8 @@ void DealerService::serve() {
   std::vector<std::string> diffs;
   for (int j = 0; j < n; ++j) {
     const auto raw = comm_.recv(j, "setup#fingerprint");
-    const auto d = fingerprint_diff(
-        mine,
-        SetupFingerprint::parse(std::string(reinterpret_cast<const char*>(raw.data()), raw.size())),
-        fmt::format("party {}", j), /*only_mine_keys=*/true);
+    const auto d = fingerprint_diff(mine, SetupFingerprint::parse(to_string(raw)),
+                                    fmt::format("party {}", j), /*only_mine_keys=*/true);
     diffs.insert(diffs.end(), d.begin(), d.end());
   }
   VEIL_CHECK(diffs.empty(), "[setup] the dealer refuses the session: setup fingerprints differ: {}",
@@ -156,56 +191,58 @@ void DealerService::serve() {
     seeds_.push_back(seed);
   }
   positions_.assign(static_cast<std::size_t>(n), 0);
-  struct Prepared {
-    std::string request;
-    core::Tensor correction;
-    std::vector<uint64_t> positions_after;
-  };
-  // Learned request order, keyed by the serialized request.
+  // Learned request order: the request that followed a context of the last kContext requests
+  // (one request alone is ambiguous: the same triple shape recurs at several places of a step).
+  constexpr std::size_t kContext = 4;
   std::map<std::string, std::string> successor;
-  std::string previous;
-  std::future<Prepared> ahead;
+  std::deque<std::string> history;
+  std::string previous;                    // the current context, joined
+  std::vector<uint64_t> pushed_positions;  // PRG positions after the pushed prediction
+  auto push = [&](uint64_t seq) {
+    const std::string tag = dealer_tag(seq);
+    const auto next = successor.find(previous);
+    if (!lookahead_ || seq == 0 || next == successor.end()) {
+      comm_.send(0, tag + "/push", {});
+      return;
+    }
+    const CorrelationRequest predicted = CorrelationRequest::deserialize(to_bytes(next->second));
+    pushed_positions = positions_;
+    const core::Tensor correction = compute(predicted, pushed_positions);
+    comm_.send(0, tag + "/push", to_bytes(next->second));
+    comm_.send_tensor(0, tag + "/push_data", correction);
+  };
+  push(0);
   for (;;) {
     const std::string tag = dealer_tag(seq_);
-    const std::vector<std::byte> raw = comm_.recv(0, tag);
-    const CorrelationRequest req = CorrelationRequest::deserialize(raw);
-    std::string bytes(reinterpret_cast<const char*>(raw.data()), raw.size());
-    ++seq_;
-    if (!previous.empty()) {
-      successor[previous] = bytes;
-    }
-    previous = bytes;
-    core::Tensor correction;
-    if (ahead.valid()) {
-      Prepared prepared = ahead.get();
-      if (prepared.correction.defined() && prepared.request == bytes) {
-        correction = std::move(prepared.correction);
-        positions_ = std::move(prepared.positions_after);
-        ++hits_;
-      }
-    }
+    const auto raw = comm_.recv(0, tag + "/ack");
+    WireReader r(raw, "dealer");
+    const bool hit = r.u64() == 1;
+    const std::string actual = to_string(r.rest());
+    const CorrelationRequest req = CorrelationRequest::deserialize(to_bytes(actual));
     if (req.kind == CorrelationRequest::Kind::kShutdown) {
       return;
     }
-    if (!correction.defined()) {
-      correction = compute(req, positions_);
+    if (hit) {
+      positions_ = pushed_positions;
+      ++hits_;
+    } else {
+      comm_.send_tensor(0, tag + "/answer", compute(req, positions_));
     }
-    comm_.send_tensor(0, tag, correction);
-    const auto next = successor.find(bytes);
-    if (lookahead_ && next != successor.end()) {
-      ahead = std::async(
-          std::launch::async, [this, predicted = next->second, positions = positions_]() mutable {
-            const CorrelationRequest r =
-                CorrelationRequest::deserialize(std::as_bytes(std::span<const char>(predicted)));
-            Prepared out;
-            out.request = std::move(predicted);
-            if (r.kind != CorrelationRequest::Kind::kShutdown) {
-              out.correction = compute(r, positions);
-              out.positions_after = std::move(positions);
-            }
-            return out;
-          });
+    if (!previous.empty()) {
+      successor[previous] = actual;
     }
+    history.push_back(actual);
+    if (history.size() > kContext) {
+      history.pop_front();
+    }
+    previous.clear();
+    for (const auto& h : history) {
+      previous += std::to_string(h.size());
+      previous += ':';
+      previous += h;
+    }
+    ++seq_;
+    push(seq_);
   }
 }
 

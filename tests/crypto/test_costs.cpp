@@ -35,7 +35,7 @@ std::pair<int64_t, int64_t> cost(int n,
 }
 }  // namespace
 
-TEST_CASE("cost of mul, matmul, reveal, a2b and relu matches the formulas", "[crypto][cost]") {
+TEST_CASE("cost of mul, matmul, reveal, a2b, ltz and relu matches the formulas", "[crypto][cost]") {
   for (int n : {2, 3}) {
     const int64_t peers = n - 1;
     const int64_t trunc_rounds = n == 2 ? 0 : 1;
@@ -59,9 +59,21 @@ TEST_CASE("cost of mul, matmul, reveal, a2b and relu matches the formulas", "[cr
     c = cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::a2b(p, a); });
     CHECK(c.first == 7 + (n - 2));
     CHECK(c.second == peers * (192 + 16 * (n - 2)) * m);
-    // relu: a2b + b2a (1 round, 8(N-1)) + mul by a bit (1 round, 16(N-1), no truncation)
+    // ltz: carry-save layers (full words) + 7 packed AND layers; an AND layer with k useful bits
+    // per element opens 2 * ceil(k m / 64) words per operand pair (e and f)
+    auto words = [](int64_t bits) { return (bits + 63) / 64; };
+    int64_t ltz_bytes = 16 * peers * (n - 2) * m;
+    ltz_bytes += 8 * peers * 2 * words(63 * m);
+    for (int64_t k : {32, 16, 8, 4, 2}) {
+      ltz_bytes += 8 * peers * 2 * words(2 * k * m);
+    }
+    ltz_bytes += 8 * peers * 2 * words(m);
+    c = cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::ltz(p, a); });
+    CHECK(c.first == 7 + (n - 2));
+    CHECK(c.second == ltz_bytes);
+    // relu: ltz + b2a (1 round, packed bits) + mul by a bit (1 round, 16(N-1), no truncation)
     c = cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::relu(p, a); });
     CHECK(c.first == 7 + (n - 2) + 2);
-    CHECK(c.second == peers * (192 + 16 * (n - 2) + 8 + 16) * m);
+    CHECK(c.second == ltz_bytes + 8 * peers * words(m) + 16 * peers * m);
   }
 }
