@@ -1,6 +1,7 @@
 #include "models/private_training.h"
 
 #include <chrono>
+#include <limits>
 
 #include "autograd/autograd.h"
 #include "core/ops.h"
@@ -140,7 +141,8 @@ PartyReport train_private_mlp(crypto::Party& party,
         pr.epochs = options.epochs;
         pr.batch = static_cast<int64_t>(b) + 1;
         pr.batches = static_cast<int64_t>(batches.size());
-        pr.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
+        pr.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count)
+                                 : std::numeric_limits<double>::quiet_NaN();
         pr.samples_per_second = el > 0 ? static_cast<double>(seen) / el : 0.0;
         pr.eta_seconds = pr.samples_per_second > 0
                              ? static_cast<double>(total - seen) / pr.samples_per_second

@@ -27,7 +27,7 @@ struct TrainProgress {
   int64_t epochs = 0;
   int64_t batch = 0;    ///< batches done in this epoch
   int64_t batches = 0;  ///< batches per epoch
-  double loss = 0;      ///< running mean of the revealed batch losses this epoch
+  double loss = 0;  ///< running mean of the revealed batch losses this epoch (NaN: none revealed)
   double samples_per_second = 0;
   double eta_seconds = 0;
 };

@@ -4,6 +4,7 @@
 // plaintext twin with identical initial weights and batch order for comparison.
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -134,9 +135,11 @@ int main(int argc, char** argv) {
     opts.progress_every = progress_every;
     const bool tty = isatty(fileno(stdout)) != 0;
     opts.on_progress = [tty](const veil::models::TrainProgress& p) {
+      const std::string loss =
+          std::isnan(p.loss) ? std::string("not revealed") : fmt::format("{:.4f}", p.loss);
       const std::string line = fmt::format(
-          "epoch {}/{}  batch {}/{}  loss {:.4f}  {:.0f} samples/s  ETA {}", p.epoch + 1, p.epochs,
-          p.batch, p.batches, p.loss, p.samples_per_second, fmt_seconds(p.eta_seconds));
+          "epoch {}/{}  batch {}/{}  loss {}  {:.0f} samples/s  ETA {}", p.epoch + 1, p.epochs,
+          p.batch, p.batches, loss, p.samples_per_second, fmt_seconds(p.eta_seconds));
       if (tty) {
         fmt::print("\r{:<90}", line);
         if (p.batch == p.batches) {
