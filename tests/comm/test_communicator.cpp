@@ -24,6 +24,7 @@
 #include "comm/in_process.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "tests/harness/watchdog.h"
 
 namespace Catch {
 template <>
@@ -71,40 +72,12 @@ auto run_endpoints(const std::shared_ptr<InProcessHub>& hub,
     results.push_back(task.get_future());
     threads.emplace_back(std::move(task));
   }
-  auto all_ready = [&](Clock::time_point deadline) {
-    bool ready = true;
-    for (auto& f : results) {
-      ready = f.wait_until(deadline) == std::future_status::ready && ready;
-    }
-    return ready;
-  };
-  if (!all_ready(Clock::now() + limit)) {
-    hub->communicator(0).abort("watchdog");
-    const bool unwound = all_ready(Clock::now() + std::chrono::seconds(2));
-    for (auto& t : threads) {
-      if (unwound) {
-        t.join();
-      } else {
-        t.detach();  // stuck outside recv; the threads keep the hub alive
-      }
-    }
-    FAIL("watchdog: endpoints still running after " << limit.count() << " ms"
-                                                    << (unwound ? "" : " and after abort"));
-  }
-  for (auto& t : threads) {
-    t.join();
-  }
+  veil::testing::join_with_watchdog(results, threads, limit,
+                                    [&] { hub->communicator(0).abort("watchdog"); });
   return results;
 }
 
-template <class R>
-std::vector<R> get_all(std::vector<std::future<R>>& results) {
-  std::vector<R> out;
-  for (auto& f : results) {
-    out.push_back(f.get());
-  }
-  return out;
-}
+using veil::testing::get_all;
 
 std::vector<uint64_t> random_ring(std::size_t n, uint64_t seed) {
   std::mt19937_64 gen(seed);

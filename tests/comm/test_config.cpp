@@ -14,6 +14,7 @@
 
 #include "comm/config.h"
 #include "core/error.h"
+#include "tests/harness/temp_dir.h"
 
 #include <unistd.h>
 
@@ -22,33 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using veil::comm::SessionConfig;
 
-// A fresh directory for this test run's files, removed by the destructor.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "veil_test_config_XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  /// Writes `text` to `name` inside the directory and returns its path.
-  std::string write(const std::string& name, const std::string& text) const {
-    const fs::path p = path_ / name;
-    std::ofstream out(p);
-    out << text;
-    return p.string();
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using veil::testing::TempDir;
 
 using Vars = std::map<std::string, std::string>;
 
@@ -97,7 +72,7 @@ std::string error_of(const std::function<void()>& fn) {
 }  // namespace
 
 TEST_CASE("config: a complete JSON file", "[comm][config]") {
-  TempDir dir;
+  TempDir dir("veil_test_config");
   // GIVEN a file with every field, a relative tls_dir and a comment
   const std::string path = dir.write("session.json", R"({
     // three parties and a dealer
@@ -125,7 +100,7 @@ TEST_CASE("config: a complete JSON file", "[comm][config]") {
 }
 
 TEST_CASE("config: defaults and no dealer", "[comm][config]") {
-  TempDir dir;
+  TempDir dir("veil_test_config");
   const std::string path = dir.write(
       "s.json", R"({"world_size": 2, "parties": ["a:1", "b:2"], "insecure_plaintext": true})");
   const SessionConfig c = SessionConfig::from_json_file(path);
@@ -137,7 +112,7 @@ TEST_CASE("config: defaults and no dealer", "[comm][config]") {
 }
 
 TEST_CASE("config: bad JSON files name the field", "[comm][config]") {
-  TempDir dir;
+  TempDir dir("veil_test_config");
   const auto parse_error = [&dir](const std::string& text) {
     const std::string path = dir.write("bad.json", text);
     return error_of([&path] { SessionConfig::from_json_file(path); });
@@ -201,7 +176,7 @@ TEST_CASE("config: an unreadable file is an IoError", "[comm][config]") {
 }
 
 TEST_CASE("config: per-endpoint tls files from JSON", "[comm][config]") {
-  TempDir dir;
+  TempDir dir("veil_test_config");
   const std::string path = dir.write("s.json", R"({"world_size": 2, "parties": ["a:1", "b:2"],
       "tls": {"ca_cert": "ca.pem", "cert": "/etc/me.pem", "key": "me.key"}})");
   const SessionConfig c = SessionConfig::from_json_file(path);
@@ -290,7 +265,7 @@ TEST_CASE("config: from the environment", "[comm][config]") {
     CHECK_FALSE(veil::comm::rank_from_env().has_value());
   }
   SECTION("VEIL_CONFIG wins over the other variables") {
-    TempDir dir;
+    TempDir dir("veil_test_config");
     const std::string path = dir.write(
         "s.json", R"({"world_size": 2, "parties": ["x:1", "y:2"], "insecure_plaintext": true})");
     EnvGuard env({{"VEIL_CONFIG", path}, {"VEIL_PEERS", "h1:1,h2:2,h3:3"}, {"WORLD_SIZE", "3"}});

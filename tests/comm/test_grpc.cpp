@@ -31,6 +31,7 @@
 #include "comm/tls.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "tests/harness/watchdog.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -180,45 +181,21 @@ auto run_grpc(const std::vector<GrpcOptions>& opts,
     results.push_back(task.get_future());
     threads.emplace_back(std::move(task));
   }
-  auto all_ready = [&](Clock::time_point deadline) {
-    bool ready = true;
-    for (auto& f : results) {
-      ready = f.wait_until(deadline) == std::future_status::ready && ready;
-    }
-    return ready;
-  };
-  if (!all_ready(Clock::now() + limit)) {
-    for (auto& s : *slots) {
-      std::lock_guard<std::mutex> lock(s.mu);
-      if (s.comm != nullptr) {
-        s.comm->abort("watchdog");
-      }
-    }
-    const bool unwound = all_ready(Clock::now() + std::chrono::seconds(5));
-    for (auto& t : threads) {
-      if (unwound) {
-        t.join();
-      } else {
-        t.detach();
-      }
-    }
-    FAIL("watchdog: endpoints still running after " << limit.count() << " ms"
-                                                    << (unwound ? "" : " and after abort"));
-  }
-  for (auto& t : threads) {
-    t.join();
-  }
+  veil::testing::join_with_watchdog(
+      results, threads, limit,
+      [&] {
+        for (auto& s : *slots) {
+          std::lock_guard<std::mutex> lock(s.mu);
+          if (s.comm != nullptr) {
+            s.comm->abort("watchdog");
+          }
+        }
+      },
+      std::chrono::seconds(5));
   return results;
 }
 
-template <class R>
-std::vector<R> get_all(std::vector<std::future<R>>& results) {
-  std::vector<R> out;
-  for (auto& f : results) {
-    out.push_back(f.get());
-  }
-  return out;
-}
+using veil::testing::get_all;
 
 /// What an endpoint saw when a call threw: the message and the time until the throw.
 struct Failure {

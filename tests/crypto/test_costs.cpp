@@ -61,7 +61,9 @@ TEST_CASE("cost of mul, matmul, reveal, a2b, ltz and relu matches the formulas",
     CHECK(c.second == peers * (192 + 16 * (n - 2)) * m);
     // ltz: carry-save layers (full words) + 7 packed AND layers; an AND layer with k useful bits
     // per element opens 2 * ceil(k m / 64) words per operand pair (e and f)
-    auto words = [](int64_t bits) { return (bits + 63) / 64; };
+    auto words = [](int64_t bits) {
+      return (bits + 63) / 64;
+    };
     int64_t ltz_bytes = 16 * peers * (n - 2) * m;
     ltz_bytes += 8 * peers * 2 * words(63 * m);
     for (int64_t k : {32, 16, 8, 4, 2}) {

@@ -342,7 +342,8 @@ TEST_CASE("Prg::seek reproduces the stream from any position", "[prg]") {
   veil::crypto::Prg ref(key);
   std::vector<std::byte> stream(5000);
   ref.fill(stream);
-  for (uint64_t pos : {0ULL, 1ULL, 15ULL, 16ULL, 17ULL, 1000ULL, 4095ULL, 4096ULL, 4097ULL, 4999ULL}) {
+  for (uint64_t pos :
+       {0ULL, 1ULL, 15ULL, 16ULL, 17ULL, 1000ULL, 4095ULL, 4096ULL, 4097ULL, 4999ULL}) {
     veil::crypto::Prg p(key);
     std::vector<std::byte> junk(3001);
     p.fill(junk);  // move somewhere else first, then seek (also backwards)

@@ -15,6 +15,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/harness/temp_dir.h"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,34 +38,7 @@ bool skip_without_binary() {
   return false;
 }
 
-// A fresh directory for one test's scripts and outputs, removed by the destructor.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "veil_test_run_XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-  /// Writes a shell script (run as `/bin/sh <path>`) and returns its path.
-  std::string script(const std::string& name, const std::string& body) const {
-    std::string p = file(name);
-    std::ofstream(p) << body;
-    chmod(p.c_str(), 0700);
-    return p;
-  }
-
- private:
-  fs::path path_;
-};
+using veil::testing::TempDir;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -134,7 +109,7 @@ TEST_CASE("veil-run prefixes every line with the rank and exits 0", "[tools][vei
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   // GIVEN a program that writes to stdout, to stderr, and ends without a newline
   const std::string prog =
       dir.script("p.sh", "echo hello $RANK\necho \"to stderr $RANK\" >&2\nprintf 'no newline'\n");
@@ -162,7 +137,7 @@ TEST_CASE("veil-run sets RANK, WORLD_SIZE, VEIL_PEERS and a private TLS director
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   const std::string prog = dir.script(
       "env.sh",
       "echo \"ENV $RANK $WORLD_SIZE $VEIL_PEERS ${VEIL_DEALER-unset} ${VEIL_CONFIG-unset} "
@@ -222,7 +197,7 @@ TEST_CASE("veil-run --base-port uses consecutive ports", "[tools][veil-run]") {
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   const RunResult r =
       run_veil_run(dir,
                    "-n 2 --no-dealer --insecure-plaintext --base-port 47110 -- /bin/sh -c "
@@ -238,7 +213,7 @@ TEST_CASE("veil-run stops the others after the first failure and returns its cod
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   const std::string ready = dir.file("pid0");
   // GIVEN rank 0 sleeping for 30 s, and rank 1 failing with code 3 once rank 0 is asleep
   const std::string prog = dir.script("fail.sh", "if [ \"$RANK\" = 0 ]; then echo $$ > " + ready +
@@ -260,7 +235,7 @@ TEST_CASE("veil-run reports a party killed by a signal as 128 + signal", "[tools
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   const std::string ready = dir.file("ready");
   const std::string prog = dir.script("kill.sh", "if [ \"$RANK\" = 0 ]; then touch " + ready +
                                                      "; exec sleep 30; fi\nwhile [ ! -e " + ready +
@@ -276,7 +251,7 @@ TEST_CASE("veil-run kills a process that ignores SIGTERM, and its grandchildren"
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   const std::string grandchild = dir.file("grandchild");
   // GIVEN rank 0 ignoring SIGTERM with a background grandchild, and rank 1 failing with code 4
   const std::string prog = dir.script(
@@ -296,7 +271,7 @@ TEST_CASE("veil-run stops everything on SIGTERM and at --max-seconds", "[tools][
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   SECTION("--max-seconds") {
     const RunResult r = run_veil_run(dir, "-n 2 --no-dealer --max-seconds 0.5 -- sleep 30");
     CHECK(r.code == 124);
@@ -334,7 +309,7 @@ TEST_CASE("veil-run exit codes for bad input", "[tools][veil-run]") {
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   // a program that does not exist: 127, as in a shell
   CHECK(run_veil_run(dir, "-n 2 --no-dealer -- /nonexistent/program").code == 127);
   // bad command lines: 2
@@ -360,7 +335,7 @@ TEST_CASE("veil-run starts the dealer with RANK = N", "[tools][veil-run]") {
   if (skip_without_binary()) {
     return;
   }
-  TempDir dir;
+  TempDir dir("veil_test_run");
   // GIVEN a stand-in dealer program that prints what it was given
   const std::string dealer =
       dir.script("dealer",
