@@ -23,6 +23,10 @@ class Optimizer {
   virtual void step() = 0;
   /// The parameters, in the order given.
   const std::vector<MpcTensor>& parameters() const { return params_; }
+  /// The learning rate used by the next step() (public).
+  virtual double lr() const = 0;
+  /// Sets the learning rate (learning-rate schedules). Throws ValueError for lr <= 0.
+  virtual void set_lr(double lr) = 0;
 
  protected:
   std::vector<MpcTensor> params_;

@@ -1,5 +1,7 @@
 #include "optim/sgd.h"
 
+#include <cmath>
+
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
@@ -44,6 +46,12 @@ void SGD::step() {
     }
     p.assign_(p.detach() - g * lr);  // p -= lr g
   }
+}
+
+void SGD::set_lr(double lr) {
+  VEIL_CHECK(lr > 0 && std::isfinite(lr), "[SGD::set_lr] expected a positive finite lr, got {}",
+             lr);
+  options_.lr(lr);
 }
 
 }  // namespace veil::optim

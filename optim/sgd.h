@@ -69,6 +69,8 @@ class SGD : public Optimizer {
 
   /// One update of every parameter with a defined gradient (no graph is recorded).
   void step() override;
+  double lr() const override { return options_.lr(); }
+  void set_lr(double lr) override;
   /// The hyper-parameters.
   const SGDOptions& options() const { return options_; }
   /// Mutable hyper-parameters (e.g. for a learning-rate schedule).
