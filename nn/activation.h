@@ -6,7 +6,7 @@
 
 namespace veil::nn {
 
-/// max(x, 0) elementwise (veil::relu: secret input costs 9 rounds, 216 bytes per element for
+/// max(x, 0) elementwise (veil::relu: secret input costs 9 rounds, ~63 bytes per element for
 /// N = 2; backward one Beaver mul with the saved [x >= 0] bit, no truncation).
 class ReLUImpl : public Module {
  public:
