@@ -1,5 +1,7 @@
 #include "nn/module.h"
 
+#include <algorithm>
+
 namespace veil::nn {
 
 void Module::check_name(const std::string& name, const char* op) const {
@@ -115,6 +117,39 @@ void Module::encrypt(int src) {
 void Module::zero_grad() {
   for (MpcTensor& t : parameters()) {
     t.zero_grad();
+  }
+}
+
+std::vector<std::pair<std::string, MpcTensor>> Module::state_dict() const {
+  auto out = named_parameters();
+  auto bufs = named_buffers();
+  out.insert(out.end(), bufs.begin(), bufs.end());
+  return out;
+}
+
+void Module::load_state_dict(const std::vector<std::pair<std::string, MpcTensor>>& state,
+                             bool strict) {
+  auto mine = state_dict();
+  std::vector<bool> seen(mine.size(), false);
+  for (const auto& [name, value] : state) {
+    const auto it = std::find_if(mine.begin(), mine.end(),
+                                 [&name](const auto& kv) { return kv.first == name; });
+    if (it == mine.end()) {
+      VEIL_CHECK(!strict, "[load_state_dict] unexpected entry '{}' (not a parameter or buffer)",
+                 name);
+      continue;
+    }
+    VEIL_CHECK(value.defined() && value.shape() == it->second.shape(),
+               "[load_state_dict] '{}': expected shape {}, got {}", name,
+               core::shape_str(it->second.shape()),
+               value.defined() ? core::shape_str(value.shape()) : std::string("undefined"));
+    it->second.assign_(value);
+    seen[static_cast<std::size_t>(it - mine.begin())] = true;
+  }
+  if (strict) {
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      VEIL_CHECK(seen[i], "[load_state_dict] missing entry '{}'", mine[i].first);
+    }
   }
 }
 

@@ -85,6 +85,15 @@ class Module {
   /// Clears the gradient of every parameter (recursively).
   void zero_grad();
 
+  /// Parameters then buffers with their dotted names (the handles, not copies; secret ones stay
+  /// secret): the names PyTorch's state_dict uses ("fc1.weight", "bn.running_mean").
+  std::vector<std::pair<std::string, MpcTensor>> state_dict() const;
+  /// Assigns every entry of `state` to the parameter or buffer of the same name (in place, so
+  /// optimizers holding the handles see the new values). Throws ValueError naming the tensor for
+  /// a missing or unexpected name (when strict) or a shape mismatch.
+  void load_state_dict(const std::vector<std::pair<std::string, MpcTensor>>& state,
+                       bool strict = true);
+
  private:
   void check_name(const std::string& name, const char* op) const;
   void add_child(std::string name, std::shared_ptr<Module> module);

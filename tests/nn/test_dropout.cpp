@@ -69,3 +69,35 @@ TEST_CASE("Flatten reshapes [N, C, H, W] to [N, C*H*W]; bad p and start_dim thro
   });
   CHECK(shapes[0] == 60 * 10 + 2);
 }
+
+TEST_CASE("state_dict round trip into a second model; bad entries are named", "[nn][state_dict]") {
+  auto out =
+      veil::crypto::launch<std::vector<std::string>>(vt::test_options(2), [](veil::Party& p) {
+        veil::nn::Sequential a(veil::nn::Linear(4, 3), veil::nn::ReLU(), veil::nn::Linear(3, 2));
+        veil::nn::Sequential b(veil::nn::Linear(4, 3), veil::nn::ReLU(), veil::nn::Linear(3, 2));
+        a->encrypt(0);
+        b->encrypt(0);
+        b->load_state_dict(a->state_dict());
+        const auto x = veil::MpcTensor::from_public(vt::uniform({5, 4}, -1, 1, 9), p);
+        const double diff = vt::max_abs_diff(a(x).reveal(), b(x).reveal());
+        // same weights: equal up to the random +-1 unit of each truncation
+    std::vector<std::string> res{diff <= 8 * vt::ulp() ? "same" : "different"};
+        for (const auto& [name, t] : a->state_dict()) {
+          res.push_back(name);
+        }
+        try {
+          auto sd = a->state_dict();
+          sd[0].second = veil::MpcTensor::from_public(vt::uniform({7}, 0, 1, 1), p);
+          b->load_state_dict(sd);
+        } catch (const veil::ValueError& e) {
+          res.emplace_back(e.what());
+        }
+        return res;
+      });
+  const auto& r = out[0];
+  REQUIRE(r.size() == 6);
+  CHECK(r[0] == "same");
+  CHECK(r[1] == "0.weight");
+  CHECK(r[4] == "2.bias");
+  CHECK_THAT(r[5], Catch::Contains("'0.weight'") && Catch::Contains("[7]"));
+}
