@@ -10,38 +10,68 @@ namespace veil::crypto {
 
 BilinearOp BilinearOp::mul(const core::Shape& x, const core::Shape& y) {
   (void)core::broadcast_shapes(x, y, "mul");
-  return {Kind::kMul, x, y};
+  return {Kind::kMul, x, y, {}};
 }
 
 BilinearOp BilinearOp::matmul(const core::Shape& x, const core::Shape& y) {
   VEIL_CHECK(x.size() == 2 && y.size() == 2 && x[1] == y[0],
              "[matmul] expected [m, k] @ [k, n], got {} @ {}", core::shape_str(x),
              core::shape_str(y));
-  return {Kind::kMatmul, x, y};
+  return {Kind::kMatmul, x, y, {}};
+}
+
+BilinearOp BilinearOp::conv2d(const core::Shape& x,
+                              const core::Shape& w,
+                              const core::Conv2dParams& params) {
+  (void)core::conv2d_out_shape(x, w, params);
+  return {Kind::kConv2d, x, w, params};
 }
 
 core::Shape BilinearOp::out_shape() const {
-  if (kind == Kind::kMul) {
-    return core::broadcast_shapes(x_shape, y_shape, "mul");
+  switch (kind) {
+    case Kind::kMul:
+      return core::broadcast_shapes(x_shape, y_shape, "mul");
+    case Kind::kMatmul:
+      return {x_shape[0], y_shape[1]};
+    case Kind::kConv2d:
+      return core::conv2d_out_shape(x_shape, y_shape, conv);
   }
-  return {x_shape[0], y_shape[1]};
+  throw InternalError("[BilinearOp] unknown kind");
 }
 
 core::Tensor BilinearOp::apply(const core::Tensor& x, const core::Tensor& y) const {
   VEIL_INTERNAL_ASSERT(x.shape() == x_shape && y.shape() == y_shape, "{} applied to {} and {}",
                        str(), core::shape_str(x.shape()), core::shape_str(y.shape()));
-  if (kind == Kind::kMul) {
-    return core::mul(x, y);
+  switch (kind) {
+    case Kind::kMul:
+      return core::mul(x, y);
+    case Kind::kMatmul:
+      return core::matmul(x, y);
+    case Kind::kConv2d:
+      return core::conv2d(x, y, conv);
   }
-  return core::matmul(x, y);
+  throw InternalError("[BilinearOp] unknown kind");
 }
 
 const char* BilinearOp::name() const {
-  return kind == Kind::kMul ? "mul" : "matmul";
+  switch (kind) {
+    case Kind::kMul:
+      return "mul";
+    case Kind::kMatmul:
+      return "matmul";
+    case Kind::kConv2d:
+      return "conv2d";
+  }
+  return "?";
 }
 
 std::string BilinearOp::str() const {
-  return fmt::format("{} {} x {}", name(), core::shape_str(x_shape), core::shape_str(y_shape));
+  std::string s =
+      fmt::format("{} {} x {}", name(), core::shape_str(x_shape), core::shape_str(y_shape));
+  if (kind == Kind::kConv2d) {
+    s += fmt::format(" ({})", core::conv2d_params_str(conv));
+  }
+  return s;
 }
 
 std::vector<std::byte> BilinearOp::serialize() const {
@@ -49,17 +79,39 @@ std::vector<std::byte> BilinearOp::serialize() const {
   w.u64(static_cast<uint64_t>(kind));
   w.shape(x_shape);
   w.shape(y_shape);
+  if (kind == Kind::kConv2d) {
+    for (int64_t v : {conv.stride_h, conv.stride_w, conv.pad_h, conv.pad_w, conv.dilation_h,
+                      conv.dilation_w, conv.groups}) {
+      w.u64(static_cast<uint64_t>(v));
+    }
+  }
   return w.take();
 }
 
 BilinearOp BilinearOp::deserialize(std::span<const std::byte> bytes) {
   WireReader r(bytes, "BilinearOp::deserialize");
   const uint64_t k = r.u64();
-  VEIL_CHECK_WITH(ProtocolError, k <= 1, "[BilinearOp::deserialize] unknown kind {}", k);
+  VEIL_CHECK_WITH(ProtocolError, k <= 2, "[BilinearOp::deserialize] unknown kind {}", k);
   core::Shape x = r.shape();
   core::Shape y = r.shape();
+  if (k != 2) {
+    r.finish();
+    return k == 0 ? mul(x, y) : matmul(x, y);
+  }
+  core::Conv2dParams c;
+  for (int64_t* v :
+       {&c.stride_h, &c.stride_w, &c.pad_h, &c.pad_w, &c.dilation_h, &c.dilation_w, &c.groups}) {
+    const uint64_t raw = r.u64();
+    VEIL_CHECK_WITH(ProtocolError, raw < (uint64_t{1} << 32),
+                    "[BilinearOp::deserialize] implausible conv2d parameter");
+    *v = static_cast<int64_t>(raw);
+  }
   r.finish();
-  return k == 0 ? mul(x, y) : matmul(x, y);
+  try {
+    return conv2d(x, y, c);
+  } catch (const ValueError& e) {
+    throw ProtocolError(fmt::format("[BilinearOp::deserialize] invalid conv2d: {}", e.what()));
+  }
 }
 
 }  // namespace veil::crypto

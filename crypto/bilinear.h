@@ -2,39 +2,49 @@
 // Bilinear-op descriptors: the one Beaver code path (crypto/protocols/arithmetic.h) multiplies
 // secrets for any op f that is bilinear over Z_2^64 (f(x + x', y) = f(x, y) + f(x', y), same in
 // y). The provider makes triples (a, b, f(a, b)) for a descriptor; the protocol applies the same
-// descriptor to the opened masks. Elementwise mul (with numpy broadcasting) and 2-D matmul now;
-// conv is the next kind.
+// descriptor to the opened masks. Elementwise mul (with numpy broadcasting), 2-D matmul and 2-D
+// convolution (its masks are the input and kernel themselves, never the im2col matrices).
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "core/conv.h"
 #include "core/tensor.h"
 
 namespace veil::crypto {
 
 struct BilinearOp {
-  enum class Kind : uint8_t { kMul, kMatmul };
+  enum class Kind : uint8_t { kMul, kMatmul, kConv2d };
   Kind kind = Kind::kMul;
-  core::Shape x_shape;  ///< shape of the left operand
-  core::Shape y_shape;  ///< shape of the right operand
+  core::Shape x_shape;        ///< shape of the left operand
+  core::Shape y_shape;        ///< shape of the right operand
+  core::Conv2dParams conv{};  ///< kConv2d only (defaults otherwise)
 
   /// Elementwise product x * y with broadcasting. Throws ValueError when shapes do not broadcast.
   static BilinearOp mul(const core::Shape& x, const core::Shape& y);
   /// Matrix product x [m, k] @ y [k, n]. Throws ValueError on a shape mismatch.
   static BilinearOp matmul(const core::Shape& x, const core::Shape& y);
 
+  /// 2-D convolution x [N, C_in, H, W] (*) w [C_out, C_in/groups, kh, kw] -> [N, C_out, H', W']
+  /// (core/conv.h). Throws ValueError "[conv2d] ..." naming expected and got shapes.
+  static BilinearOp conv2d(const core::Shape& x,
+                           const core::Shape& w,
+                           const core::Conv2dParams& params);
+
   /// Shape of f(x, y).
   core::Shape out_shape() const;
   /// f(x, y) on ring64 tensors (mod 2^64). x and y may be strided views.
   core::Tensor apply(const core::Tensor& x, const core::Tensor& y) const;
-  /// "mul" or "matmul": the op part of protocol tags.
+  /// "mul", "matmul" or "conv2d": the op part of protocol tags.
   const char* name() const;
   /// "matmul [128, 784] x [784, 128]".
   std::string str() const;
 
-  /// Compact encoding for requests to the dealer, and its inverse (ProtocolError on bad bytes).
+  /// Compact encoding for requests to the dealer, and its inverse (ProtocolError on bad bytes):
+  /// u64 kind, x_shape, y_shape, and for kConv2d seven u64 params (stride_h, stride_w, pad_h,
+  /// pad_w, dilation_h, dilation_w, groups) appended; mul and matmul carry no params.
   std::vector<std::byte> serialize() const;
   static BilinearOp deserialize(std::span<const std::byte> bytes);
 };
