@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "crypto/fixed_point.h"
+#include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/nonlinear.h"
 
@@ -404,6 +406,73 @@ MpcTensor softmax(const MpcTensor& x) {
     // dx = s * (g - sum(g * s, -1, keepdim))
     const MpcTensor gs = raw_sum(raw_mul(g, s, "softmax"), -1, true, "softmax");
     return Grads{raw_mul(s, raw_sub(g, gs, "softmax"), "softmax")};
+  });
+}
+
+namespace {
+// Elementwise float64 function of a public value, encoded back (public mode).
+MpcTensor public_map(const MpcTensor& x, double (*f)(double)) {
+  return MpcTensor::from_public(core::map<double, double>(decode(x), f), x.party());
+}
+MpcTensor public_full(const MpcTensor& like, double v) {
+  return MpcTensor::from_public(core::Tensor::full<double>(like.shape(), v), like.party());
+}
+}  // namespace
+
+MpcTensor sigmoid(const MpcTensor& x) {
+  // x: S -> s: S
+  Party& p = party_of(x, "sigmoid");
+  const MpcTensor s = x.is_secret()
+                          ? MpcTensor::from_secret(crypto::sigmoid(p, x.ashare()), p)
+                          : public_map(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); });
+  return record("sigmoid", s.detach(), {x}, [s](const MpcTensor& g, const Needs&) {
+    // dx = g * s * (1 - s)
+    const MpcTensor ds = raw_mul(s, raw_sub(public_full(s, 1.0), s, "sigmoid"), "sigmoid");
+    return Grads{raw_mul(g, ds, "sigmoid")};
+  });
+}
+
+MpcTensor tanh(const MpcTensor& x) {
+  // x: S -> t: S
+  Party& p = party_of(x, "tanh");
+  const MpcTensor t = x.is_secret() ? MpcTensor::from_secret(crypto::tanh(p, x.ashare()), p)
+                                    : public_map(x, [](double v) { return std::tanh(v); });
+  return record("tanh", t.detach(), {x}, [t](const MpcTensor& g, const Needs&) {
+    // dx = g * (1 - t^2)
+    const MpcTensor dt = raw_sub(public_full(t, 1.0), raw_mul(t, t, "tanh"), "tanh");
+    return Grads{raw_mul(g, dt, "tanh")};
+  });
+}
+
+MpcTensor gelu(const MpcTensor& x) {
+  // x: S -> x * Phi(x): S
+  Party& p = party_of(x, "gelu");
+  MpcTensor phi_cdf;  // Phi(x)
+  if (x.is_secret()) {
+    const crypto::AShare e =
+        crypto::erf(p, crypto::mul_public(p, x.ashare(), 1.0 / std::sqrt(2.0)));
+    phi_cdf = MpcTensor::from_secret(crypto::mul_public(p, crypto::add_public(p, e, 1.0), 0.5), p);
+  } else {
+    phi_cdf = public_map(x, [](double v) { return 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))); });
+  }
+  const MpcTensor xd = x.detach();
+  MpcTensor out = raw_mul(xd, phi_cdf, "gelu");
+  return record("gelu", std::move(out), {x}, [xd, phi_cdf](const MpcTensor& g, const Needs&) {
+    // dx = g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    const MpcTensor half_sq = raw_mul_scalar(raw_mul(xd, xd, "gelu"), -0.5, "gelu");
+    MpcTensor density;
+    if (half_sq.is_secret()) {
+      Party& party = half_sq.party();
+      density =
+          MpcTensor::from_secret(crypto::mul_public(party, crypto::exp(party, half_sq.ashare()),
+                                                    1.0 / std::sqrt(2.0 * std::numbers::pi)),
+                                 party);
+    } else {
+      density = public_map(
+          half_sq, [](double v) { return std::exp(v) / std::sqrt(2.0 * std::numbers::pi); });
+    }
+    const MpcTensor d = raw_add(phi_cdf, raw_mul(xd, density, "gelu"), "gelu");
+    return Grads{raw_mul(g, d, "gelu")};
   });
 }
 

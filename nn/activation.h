@@ -17,4 +17,28 @@ class ReLUImpl : public Module {
 
 VEIL_MODULE(ReLU);
 
+/// veil::sigmoid as a layer. x: any shape -> same shape.
+class SigmoidImpl : public Module {
+ public:
+  SigmoidImpl() = default;
+  MpcTensor forward(const MpcTensor& x);
+};
+VEIL_MODULE(Sigmoid);
+
+/// veil::tanh as a layer. x: any shape -> same shape.
+class TanhImpl : public Module {
+ public:
+  TanhImpl() = default;
+  MpcTensor forward(const MpcTensor& x);
+};
+VEIL_MODULE(Tanh);
+
+/// veil::gelu (exact erf form) as a layer. x: any shape -> same shape.
+class GELUImpl : public Module {
+ public:
+  GELUImpl() = default;
+  MpcTensor forward(const MpcTensor& x);
+};
+VEIL_MODULE(GELU);
+
 }  // namespace veil::nn
