@@ -11,9 +11,11 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "core/conv.h"
 #include "core/elementwise.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "crypto/bilinear.h"
 #include "crypto/fixed_point.h"
 #include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
@@ -127,6 +129,28 @@ MpcTensor raw_matmul(const MpcTensor& x, const MpcTensor& w, const char* op) {
   }
   // One operand public: the product of a share with a public matrix is a share of the product.
   const crypto::AShare raw{v, x.frac_bits() + w.frac_bits()};
+  return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
+}
+
+// f(x, y) for a bilinear op (conv2d and its gradients) with frac_bits max(f_x, f_y): Beaver +
+// rescale when both are secret, a local product + rescale with one public operand, plain ring
+// arithmetic with an arithmetic shift when both are public.
+MpcTensor raw_bilinear(const crypto::BilinearOp& op,
+                       const MpcTensor& x,
+                       const MpcTensor& y,
+                       const char* name) {
+  Party& p = party_of(x, y, name);
+  const int out_frac = std::max(x.frac_bits(), y.frac_bits());
+  const int shift = std::min(x.frac_bits(), y.frac_bits());
+  if (x.is_secret() && y.is_secret()) {
+    const crypto::AShare z = crypto::beaver(p, op, x.ashare(), y.ashare());
+    return MpcTensor::from_secret(crypto::rescale(p, z, out_frac), p);
+  }
+  const core::Tensor v = op.apply(x.ring(), y.ring());
+  if (x.is_public() && y.is_public()) {
+    return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v, out_frac);
+  }
+  const crypto::AShare raw{v, x.frac_bits() + y.frac_bits()};
   return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
 }
 
@@ -272,6 +296,139 @@ MpcTensor transpose(const MpcTensor& x) {
 
 MpcTensor t(const MpcTensor& x) {
   return transpose(x);
+}
+
+// ---- convolution and pooling
+// ---------------------------------------------------------------------
+
+MpcTensor conv2d(const MpcTensor& x, const MpcTensor& w, const core::Conv2dParams& params) {
+  // x: [N, C_in, H, W], w: [C_out, C_in/g, kh, kw] -> out: [N, C_out, H', W']
+  party_of(x, w, "conv2d");
+  const crypto::BilinearOp op = crypto::BilinearOp::conv2d(x.shape(), w.shape(), params);
+  MpcTensor out = raw_bilinear(op, x, w, "conv2d");
+  return record("conv2d", std::move(out), {x, w},
+                [xs = x.detach(), ws = w.detach(), params](const MpcTensor& g, const Needs& needs) {
+                  // g: [N, C_out, H', W'];  dx = conv2d_input_grad(g, w): [N, C_in, H, W];
+                  // dw = conv2d_weight_grad(x, g): [C_out, C_in/g, kh, kw]
+                  MpcTensor dx;
+                  MpcTensor dw;
+                  if (needs[0]) {
+                    const core::Shape hw{xs.size(2), xs.size(3)};
+                    dx = raw_bilinear(
+                        crypto::BilinearOp::conv2d_input_grad(g.shape(), ws.shape(), params, hw), g,
+                        ws, "conv2d");
+                  }
+                  if (needs[1]) {
+                    const core::Shape khw{ws.size(2), ws.size(3)};
+                    dw = raw_bilinear(
+                        crypto::BilinearOp::conv2d_weight_grad(xs.shape(), g.shape(), params, khw),
+                        xs, g, "conv2d");
+                  }
+                  return Grads{dx, dw};
+                });
+}
+
+namespace {
+
+core::Conv2dParams pool_params(int64_t stride) {
+  core::Conv2dParams c;
+  c.stride_h = c.stride_w = stride;
+  return c;
+}
+
+// g [N, C, H', W'] repeated over the k^2 positions of each window -> [N, C, H', W', k^2].
+MpcTensor spread(const MpcTensor& g, int64_t kk) {
+  core::Shape s5 = g.shape();
+  s5.push_back(1);
+  core::Shape full = g.shape();
+  full.push_back(kk);
+  return make(g.party(), g.is_secret(), g.ring().reshape(s5).expand(full).contiguous(),
+              g.frac_bits());
+}
+
+// fold_windows on the ring values of w [N, C, H', W', k^2] -> [N, C, H, W] (local, linear).
+MpcTensor fold(
+    const MpcTensor& w, const core::Shape& hw, int64_t kernel, int64_t stride, const char* op) {
+  return make(w.party(), w.is_secret(),
+              core::fold_windows(w.ring(), hw, kernel, kernel, pool_params(stride), op),
+              w.frac_bits());
+}
+
+}  // namespace
+
+MpcTensor max_pool2d(const MpcTensor& x, int64_t kernel, int64_t stride) {
+  // x: [N, C, H, W] -> out: [N, C, H', W']; one-hot of the argmax [N, C, H', W', k^2] saved
+  constexpr const char* kOp = "max_pool2d";
+  Party& p = party_of(x, kOp);
+  VEIL_CHECK(stride >= 1, "[{}] expected stride >= 1, got {}", kOp, stride);
+  const core::Tensor win =
+      core::extract_windows(x.ring(), kernel, kernel, pool_params(stride), kOp);
+  const int64_t kk = kernel * kernel;
+  core::Shape out_shape(win.shape().begin(), win.shape().end() - 1);
+  MpcTensor out;
+  MpcTensor onehot;
+  if (x.is_secret()) {
+    const crypto::MaxResult m = crypto::max_lastdim(p, {win, x.frac_bits()});
+    out = MpcTensor::from_secret(m.values, p);
+    // [idx == j] for the public positions j = 0..k^2-1 (held by party 0): one eq on |out| k^2.
+    core::Tensor pos = core::Tensor::zeros(win.shape(), core::DType::kRing64);
+    if (p.rank() == 0) {
+      uint64_t* pp = pos.data<uint64_t>();
+      for (int64_t i = 0; i < pos.numel(); ++i) {
+        pp[i] = static_cast<uint64_t>(i % kk);
+      }
+    }
+    core::Shape s5 = out_shape;
+    s5.push_back(1);
+    const crypto::AShare idx{m.indices.data.reshape(s5).expand(win.shape()).contiguous(), 0};
+    onehot = MpcTensor::from_secret(crypto::eq(p, idx, {pos, 0}), p);
+  } else {
+    const core::Tensor v = win.contiguous();
+    core::Tensor o = core::Tensor::empty(out_shape, core::DType::kRing64);
+    core::Tensor m = core::Tensor::zeros(win.shape(), core::DType::kRing64);
+    const uint64_t* pv = v.data<uint64_t>();
+    uint64_t* po = o.data<uint64_t>();
+    uint64_t* pm = m.data<uint64_t>();
+    for (int64_t r = 0; r < o.numel(); ++r) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < kk; ++j) {
+        if (static_cast<int64_t>(pv[r * kk + j]) > static_cast<int64_t>(pv[r * kk + best])) {
+          best = j;
+        }
+      }
+      po[r] = pv[r * kk + best];
+      pm[r * kk + best] = 1;
+    }
+    out = MpcTensor::from_public_ring(o, x.frac_bits(), p);
+    onehot = MpcTensor::from_public_ring(m, 0, p);
+  }
+  return record(kOp, std::move(out), {x},
+                [onehot, hw = core::Shape{x.size(2), x.size(3)}, kernel, stride, kk](
+                    const MpcTensor& g, const Needs&) {
+                  // dx = fold(spread(g) * one-hot): g scattered to the argmax of each window
+                  const MpcTensor sel = raw_mul(spread(g, kk), onehot, "max_pool2d");
+                  return Grads{fold(sel, hw, kernel, stride, "max_pool2d")};
+                });
+}
+
+MpcTensor avg_pool2d(const MpcTensor& x, int64_t kernel, int64_t stride) {
+  // x: [N, C, H, W] -> out: [N, C, H', W']
+  constexpr const char* kOp = "avg_pool2d";
+  Party& p = party_of(x, kOp);
+  VEIL_CHECK(stride >= 1, "[{}] expected stride >= 1, got {}", kOp, stride);
+  const core::Tensor win =
+      core::extract_windows(x.ring(), kernel, kernel, pool_params(stride), kOp);
+  const int64_t kk = kernel * kernel;
+  const double inv = 1.0 / static_cast<double>(kk);
+  const MpcTensor s = make(p, x.is_secret(), core::sum(win, -1), x.frac_bits());
+  MpcTensor out = raw_mul_scalar(s, inv, kOp);
+  return record(kOp, std::move(out), {x},
+                [hw = core::Shape{x.size(2), x.size(3)}, kernel, stride, kk, inv](
+                    const MpcTensor& g, const Needs&) {
+                  // dx = fold(spread(g / k^2))
+                  const MpcTensor gs = raw_mul_scalar(g, inv, "avg_pool2d");
+                  return Grads{fold(spread(gs, kk), hw, kernel, stride, "avg_pool2d")};
+                });
 }
 
 // ---- shape and reductions

@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "autograd/mpc_tensor.h"
+#include "core/conv.h"
 #include "core/tensor.h"
 
 namespace veil {
@@ -73,6 +74,47 @@ MpcTensor matmul(const MpcTensor& x, const MpcTensor& w);
 MpcTensor transpose(const MpcTensor& x);
 /// Same as transpose(x).
 MpcTensor t(const MpcTensor& x);
+
+// ---- convolution and pooling ------------------------------------------------------------------
+
+/// 2-D convolution (PyTorch Conv2d semantics, zero padding, no bias):
+/// x [N, C_in, H, W] (*) w [C_out, C_in/groups, kh, kw] -> [N, C_out, H', W'] (core/conv.h);
+/// frac_bits max(f_x, f_w). One code path for every visibility, the bilinear op
+/// crypto::BilinearOp::conv2d: secret (*) secret is crypto::beaver (1 round, 8(N-1)(|x| + |w|)
+/// bytes) + one truncation of |out| elements (as crypto::conv2d); with one public operand the
+/// op is applied locally to the share and the public encoding and truncated once (as
+/// crypto::conv2d_public_weight, without re-encoding the kernel); public (*) public is plain ring
+/// arithmetic with an arithmetic shift.
+/// Backward (g [N, C_out, H', W']): dx = conv2d_input_grad(g, w) [N, C_in, H, W] and
+/// dw = conv2d_weight_grad(x, g) [C_out, C_in/groups, kh, kw], each through its own BilinearOp on
+/// the same path: secret: 1 round, 8(N-1)(|g| + |w|) resp. 8(N-1)(|x| + |g|) bytes + one
+/// truncation. Accuracy: each output or gradient entry sums K products (K = C_in/groups kh kw for
+/// the forward and dx's reduction C_out/groups kh kw, N H' W' for dw), so |err| <~ 1 ulp of
+/// truncation + the encoding errors of the operands times the reduction length.
+/// Errors: ValueError "[conv2d] ..." for ranks != 4, channel mismatches (w[1] != C_in/groups),
+/// bad parameters or a kernel larger than the padded input; operands of different parties.
+MpcTensor conv2d(const MpcTensor& x, const MpcTensor& w, const core::Conv2dParams& params = {});
+
+/// Max pooling with a square kernel x kernel window, no padding:
+/// x [N, C, H, W] -> [N, C, H', W'], H' = (H - kernel) / stride + 1. Exact (no truncation).
+/// Secret: windows gathered locally ([..., k^2]) and crypto::max_lastdim (9 ceil(log2 k^2) rounds
+/// for N = 2) which also yields the secret argmax index (integer share); the one-hot of that index
+/// over the k^2 window positions is crypto::eq against the public positions 0..k^2-1: 8 rounds,
+/// one ltz on 2 |out| k^2 elements. This one-hot is computed in the forward and saved.
+/// Public: plain ring comparison (first maximum on ties).
+/// Backward: dx = fold(g broadcast over each window * one-hot): one Beaver mul with an integer
+/// one-hot, no truncation (1 round, 8(N-1)(|g| + |out| k^2) bytes when both are secret; local
+/// when g is public), then a local scatter-add (core::fold_windows). Overlapping windows
+/// (stride < kernel) accumulate. Errors: ValueError "[max_pool2d] ..." for a bad rank, kernel or
+/// stride < 1, or a window larger than the input.
+MpcTensor max_pool2d(const MpcTensor& x, int64_t kernel, int64_t stride);
+
+/// Average pooling with a square kernel x kernel window, no padding:
+/// x [N, C, H, W] -> [N, C, H', W']. Window sums are local; one multiplication by the public
+/// scalar 1/k^2 (one truncation, as crypto::avg_pool2d). Backward: dx = fold(g * (1/k^2) broadcast
+/// over each window): one truncation of |g| elements and a local scatter-add. Errors: ValueError
+/// "[avg_pool2d] ..." as max_pool2d.
+MpcTensor avg_pool2d(const MpcTensor& x, int64_t kernel, int64_t stride);
 
 // ---- shape and reductions ----------------------------------------------------------------------
 

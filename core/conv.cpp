@@ -120,6 +120,161 @@ Tensor conv2d_impl(const Tensor& x_in, const Tensor& w_in, const Conv2dParams& p
   return out;
 }
 
+// The adjoint of im2col: x[n, c0 + c, y, x'] += cols[k, n L + l] for every in-range position
+// (same index map as im2col); x contiguous [N, C, H, W] with shape xs.
+template <class T>
+void col2im(const T* cols,
+            const Shape& xs,
+            int64_t c0,
+            int64_t cg,
+            int64_t kh,
+            int64_t kw,
+            int64_t oh,
+            int64_t ow,
+            const Conv2dParams& p,
+            T* x) {
+  const int64_t n_batch = xs[0];
+  const int64_t c_all = xs[1];
+  const int64_t h = xs[2];
+  const int64_t w = xs[3];
+  const int64_t l_all = oh * ow;
+  const int64_t row = n_batch * l_all;
+  for (int64_t c = 0; c < cg; ++c) {
+    for (int64_t u = 0; u < kh; ++u) {
+      for (int64_t v = 0; v < kw; ++v) {
+        const T* src = cols + ((c * kh + u) * kw + v) * row;
+        for (int64_t n = 0; n < n_batch; ++n) {
+          T* plane = x + (n * c_all + c0 + c) * h * w;
+          for (int64_t i = 0; i < oh; ++i) {
+            const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
+            if (y < 0 || y >= h) {
+              continue;
+            }
+            for (int64_t j = 0; j < ow; ++j) {
+              const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
+              if (xx >= 0 && xx < w) {
+                plane[y * w + xx] += src[n * l_all + i * ow + j];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// dY of one group as a [cog, N L] matrix (contiguous) from a contiguous dy [N, C_out, L].
+template <class T>
+Tensor gather_dy(const Tensor& dy, int64_t c0, int64_t cog) {
+  const int64_t n_batch = dy.shape()[0];
+  const int64_t c_out = dy.shape()[1];
+  const int64_t l_all = dy.shape()[2] * dy.shape()[3];
+  Tensor m = Tensor::empty({cog, n_batch * l_all}, dy.dtype());
+  const T* pd = dy.data<T>();
+  T* pm = m.data<T>();
+  for (int64_t o = 0; o < cog; ++o) {
+    for (int64_t n = 0; n < n_batch; ++n) {
+      const T* src = pd + (n * c_out + c0 + o) * l_all;
+      std::copy(src, src + l_all, pm + (o * n_batch + n) * l_all);
+    }
+  }
+  return m;
+}
+
+template <class T>
+Tensor input_grad_impl(const Tensor& dy_in,
+                       const Tensor& w_in,
+                       const Conv2dParams& p,
+                       const Shape& dx_shape) {
+  const Tensor dy = dy_in.contiguous();
+  const Tensor w = w_in.contiguous();
+  const int64_t cg = w.shape()[1];
+  const int64_t kh = w.shape()[2];
+  const int64_t kw = w.shape()[3];
+  const int64_t cog = w.shape()[0] / p.groups;
+  const int64_t k = cg * kh * kw;
+  Tensor dx = Tensor::zeros(dx_shape, dy.dtype());
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const Tensor wg = w.slice(0, g * cog, (g + 1) * cog).reshape({cog, k});
+    const Tensor cols = matmul(wg.t(), gather_dy<T>(dy, g * cog, cog)).contiguous();  // [k, N L]
+    col2im<T>(cols.data<T>(), dx_shape, g * cg, cg, kh, kw, dy.shape()[2], dy.shape()[3], p,
+              dx.data<T>());
+  }
+  return dx;
+}
+
+template <class T>
+Tensor weight_grad_impl(const Tensor& x_in,
+                        const Tensor& dy_in,
+                        const Conv2dParams& p,
+                        const Shape& dw_shape) {
+  const Tensor x = x_in.contiguous();
+  const Tensor dy = dy_in.contiguous();
+  const int64_t cog = dw_shape[0] / p.groups;
+  const int64_t cg = dw_shape[1];
+  const int64_t kh = dw_shape[2];
+  const int64_t kw = dw_shape[3];
+  const int64_t k = cg * kh * kw;
+  const int64_t oh = dy.shape()[2];
+  const int64_t ow = dy.shape()[3];
+  Tensor dw = Tensor::empty(dw_shape, x.dtype());
+  T* pw = dw.data<T>();
+  Tensor cols = Tensor::empty({k, x.shape()[0] * oh * ow}, x.dtype());
+  for (int64_t g = 0; g < p.groups; ++g) {
+    im2col<T>(x.data<T>(), x.shape(), g * cg, cg, kh, kw, oh, ow, p, cols.data<T>());
+    const Tensor res = matmul(gather_dy<T>(dy, g * cog, cog), cols.t()).contiguous();  // [cog, k]
+    std::copy(res.data<T>(), res.data<T>() + cog * k, pw + g * cog * k);
+  }
+  return dw;
+}
+
+template <class T>
+Tensor fold_impl(const Tensor& win_in,
+                 const Shape& xs,
+                 int64_t kh,
+                 int64_t kw,
+                 const Conv2dParams& p,
+                 int64_t oh,
+                 int64_t ow) {
+  const Tensor win = win_in.contiguous();
+  Tensor out = Tensor::zeros(xs, win.dtype());
+  T* po = out.data<T>();
+  const T* pw = win.data<T>();
+  const int64_t planes = xs[0] * xs[1];
+  const int64_t h = xs[2];
+  const int64_t w = xs[3];
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    T* plane = po + pl * h * w;
+    for (int64_t i = 0; i < oh; ++i) {
+      for (int64_t j = 0; j < ow; ++j) {
+        for (int64_t u = 0; u < kh; ++u) {
+          const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
+          for (int64_t v = 0; v < kw; ++v) {
+            const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
+            const T val = *pw++;
+            if (y >= 0 && y < h && xx >= 0 && xx < w) {
+              plane[y * w + xx] += val;
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+void check_hw(const Shape& hw, const char* op, const char* what) {
+  VEIL_CHECK(hw.size() == 2 && hw[0] >= 1 && hw[1] >= 1,
+             "[{}] expected {} as two extents >= 1, got {}", op, what, shape_str(hw));
+}
+
+void check_dtypes(const Tensor& a, const Tensor& b, const char* op) {
+  VEIL_CHECK(
+      a.dtype() == b.dtype() && (a.dtype() == DType::kFloat64 || a.dtype() == DType::kRing64),
+      "[{}] expected float64 or ring64 operands of equal dtype, got {} and {}", op, a.str(),
+      b.str());
+}
+
 template <class T>
 Tensor windows_impl(
     const Tensor& x_in, int64_t kh, int64_t kw, const Conv2dParams& p, int64_t oh, int64_t ow) {
@@ -182,6 +337,98 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     return conv2d_impl<uint64_t>(x, w, p);
   }
   return conv2d_impl<double>(x, w, p);
+}
+
+Shape conv2d_input_grad_shape(const Shape& dy,
+                              const Shape& w,
+                              const Conv2dParams& p,
+                              const Shape& input_hw) {
+  constexpr const char* kOp = "conv2d_input_grad";
+  VEIL_CHECK(dy.size() == 4 && w.size() == 4,
+             "[{}] expected dy [N, C_out, H', W'] and w [C_out, C_in/groups, kh, kw], got dy {} "
+             "and w {}",
+             kOp, shape_str(dy), shape_str(w));
+  check_hw(input_hw, kOp, "the input extents {H, W}");
+  check_params(p, kOp);
+  const Shape x{dy[0], w[1] * p.groups, input_hw[0], input_hw[1]};
+  const Shape expect = conv2d_out_shape(x, w, p);
+  VEIL_CHECK(expect == dy, "[{}] expected dy {} for x {} and w {} ({}), got dy {}", kOp,
+             shape_str(expect), shape_str(x), shape_str(w), conv2d_params_str(p), shape_str(dy));
+  return x;
+}
+
+Shape conv2d_weight_grad_shape(const Shape& x,
+                               const Shape& dy,
+                               const Conv2dParams& p,
+                               const Shape& kernel_hw) {
+  constexpr const char* kOp = "conv2d_weight_grad";
+  VEIL_CHECK(x.size() == 4 && dy.size() == 4,
+             "[{}] expected x [N, C_in, H, W] and dy [N, C_out, H', W'], got x {} and dy {}", kOp,
+             shape_str(x), shape_str(dy));
+  check_hw(kernel_hw, kOp, "the kernel extents {kh, kw}");
+  check_params(p, kOp);
+  VEIL_CHECK(x[1] % p.groups == 0 && dy[1] % p.groups == 0,
+             "[{}] expected groups = {} to divide C_in and C_out, got x {} and dy {}", kOp,
+             p.groups, shape_str(x), shape_str(dy));
+  const Shape w{dy[1], x[1] / p.groups, kernel_hw[0], kernel_hw[1]};
+  const Shape expect = conv2d_out_shape(x, w, p);
+  VEIL_CHECK(expect == dy, "[{}] expected dy {} for x {} and w {} ({}), got dy {}", kOp,
+             shape_str(expect), shape_str(x), shape_str(w), conv2d_params_str(p), shape_str(dy));
+  return w;
+}
+
+Tensor conv2d_input_grad(const Tensor& dy,
+                         const Tensor& w,
+                         const Conv2dParams& p,
+                         const Shape& input_hw) {
+  check_dtypes(dy, w, "conv2d_input_grad");
+  const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
+  if (dy.dtype() == DType::kRing64) {
+    return input_grad_impl<uint64_t>(dy, w, p, dx_shape);
+  }
+  return input_grad_impl<double>(dy, w, p, dx_shape);
+}
+
+Tensor conv2d_weight_grad(const Tensor& x,
+                          const Tensor& dy,
+                          const Conv2dParams& p,
+                          const Shape& kernel_hw) {
+  check_dtypes(x, dy, "conv2d_weight_grad");
+  const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
+  if (x.dtype() == DType::kRing64) {
+    return weight_grad_impl<uint64_t>(x, dy, p, dw_shape);
+  }
+  return weight_grad_impl<double>(x, dy, p, dw_shape);
+}
+
+Tensor fold_windows(const Tensor& win,
+                    const Shape& input_hw,
+                    int64_t kh,
+                    int64_t kw,
+                    const Conv2dParams& p,
+                    const char* op) {
+  VEIL_CHECK(win.dim() == 5, "[{}] expected windows [N, C, H', W', kh*kw], got {}", op,
+             shape_str(win.shape()));
+  VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
+  check_hw(input_hw, op, "the input extents {H, W}");
+  check_params(p, op);
+  const Shape xs{win.shape()[0], win.shape()[1], input_hw[0], input_hw[1]};
+  const auto [oh, ow] = window_extents(xs, kh, kw, p, op, fmt::format("a {}x{} window", kh, kw));
+  const Shape expect{xs[0], xs[1], oh, ow, kh * kw};
+  VEIL_CHECK(win.shape() == expect, "[{}] expected windows {} for an input {}, got {}", op,
+             shape_str(expect), shape_str(xs), shape_str(win.shape()));
+  switch (win.dtype()) {
+    case DType::kRing64:
+      return fold_impl<uint64_t>(win, xs, kh, kw, p, oh, ow);
+    case DType::kFloat64:
+      return fold_impl<double>(win, xs, kh, kw, p, oh, ow);
+    case DType::kInt64:
+      return fold_impl<int64_t>(win, xs, kh, kw, p, oh, ow);
+    default:
+      break;
+  }
+  throw ValueError(
+      fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, win.str()));
 }
 
 Tensor extract_windows(

@@ -2,6 +2,7 @@
 // Umbrella header of the nn layer: Module, holders, layers, losses, functional API.
 
 #include "nn/activation.h"
+#include "nn/conv.h"
 #include "nn/dropout.h"
 #include "nn/functional.h"
 #include "nn/linear.h"
