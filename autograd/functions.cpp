@@ -633,6 +633,37 @@ MpcTensor gelu(const MpcTensor& x) {
   });
 }
 
+MpcTensor abs(const MpcTensor& x) {
+  // x: S -> |x|: S; sign(x) in {-1, 1} (integer, frac_bits 0) saved for backward
+  Party& p = party_of(x, "abs");
+  MpcTensor sgn;
+  if (x.is_secret()) {
+    sgn = MpcTensor::from_secret(crypto::sign(p, x.ashare()), p);
+  } else {
+    const core::Tensor v = x.ring().contiguous();
+    sgn = MpcTensor::from_public_ring(
+        core::map<uint64_t, uint64_t>(
+            v, [](uint64_t e) { return (e >> 63) != 0 ? ~uint64_t{0} : uint64_t{1}; }),
+        0, p);
+  }
+  MpcTensor out = raw_mul(x.detach(), sgn, "abs");  // integer factor: no truncation
+  return record("abs", std::move(out), {x},
+                [sgn](const MpcTensor& g, const Needs&) { return Grads{raw_mul(g, sgn, "abs")}; });
+}
+
+MpcTensor mse_loss(const MpcTensor& x, const MpcTensor& y) {
+  VEIL_CHECK(x.shape() == y.shape(), "[mse_loss] expected equal shapes, got {} and {}",
+             core::shape_str(x.shape()), core::shape_str(y.shape()));
+  const MpcTensor d = sub(x, y);
+  return mean(mul(d, d));
+}
+
+MpcTensor l1_loss(const MpcTensor& x, const MpcTensor& y) {
+  VEIL_CHECK(x.shape() == y.shape(), "[l1_loss] expected equal shapes, got {} and {}",
+             core::shape_str(x.shape()), core::shape_str(y.shape()));
+  return mean(abs(sub(x, y)));
+}
+
 // ---- losses
 // ---------------------------------------------------------------------------------------
 

@@ -156,6 +156,16 @@ MpcTensor tanh(const MpcTensor& x);
 /// one mul; absolute error <= 3e-3 on [-6, 6]. Backward: dx = g (Phi(x) + x phi(x)) with
 /// phi(x) = exp(-x^2 / 2) / sqrt(2 pi) (crypto::exp, 10 rounds, and 3 muls if secret).
 MpcTensor gelu(const MpcTensor& x);
+/// |x| elementwise. Secret: x * sign(x) with crypto::sign (ltz + B2A + one mul by an integer,
+/// no truncation: 9 rounds for N = 2); sign(0) = 1. Backward: dx = g * sign(x) (one mul).
+MpcTensor abs(const MpcTensor& x);
+/// Mean squared error mean((x - y)^2) over all elements -> 0-d. Any visibility; x and y of equal
+/// shape (ValueError otherwise). Cost when secret: one Beaver square (+ truncation). Accuracy:
+/// like mean(), which multiplies by the fixed-point encoding of 1/n (relative error up to
+/// n 2^-(f+1); exact when n is a power of two).
+MpcTensor mse_loss(const MpcTensor& x, const MpcTensor& y);
+/// Mean absolute error mean(|x - y|) -> 0-d. Cost when secret: abs (9 rounds for N = 2).
+MpcTensor l1_loss(const MpcTensor& x, const MpcTensor& y);
 
 // ---- losses ------------------------------------------------------------------------------------
 

@@ -12,4 +12,12 @@ MpcTensor CrossEntropyLossImpl::forward(const MpcTensor& logits, const core::Ten
   return cross_entropy(logits, target);
 }
 
+MpcTensor MSELossImpl::forward(const MpcTensor& input, const MpcTensor& target) {
+  return mse_loss(input, target);
+}
+
+MpcTensor L1LossImpl::forward(const MpcTensor& input, const MpcTensor& target) {
+  return l1_loss(input, target);
+}
+
 }  // namespace veil::nn

@@ -21,4 +21,20 @@ class CrossEntropyLossImpl : public Module {
 
 VEIL_MODULE(CrossEntropyLoss);
 
+/// Mean squared error (veil::mse_loss): input and target of equal shape -> 0-d loss.
+class MSELossImpl : public Module {
+ public:
+  MSELossImpl() = default;
+  MpcTensor forward(const MpcTensor& input, const MpcTensor& target);
+};
+VEIL_MODULE(MSELoss);
+
+/// Mean absolute error (veil::l1_loss): input and target of equal shape -> 0-d loss.
+class L1LossImpl : public Module {
+ public:
+  L1LossImpl() = default;
+  MpcTensor forward(const MpcTensor& input, const MpcTensor& target);
+};
+VEIL_MODULE(L1Loss);
+
 }  // namespace veil::nn
