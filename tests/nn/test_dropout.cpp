@@ -81,7 +81,7 @@ TEST_CASE("state_dict round trip into a second model; bad entries are named", "[
         const auto x = veil::MpcTensor::from_public(vt::uniform({5, 4}, -1, 1, 9), p);
         const double diff = vt::max_abs_diff(a(x).reveal(), b(x).reveal());
         // same weights: equal up to the random +-1 unit of each truncation
-    std::vector<std::string> res{diff <= 8 * vt::ulp() ? "same" : "different"};
+        std::vector<std::string> res{diff <= 8 * vt::ulp() ? "same" : "different"};
         for (const auto& [name, t] : a->state_dict()) {
           res.push_back(name);
         }
