@@ -6,6 +6,7 @@
 #include "autograd/functions.h"
 #include "core/error.h"
 #include "crypto/prg.h"
+#include "nn/init.h"
 
 namespace veil::nn {
 
@@ -37,26 +38,8 @@ Conv2dImpl::Conv2dImpl(const Conv2dOptions& options, Party& party) : options_(op
              "[Conv2d] expected stride, dilation >= 1 and padding >= 0, got {}",
              core::conv2d_params_str(options.params()));
   const int64_t fan_in = in / g * k * k;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-  core::Tensor w = core::Tensor::empty({out, in / g, k, k}, core::DType::kFloat64);
-  core::Tensor b = core::Tensor::empty({out}, core::DType::kFloat64);
-  auto fill = [&](crypto::Prg& prg) {
-    for (core::Tensor* t : {&w, &b}) {
-      if (t == &b && !options.bias()) {
-        break;
-      }
-      double* p = t->data<double>();
-      for (int64_t i = 0; i < t->numel(); ++i) {
-        p[i] = (2.0 * prg.uniform_double() - 1.0) * bound;
-      }
-    }
-  };
-  if (options.seed()) {
-    crypto::Prg prg(crypto::Prg::public_seed(*options.seed(), options.stream()));
-    fill(prg);
-  } else {
-    fill(party.common_prg());
-  }
+  auto [w, b] = detail::fan_in_uniform({out, in / g, k, k}, options.bias() ? out : 0, fan_in,
+                                       options.seed(), options.stream(), party);
   weight = register_parameter("weight", MpcTensor::from_public(w, party));
   if (options.bias()) {
     bias = register_parameter("bias", MpcTensor::from_public(b, party));
@@ -75,22 +58,7 @@ MpcTensor Conv2dImpl::forward(const MpcTensor& x) {
 }
 
 void Conv2dImpl::load_weights(const core::Tensor& w, const core::Tensor& b) {
-  const int64_t out = options_.out_channels();
-  const int64_t k = options_.kernel_size();
-  const core::Shape w_shape{out, options_.in_channels() / options_.groups(), k, k};
-  VEIL_CHECK(w.defined() && w.dtype() == core::DType::kFloat64 && w.shape() == w_shape,
-             "[Conv2d::load_weights] expected a float64 weight {}, got {}",
-             core::shape_str(w_shape), w.defined() ? w.str() : std::string("an undefined tensor"));
-  VEIL_CHECK(weight.is_public() && (!bias.defined() || bias.is_public()),
-             "[Conv2d::load_weights] the parameters are already secret; load weights before "
-             "encrypt()");
-  if (bias.defined()) {
-    VEIL_CHECK(b.defined() && b.dtype() == core::DType::kFloat64 && b.shape() == core::Shape{out},
-               "[Conv2d::load_weights] expected a float64 bias [{}], got {}", out,
-               b.defined() ? b.str() : std::string("an undefined tensor"));
-    bias.assign_(MpcTensor::from_public(b, bias.party()));
-  }
-  weight.assign_(MpcTensor::from_public(w, weight.party()));
+  detail::load_weight_and_bias("Conv2d::load_weights", weight, bias, w, b);
 }
 
 MaxPool2dImpl::MaxPool2dImpl(int64_t kernel, std::optional<int64_t> stride)

@@ -4,6 +4,7 @@
 
 #include "autograd/functions.h"
 #include "crypto/prg.h"
+#include "nn/init.h"
 
 namespace veil::nn {
 
@@ -15,26 +16,8 @@ LinearImpl::LinearImpl(const LinearOptions& options, Party& party) : options_(op
   const int64_t out = options.out_features();
   VEIL_CHECK(in >= 1 && out >= 1, "[Linear] expected in_features, out_features >= 1, got {}, {}",
              in, out);
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  core::Tensor w = core::Tensor::empty({in, out}, core::DType::kFloat64);
-  core::Tensor b = core::Tensor::empty({out}, core::DType::kFloat64);
-  auto fill = [&](crypto::Prg& prg) {
-    for (core::Tensor* t : {&w, &b}) {
-      if (t == &b && !options.bias()) {
-        break;
-      }
-      double* p = t->data<double>();
-      for (int64_t i = 0; i < t->numel(); ++i) {
-        p[i] = (2.0 * prg.uniform_double() - 1.0) * bound;
-      }
-    }
-  };
-  if (options.seed()) {
-    crypto::Prg prg(crypto::Prg::public_seed(*options.seed(), options.stream()));
-    fill(prg);
-  } else {
-    fill(party.common_prg());
-  }
+  auto [w, b] = detail::fan_in_uniform({in, out}, options.bias() ? out : 0, in, options.seed(),
+                                       options.stream(), party);
   weight = register_parameter("weight", MpcTensor::from_public(w, party));
   if (options.bias()) {
     bias = register_parameter("bias", MpcTensor::from_public(b, party));
@@ -50,23 +33,7 @@ MpcTensor LinearImpl::forward(const MpcTensor& x) {
 }
 
 void LinearImpl::load_weights(const core::Tensor& w, const core::Tensor& b) {
-  const int64_t in = options_.in_features();
-  const int64_t out = options_.out_features();
-  const core::Shape w_shape{in, out};
-  const core::Shape b_shape{out};
-  VEIL_CHECK(w.defined() && w.dtype() == core::DType::kFloat64 && w.shape() == w_shape,
-             "[Linear::load_weights] expected a float64 weight [{}, {}], got {}", in, out,
-             w.defined() ? w.str() : std::string("an undefined tensor"));
-  VEIL_CHECK(weight.is_public() && (!bias.defined() || bias.is_public()),
-             "[Linear::load_weights] the parameters are already secret; load weights before "
-             "encrypt()");
-  if (bias.defined()) {
-    VEIL_CHECK(b.defined() && b.dtype() == core::DType::kFloat64 && b.shape() == b_shape,
-               "[Linear::load_weights] expected a float64 bias [{}], got {}", out,
-               b.defined() ? b.str() : std::string("an undefined tensor"));
-    bias.assign_(MpcTensor::from_public(b, bias.party()));
-  }
-  weight.assign_(MpcTensor::from_public(w, weight.party()));
+  detail::load_weight_and_bias("Linear::load_weights", weight, bias, w, b);
 }
 
 }  // namespace veil::nn
