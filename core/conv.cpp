@@ -47,8 +47,47 @@ std::pair<int64_t, int64_t> window_extents(const Shape& x,
   return {oh, ow};
 }
 
-// cols[k, n L + l] = x_pad[n, c0 + c, i sh + u dh, j sw + v dw] with k = (c kh + u) kw + v and
-// l = i W' + j, for the channels [c0, c0 + cg) of a contiguous x.
+// The index map shared by im2col and its adjoint: calls f(col, pos) for every entry of the
+// [cg kh kw, N L] column matrix, where col is the entry's offset and pos the offset of
+// x_pad[n, c0 + c, i sh + u dh, j sw + v dw] in the contiguous x [N, C, H, W] of shape xs, or -1
+// when that position is padding. Row k = (c kh + u) kw + v, column n L + l with l = i W' + j.
+template <class F>
+void for_each_window_entry(const Shape& xs,
+                           int64_t c0,
+                           int64_t cg,
+                           int64_t kh,
+                           int64_t kw,
+                           int64_t oh,
+                           int64_t ow,
+                           const Conv2dParams& p,
+                           F&& f) {
+  const int64_t n_batch = xs[0];
+  const int64_t c_all = xs[1];
+  const int64_t h = xs[2];
+  const int64_t w = xs[3];
+  const int64_t l_all = oh * ow;
+  const int64_t row = n_batch * l_all;
+  for (int64_t c = 0; c < cg; ++c) {
+    for (int64_t u = 0; u < kh; ++u) {
+      for (int64_t v = 0; v < kw; ++v) {
+        const int64_t col_row = ((c * kh + u) * kw + v) * row;
+        for (int64_t n = 0; n < n_batch; ++n) {
+          const int64_t plane = (n * c_all + c0 + c) * h * w;
+          for (int64_t i = 0; i < oh; ++i) {
+            const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
+            for (int64_t j = 0; j < ow; ++j) {
+              const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
+              const bool inside = y >= 0 && y < h && xx >= 0 && xx < w;
+              f(col_row + n * l_all + i * ow + j, inside ? plane + y * w + xx : int64_t{-1});
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// cols = im2col(x) for the channels [c0, c0 + cg) of a contiguous x (zeros for padding).
 template <class T>
 void im2col(const T* x,
             const Shape& xs,
@@ -60,30 +99,8 @@ void im2col(const T* x,
             int64_t ow,
             const Conv2dParams& p,
             T* cols) {
-  const int64_t n_batch = xs[0];
-  const int64_t c_all = xs[1];
-  const int64_t h = xs[2];
-  const int64_t w = xs[3];
-  const int64_t l_all = oh * ow;
-  const int64_t row = n_batch * l_all;
-  for (int64_t c = 0; c < cg; ++c) {
-    for (int64_t u = 0; u < kh; ++u) {
-      for (int64_t v = 0; v < kw; ++v) {
-        T* dst = cols + ((c * kh + u) * kw + v) * row;
-        for (int64_t n = 0; n < n_batch; ++n) {
-          const T* plane = x + (n * c_all + c0 + c) * h * w;
-          for (int64_t i = 0; i < oh; ++i) {
-            const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
-            for (int64_t j = 0; j < ow; ++j) {
-              const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
-              const bool inside = y >= 0 && y < h && xx >= 0 && xx < w;
-              dst[n * l_all + i * ow + j] = inside ? plane[y * w + xx] : T{0};
-            }
-          }
-        }
-      }
-    }
-  }
+  for_each_window_entry(xs, c0, cg, kh, kw, oh, ow, p,
+                        [&](int64_t col, int64_t pos) { cols[col] = pos >= 0 ? x[pos] : T{0}; });
 }
 
 template <class T>
@@ -120,8 +137,7 @@ Tensor conv2d_impl(const Tensor& x_in, const Tensor& w_in, const Conv2dParams& p
   return out;
 }
 
-// The adjoint of im2col: x[n, c0 + c, y, x'] += cols[k, n L + l] for every in-range position
-// (same index map as im2col); x contiguous [N, C, H, W] with shape xs.
+// The adjoint of im2col: x[pos] += cols[col] for every in-range entry (wraps mod 2^64 for ring).
 template <class T>
 void col2im(const T* cols,
             const Shape& xs,
@@ -133,34 +149,11 @@ void col2im(const T* cols,
             int64_t ow,
             const Conv2dParams& p,
             T* x) {
-  const int64_t n_batch = xs[0];
-  const int64_t c_all = xs[1];
-  const int64_t h = xs[2];
-  const int64_t w = xs[3];
-  const int64_t l_all = oh * ow;
-  const int64_t row = n_batch * l_all;
-  for (int64_t c = 0; c < cg; ++c) {
-    for (int64_t u = 0; u < kh; ++u) {
-      for (int64_t v = 0; v < kw; ++v) {
-        const T* src = cols + ((c * kh + u) * kw + v) * row;
-        for (int64_t n = 0; n < n_batch; ++n) {
-          T* plane = x + (n * c_all + c0 + c) * h * w;
-          for (int64_t i = 0; i < oh; ++i) {
-            const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
-            if (y < 0 || y >= h) {
-              continue;
-            }
-            for (int64_t j = 0; j < ow; ++j) {
-              const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
-              if (xx >= 0 && xx < w) {
-                plane[y * w + xx] += src[n * l_all + i * ow + j];
-              }
-            }
-          }
-        }
-      }
+  for_each_window_entry(xs, c0, cg, kh, kw, oh, ow, p, [&](int64_t col, int64_t pos) {
+    if (pos >= 0) {
+      x[pos] += cols[col];
     }
-  }
+  });
 }
 
 // dY of one group as a [cog, N L] matrix (contiguous) from a contiguous dy [N, C_out, L].
