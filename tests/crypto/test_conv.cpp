@@ -14,6 +14,7 @@
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/conv.h"
 #include "crypto/providers/correlations.h"
+#include "tests/harness/protocols.h"
 #include "tests/harness/simulate.h"
 
 using veil::core::Conv2dParams;
@@ -138,31 +139,7 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
-struct Setting {
-  int n;
-  ProviderKind kind;
-};
-
-// Shares x (party 0) and y (last party), runs fn and returns party 0's revealed float64 result.
-template <class F>
-Tensor run_binary(Setting s, const Tensor& x, const Tensor& y, F fn) {
-  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
-    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
-    const int last = p.world_size() - 1;
-    const AShare ys = crypto::share(p, p.rank() == last ? y : Tensor(), last, y.shape());
-    return crypto::reveal_float(p, fn(p, xs, ys));
-  });
-  return out[0];
-}
-
-template <class F>
-Tensor run_unary(Setting s, const Tensor& x, F fn) {
-  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
-    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
-    return crypto::reveal_float(p, fn(p, xs));
-  });
-  return out[0];
-}
+using vt::Setting;
 
 }  // namespace
 
@@ -265,9 +242,9 @@ TEST_CASE("secret conv2d matches float64 for 2 and 3 parties", "[crypto][conv]")
       const Tensor x = vt::uniform(c.x, -2, 2, seed++);
       const Tensor w = vt::uniform(c.w, -1, 1, seed++);
       // WHEN convolved with one Beaver triple
-      const Tensor got = run_binary(s, x, w, [&](Party& p, const AShare& a, const AShare& b) {
-        return crypto::conv2d(p, a, b, c.p);
-      });
+      const Tensor got = vt::run_binary_op(
+          s, x, w,
+          [&](Party& p, const AShare& a, const AShare& b) { return crypto::conv2d(p, a, b, c.p); });
       // THEN each of the K = C_in/groups kh kw products carries the encoding errors of its
       // operands (half a unit each, scaled by the other operand), plus one unit of truncation
       const Tensor ref = core::conv2d(x, w, c.p);
@@ -284,9 +261,9 @@ TEST_CASE("conv2d with a public kernel matches float64", "[crypto][conv]") {
   const Tensor x = vt::uniform({2, 3, 6, 7}, -2, 2, 70);
   const Tensor w = vt::uniform({4, 3, 3, 3}, -1, 1, 71);
   for (int n : {2, 3}) {
-    const Tensor got = run_unary({n, ProviderKind::kDealer}, x, [&](Party& p, const AShare& a) {
-      return crypto::conv2d_public_weight(p, a, w, prm);
-    });
+    const Tensor got = vt::run_unary_op(
+        {n, ProviderKind::kDealer}, x,
+        [&](Party& p, const AShare& a) { return crypto::conv2d_public_weight(p, a, w, prm); });
     const Tensor ref = core::conv2d(x, w, prm);
     const double tol = (27.0 * (max_abs(x) + max_abs(w)) / 2 + 2) * vt::ulp();
     CHECK(vt::max_abs_diff(got, ref) <= tol);
@@ -338,7 +315,7 @@ TEST_CASE("avg_pool2d and max_pool2d match float64", "[crypto][conv]") {
   for (int n : {2, 3}) {
     const Setting s{n, ProviderKind::kDealer};
     // average 3x3, stride 2, padding 1 (padding counted in the divisor)
-    Tensor got = run_unary(
+    Tensor got = vt::run_unary_op(
         s, x, [](Party& p, const AShare& a) { return crypto::avg_pool2d(p, a, 3, 2, 1); });
     Tensor ref = naive_pool(x, 3, 2, 1, false);
     REQUIRE(got.shape() == ref.shape());
@@ -346,8 +323,8 @@ TEST_CASE("avg_pool2d and max_pool2d match float64", "[crypto][conv]") {
     CHECK(vt::max_abs_diff(got, ref) <= (0.5 * 9 * max_abs(x) + 2) * vt::ulp());
     // max 3x3 stride 2 and 2x2 stride 2: exact up to the input encoding
     for (int64_t k : {2, 3}) {
-      got = run_unary(s, x,
-                      [k](Party& p, const AShare& a) { return crypto::max_pool2d(p, a, k, 2); });
+      got = vt::run_unary_op(
+          s, x, [k](Party& p, const AShare& a) { return crypto::max_pool2d(p, a, k, 2); });
       ref = naive_pool(x, k, 2, 0, true);
       REQUIRE(got.shape() == ref.shape());
       CHECK(vt::max_abs_diff(got, ref) <= vt::ulp() / 2 + 1e-12);
@@ -382,21 +359,22 @@ TEST_CASE("conv2d and pooling reject bad shapes with [conv2d] / [pool] errors", 
       veil::ValueError);
   // the secret protocol surfaces the same error through launch
   try {
-    run_binary({2, ProviderKind::kDealer}, vt::uniform({1, 3, 5, 5}, -1, 1, 3),
-               vt::uniform({2, 2, 3, 3}, -1, 1, 4), [](Party& p, const AShare& a, const AShare& b) {
-                 return crypto::conv2d(p, a, b, Conv2dParams{});
-               });
+    vt::run_binary_op({2, ProviderKind::kDealer}, vt::uniform({1, 3, 5, 5}, -1, 1, 3),
+                      vt::uniform({2, 2, 3, 3}, -1, 1, 4),
+                      [](Party& p, const AShare& a, const AShare& b) {
+                        return crypto::conv2d(p, a, b, Conv2dParams{});
+                      });
     FAIL("expected a ValueError");
   } catch (const veil::ValueError& e) {
     CHECK_THAT(e.what(), Catch::Contains("[conv2d]") && Catch::Contains("[2, 2, 3, 3]"));
   }
   // pooling window larger than the input
   CHECK_THROWS_WITH(
-      run_unary({2, ProviderKind::kDealer}, vt::uniform({1, 1, 2, 2}, -1, 1, 5),
-                [](Party& p, const AShare& a) { return crypto::max_pool2d(p, a, 3, 1); }),
+      vt::run_unary_op({2, ProviderKind::kDealer}, vt::uniform({1, 1, 2, 2}, -1, 1, 5),
+                       [](Party& p, const AShare& a) { return crypto::max_pool2d(p, a, 3, 1); }),
       Catch::Contains("[max_pool2d]"));
   CHECK_THROWS_WITH(
-      run_unary({2, ProviderKind::kDealer}, vt::uniform({1, 1, 2, 2}, -1, 1, 6),
-                [](Party& p, const AShare& a) { return crypto::avg_pool2d(p, a, 2, 0, 0); }),
+      vt::run_unary_op({2, ProviderKind::kDealer}, vt::uniform({1, 1, 2, 2}, -1, 1, 6),
+                       [](Party& p, const AShare& a) { return crypto::avg_pool2d(p, a, 2, 0, 0); }),
       Catch::Contains("[avg_pool2d]"));
 }

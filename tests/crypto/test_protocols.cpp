@@ -11,6 +11,7 @@
 #include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
 #include "crypto/providers/correlations.h"
+#include "tests/harness/protocols.h"
 #include "tests/harness/simulate.h"
 
 using veil::core::DType;
@@ -24,38 +25,12 @@ namespace vt = veil::testing;
 
 namespace {
 
-struct Setting {
-  int n;
-  ProviderKind kind;
-};
+using vt::run_binary_op;
+using vt::run_unary_op;
+using vt::Setting;
 
 std::vector<Setting> settings() {
-  return {{2, ProviderKind::kDealer},
-          {3, ProviderKind::kDealer},
-          {2, ProviderKind::kTrustedFirstParty},
-          {3, ProviderKind::kTrustedFirstParty}};
-}
-
-// Runs fn(party, x_share, y_share) on secrets shared by party 0 (x) and party n-1 (y); returns
-// party 0's revealed float64 result.
-template <class F>
-Tensor run_binary_op(Setting s, const Tensor& x, const Tensor& y, F fn) {
-  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
-    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
-    const int last = p.world_size() - 1;
-    const AShare ys = crypto::share(p, p.rank() == last ? y : Tensor(), last, y.shape());
-    return crypto::reveal_float(p, fn(p, xs, ys));
-  });
-  return out[0];
-}
-
-template <class F>
-Tensor run_unary_op(Setting s, const Tensor& x, F fn) {
-  auto out = crypto::launch<Tensor>(vt::test_options(s.n, s.kind), [&](Party& p) {
-    const AShare xs = crypto::share(p, p.rank() == 0 ? x : Tensor(), 0, x.shape());
-    return crypto::reveal_float(p, fn(p, xs));
-  });
-  return out[0];
+  return vt::all_settings();
 }
 
 Tensor map_double(const Tensor& x, double (*f)(double)) {
