@@ -16,19 +16,6 @@ namespace veil::crypto {
 
 namespace {
 
-// Public constant c at scale frac as a share (party 0 holds it).
-AShare constant_share(Party& p, const core::Shape& shape, double c, int frac) {
-  const uint64_t enc = FixedPointEncoder(frac).encode_scalar(c, "constant");
-  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc)
-                        : core::Tensor::zeros(shape, core::DType::kRing64),
-          frac};
-}
-
-// 1 - b for an integer share b.
-AShare one_minus(Party& p, const AShare& b) {
-  return add_public(p, neg(b), 1.0);
-}
-
 void check_pair(const char* op, const AShare& x, const AShare& y) {
   VEIL_CHECK(x.data.defined() && y.data.defined(), "[{}] expected defined shares", op);
   VEIL_CHECK(x.shape() == y.shape(), "[{}] expected equal shapes, got {} and {}", op, x.data.str(),

@@ -153,6 +153,17 @@ AShare matmul_public_left(Party& p, const core::Tensor& c_float, const AShare& x
   return rescale(p, raw, std::max(x.frac_bits, p.frac_bits()));
 }
 
+AShare constant_share(Party& p, const core::Shape& shape, double c, int frac_bits) {
+  const uint64_t enc = FixedPointEncoder(frac_bits).encode_scalar(c, "constant");
+  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc)
+                        : core::Tensor::zeros(shape, core::DType::kRing64),
+          frac_bits};
+}
+
+AShare one_minus(Party& p, const AShare& b) {
+  return add_public(p, neg(b), 1.0);
+}
+
 AShare sum(const AShare& x, int64_t dim, bool keepdim) {
   return {core::sum(x.data, dim, keepdim), x.frac_bits};
 }

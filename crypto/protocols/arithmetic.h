@@ -68,6 +68,11 @@ AShare mul_public(Party& p, const AShare& x, double c);
 /// x @ c (and c @ x) for a public float matrix, rescaled. Cost: one truncation.
 AShare matmul_public(Party& p, const AShare& x, const core::Tensor& c_float);
 AShare matmul_public_left(Party& p, const core::Tensor& c_float, const AShare& x);
+/// A public constant c at scale frac_bits as a share (party 0 holds the encoding, the others
+/// zero). Local; throws ValueError for a value outside the fixed-point range.
+AShare constant_share(Party& p, const core::Shape& shape, double c, int frac_bits);
+/// 1 - b for an integer share b (e.g. a bit: its complement). Local.
+AShare one_minus(Party& p, const AShare& b);
 /// Sum along dim (local).
 AShare sum(const AShare& x, int64_t dim, bool keepdim = false);
 

@@ -9,22 +9,6 @@
 
 namespace veil::crypto {
 
-namespace {
-
-// Public constant c at scale frac as a share (party 0 holds it).
-AShare constant_share(Party& p, const core::Shape& shape, double c, int frac) {
-  const uint64_t enc = FixedPointEncoder(frac).encode_scalar(c, "constant");
-  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc)
-                        : core::Tensor::zeros(shape, core::DType::kRing64),
-          frac};
-}
-
-// 1 - b for an integer bit share b.
-AShare one_minus(Party& p, const AShare& b) {
-  return add_public(p, neg(b), 1.0);
-}
-
-}  // namespace
 
 ReluResult relu(Party& p, const AShare& x) {
   const AShare negative = b2a_bit(p, ltz(p, x));
