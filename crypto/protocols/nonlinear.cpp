@@ -9,7 +9,6 @@
 
 namespace veil::crypto {
 
-
 ReluResult relu(Party& p, const AShare& x) {
   const AShare negative = b2a_bit(p, ltz(p, x));
   const AShare positive = one_minus(p, negative);
