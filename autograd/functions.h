@@ -135,7 +135,7 @@ MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape);
 
 // ---- non-linear --------------------------------------------------------------------------------
 
-/// max(x, 0). Secret: crypto::relu (N = 2: 9 rounds, 216 bytes per element), which also yields
+/// max(x, 0). Secret: crypto::relu (N = 2: 9 rounds, ~63 bytes per element), which also yields
 /// the bit [x >= 0] saved for backward; public: exact on the ring.
 /// Backward: dx = g * [x >= 0] (an integer bit: a Beaver mul without truncation when either is
 /// secret; 1 round, 16 bytes per element).

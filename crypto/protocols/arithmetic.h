@@ -49,6 +49,8 @@ core::Tensor reveal_float(Party& p, const AShare& x);
 
 // ---- local linear operations (0 rounds) ---------------------------------------------------------
 
+/// x + y, x - y, -x on shares of equal frac_bits (broadcasting shapes). Local: 0 rounds, 0 bytes.
+/// Throws ValueError for different frac_bits or shapes that do not broadcast.
 AShare add(const AShare& x, const AShare& y);
 AShare sub(const AShare& x, const AShare& y);
 AShare neg(const AShare& x);
