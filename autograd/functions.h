@@ -141,7 +141,7 @@ MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape);
 /// secret; 1 round, 16 bytes per element).
 MpcTensor relu(const MpcTensor& x);
 /// Softmax along the last dimension, [..., C] -> [..., C]. Secret: crypto::softmax (max tree,
-/// exp, reciprocal on [1, C]; absolute error <= 1e-3; 57 rounds for C = 10). Public: computed
+/// exp, reciprocal on [1, C]; absolute error <= 1e-3; 59 rounds for C = 10). Public: computed
 /// exactly in float64 and encoded (public mode does not emulate the approximations).
 /// Backward: dx = s * (g - sum(g * s, -1)) with the saved softmax s (2 Beaver muls if secret).
 MpcTensor softmax(const MpcTensor& x);
