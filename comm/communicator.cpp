@@ -169,13 +169,37 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
              tag);
   VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64,
              "[all_reduce] expected a ring64 tensor, got {} (tag '{}')", t.str(), tag);
-  std::vector<core::Tensor> parts = all_gather(tag, t);
-  // Reduce in rank order on every party: the same operations in the same order everywhere.
-  core::Tensor out = std::move(parts[0]);
-  const auto n = static_cast<std::size_t>(out.numel());
+  const core::Tensor mine = t.contiguous();
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      send(p, tag, mine.bytes());
+    }
+  }
+  // Sum (or XOR) mod 2^64 is exact, associative and commutative, so every party gets the same
+  // result whatever the order: the first peer's message is added to this party's part while
+  // copying it into the result (one pass), later ones in place.
+  const auto n = static_cast<std::size_t>(mine.numel());
+  core::Tensor out = core::Tensor::empty(t.shape(), core::DType::kRing64);
   std::span<uint64_t> acc(out.data<uint64_t>(), n);
-  for (std::size_t r = 1; r < parts.size(); ++r) {
-    reduce_into(acc, std::span<const uint64_t>(parts[r].data<uint64_t>(), n), op);
+  const std::span<const uint64_t> own(mine.data<uint64_t>(), n);
+  bool first = true;
+  for (int p = 0; p < world_size_; ++p) {
+    if (p == rank_) {
+      continue;
+    }
+    const Bytes b = recv(p, tag, static_cast<int64_t>(n * sizeof(uint64_t)));
+    std::span<const uint64_t> x(reinterpret_cast<const uint64_t*>(b.data()), n);
+    if (first) {
+      for (std::size_t i = 0; i < n; ++i) {
+        acc[i] = op == ReduceOp::kSum ? own[i] + x[i] : own[i] ^ x[i];
+      }
+      first = false;
+    } else {
+      reduce_into(acc, x, op);
+    }
+  }
+  if (first) {
+    std::ranges::copy(own, acc.begin());
   }
   return out;
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "core/allocator.h"
+
 namespace veil::core {
 
 std::string shape_str(const Shape& s) {
@@ -34,16 +36,12 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
   VEIL_CHECK_WITH(NotCompiledError, device.type == Device::Type::kCPU,
                   "[Storage] CUDA tensors are not supported in this version of veil (expected "
                   "Device::kCPU)");
-  const std::size_t rounded = std::max<std::size_t>(64, (bytes + 63) / 64 * 64);
-  data_ = std::aligned_alloc(64, rounded);
-  if (data_ == nullptr) {
-    throw std::bad_alloc();
-  }
+  data_ = host_alloc(bytes);
 }
 
 Storage::~Storage() {
-  std::free(data_);
-}  // NOLINT(cppcoreguidelines-no-malloc)
+  host_free(data_, bytes_);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;

@@ -2,6 +2,7 @@
 
 #include "core/elementwise.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 
 namespace veil::crypto {
 
@@ -168,6 +169,37 @@ AShare sum(const AShare& x, int64_t dim, bool keepdim) {
   return {core::sum(x.data, dim, keepdim), x.frac_bits};
 }
 
+namespace {
+
+/// The elementwise (same-shape) Beaver output z = c + e (b + [first] d) + a d in one pass over
+/// the five operands (the generic path needs five temporaries).
+core::Tensor elementwise_beaver_output(bool first,
+                                       const core::Tensor& e,
+                                       const core::Tensor& d,
+                                       const BeaverTriple& t) {
+  const core::Tensor ec = e.contiguous();
+  const core::Tensor dc = d.contiguous();
+  const core::Tensor ac = t.a.contiguous();
+  const core::Tensor bc = t.b.contiguous();
+  const core::Tensor cc = t.c.contiguous();
+  core::Tensor z = core::Tensor::empty(e.shape(), core::DType::kRing64);
+  const uint64_t* pe = ec.data<uint64_t>();
+  const uint64_t* pd = dc.data<uint64_t>();
+  const uint64_t* pa = ac.data<uint64_t>();
+  const uint64_t* pb = bc.data<uint64_t>();
+  const uint64_t* pc = cc.data<uint64_t>();
+  uint64_t* pz = z.data<uint64_t>();
+  const uint64_t dmask = first ? ~uint64_t{0} : 0;
+  core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t j = lo; j < hi; ++j) {
+      pz[j] = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
+    }
+  });
+  return z;
+}
+
+}  // namespace
+
 std::vector<AShare> beaver_batch(Party& p,
                                  const std::vector<BilinearOp>& ops,
                                  const std::vector<AShare>& xs,
@@ -213,6 +245,11 @@ std::vector<AShare> beaver_batch(Party& p,
     const core::Tensor d = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
     at += ys[i].numel();
     // z_i = c_i + f(e, b_i + [i = 0] d) + f(a_i, d)
+    if (ops[i].kind == BilinearOp::Kind::kMul && ops[i].x_shape == ops[i].y_shape) {
+      result.push_back({elementwise_beaver_output(p.rank() == 0, e, d, triples[i]),
+                        xs[i].frac_bits + ys[i].frac_bits});
+      continue;
+    }
     const core::Tensor b_plus = p.rank() == 0 ? core::add(triples[i].b, d) : triples[i].b;
     core::Tensor z = ops[i].apply(e, b_plus);
     core::add_(z, ops[i].apply(triples[i].a, d));
@@ -237,7 +274,18 @@ AShare truncate(Party& p, const AShare& x, int bits) {
     if (p.rank() == 0) {
       return {core::shift_right_arith(x.data, bits), x.frac_bits - bits};
     }
-    return {core::neg(core::shift_right_arith(core::neg(x.data), bits)), x.frac_bits - bits};
+    // -((-x) >> bits) in one pass.
+    const core::Tensor xc = x.data.contiguous();
+    core::Tensor out = core::Tensor::empty(x.shape(), core::DType::kRing64);
+    const uint64_t* px = xc.data<uint64_t>();
+    uint64_t* po = out.data<uint64_t>();
+    core::parallel_for(0, out.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        const auto neg = static_cast<int64_t>(uint64_t{0} - px[j]);
+        po[j] = uint64_t{0} - static_cast<uint64_t>(neg >> bits);
+      }
+    });
+    return {out, x.frac_bits - bits};
   }
   const TruncPair pair = p.provider().trunc_pair(x.shape(), bits);
   const std::string tag = p.next_tag("truncate");
