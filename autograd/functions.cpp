@@ -10,7 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/internal.h"
 #include "autograd/node.h"
+#include "autograd/shape_ops.h"
 #include "core/conv.h"
 #include "core/elementwise.h"
 #include "core/error.h"
@@ -23,11 +25,7 @@
 
 namespace veil {
 
-namespace {
-
-using autograd::record;
-using Grads = std::vector<MpcTensor>;
-using Needs = std::vector<bool>;
+namespace autograd::detail {
 
 Party& party_of(const MpcTensor& x, const char* op) {
   VEIL_CHECK(x.defined(), "[{}] expected a defined operand, got an undefined MpcTensor", op);
@@ -50,8 +48,19 @@ MpcTensor make(Party& p, bool secret, core::Tensor value, int frac_bits) {
                 : MpcTensor::from_public_ring(value, frac_bits, p);
 }
 
+MpcTensor like(const MpcTensor& ref, core::Tensor value) {
+  return make(ref.party(), ref.is_secret(), std::move(value), ref.frac_bits());
+}
+
 core::Tensor decode(const MpcTensor& x) {
   return crypto::FixedPointEncoder(x.frac_bits()).decode(x.public_ring()).contiguous();
+}
+
+core::Tensor share_ring(const MpcTensor& x) {
+  if (x.is_secret() || x.party().rank() == 0) {
+    return x.ring();
+  }
+  return core::Tensor::zeros(x.shape(), core::DType::kRing64);
 }
 
 // ---- raw values (no recording) ------------------------------------------------------------------
@@ -135,18 +144,18 @@ MpcTensor raw_matmul(const MpcTensor& x, const MpcTensor& w, const char* op) {
 // f(x, y) for a bilinear op (conv2d and its gradients) with frac_bits max(f_x, f_y): Beaver +
 // rescale when both are secret, a local product + rescale with one public operand, plain ring
 // arithmetic with an arithmetic shift when both are public.
-MpcTensor raw_bilinear(const crypto::BilinearOp& op,
+MpcTensor raw_bilinear(const crypto::BilinearOp& bop,
                        const MpcTensor& x,
                        const MpcTensor& y,
-                       const char* name) {
-  Party& p = party_of(x, y, name);
+                       const char* op) {
+  Party& p = party_of(x, y, op);
   const int out_frac = std::max(x.frac_bits(), y.frac_bits());
   const int shift = std::min(x.frac_bits(), y.frac_bits());
   if (x.is_secret() && y.is_secret()) {
-    const crypto::AShare z = crypto::beaver(p, op, x.ashare(), y.ashare());
+    const crypto::AShare z = crypto::beaver(p, bop, x.ashare(), y.ashare());
     return MpcTensor::from_secret(crypto::rescale(p, z, out_frac), p);
   }
-  const core::Tensor v = op.apply(x.ring(), y.ring());
+  const core::Tensor v = bop.apply(x.ring(), y.ring());
   if (x.is_public() && y.is_public()) {
     return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v, out_frac);
   }
@@ -185,6 +194,13 @@ int64_t normalize_dim(const MpcTensor& x, int64_t dim, const char* op) {
   return dim < 0 ? dim + n : dim;
 }
 
+}  // namespace autograd::detail
+
+namespace {
+using namespace autograd::detail;  // NOLINT(google-build-using-namespace): internal helpers
+using autograd::record;
+using Grads = std::vector<MpcTensor>;
+using Needs = std::vector<bool>;
 }  // namespace
 
 // ---- elementwise
@@ -246,6 +262,12 @@ MpcTensor add(const MpcTensor& x, double c) {
                 [](const MpcTensor& g, const Needs&) { return Grads{g}; });  // dx = g
 }
 
+MpcTensor div(const MpcTensor& x, double c) {
+  party_of(x, "div");
+  VEIL_CHECK(std::isfinite(c) && c != 0.0, "[div] expected a finite non-zero divisor, got {}", c);
+  return mul(x, 1.0 / c);  // records mul_scalar: dx = g / c
+}
+
 MpcTensor operator+(const MpcTensor& x, const MpcTensor& y) {
   return add(x, y);
 }
@@ -270,11 +292,161 @@ MpcTensor operator+(const MpcTensor& x, double c) {
 MpcTensor operator-(const MpcTensor& x, double c) {
   return add(x, -c);
 }
+MpcTensor operator/(const MpcTensor& x, double c) {
+  return div(x, c);
+}
 
 // ---- linear algebra
 // -------------------------------------------------------------------------------
 
+namespace {
+
+core::Shape batch_of(const MpcTensor& t) {
+  return {t.shape().begin(), t.shape().end() - 2};
+}
+
+core::Shape with_matrix(core::Shape batch, int64_t rows, int64_t cols) {
+  batch.push_back(rows);
+  batch.push_back(cols);
+  return batch;
+}
+
+// The transpose of the last two dims (a view).
+MpcTensor mT(const MpcTensor& t) {
+  return like(t, t.ring().transpose(-2, -1));
+}
+
+// x [..., m, k] @ w [..., k, n] -> [broadcast(...), m, n] (both of rank >= 2), frac_bits
+// max(f_x, f_w), one truncation of the whole output. A 2-D operand is folded into one 2-D product;
+// otherwise one 2-D Beaver descriptor per broadcast batch entry, all opened in one round.
+MpcTensor raw_bmatmul(const MpcTensor& x, const MpcTensor& w, const char* op) {
+  Party& p = party_of(x, w, op);
+  VEIL_CHECK(x.dim() >= 2 && w.dim() >= 2 && x.size(-1) == w.size(-2),
+             "[{}] inner dimensions differ: x is {}, w is {}", op, core::shape_str(x.shape()),
+             core::shape_str(w.shape()));
+  if (x.dim() == 2 && w.dim() == 2) {
+    return raw_matmul(x, w, op);
+  }
+  const int64_t m = x.size(-2);
+  const int64_t k = x.size(-1);
+  const int64_t n = w.size(-1);
+  const core::Shape bx = batch_of(x);
+  const core::Shape bw = batch_of(w);
+  for (std::size_t i = 1; i <= std::min(bx.size(), bw.size()); ++i) {
+    const int64_t a = bx[bx.size() - i];
+    const int64_t b = bw[bw.size() - i];
+    VEIL_CHECK(a == b || a == 1 || b == 1, "[{}] batch dims do not broadcast: x is {}, w is {}", op,
+               core::shape_str(x.shape()), core::shape_str(w.shape()));
+  }
+  const core::Shape batch = core::broadcast_shapes(bx, bw, op);
+  const int64_t nb = core::shape_numel(batch);
+  if (w.dim() == 2) {
+    // rows of every batch entry stacked: [B m, k] @ [k, n]
+    const MpcTensor r = raw_matmul(raw_reshape(x, {nb * m, k}, op), w, op);
+    return raw_reshape(r, with_matrix(batch, m, n), op);
+  }
+  if (x.dim() == 2) {
+    // columns of every batch entry side by side: [m, k] @ [k, B n], then [m, B, n] -> [B, m, n]
+    const core::Tensor wk = w.ring().reshape({nb, k, n}).transpose(0, 1).reshape({k, nb * n});
+    const MpcTensor r = raw_matmul(x, like(w, wk), op);
+    const core::Tensor bmn = r.ring().reshape({m, nb, n}).transpose(0, 1).contiguous();
+    return like(r, bmn.reshape(with_matrix(batch, m, n)));
+  }
+  // batched against batched: materialise the broadcast batch, one 2-D product per entry
+  const core::Tensor xb =
+      x.ring().expand(with_matrix(batch, m, k)).contiguous().reshape({nb, m, k});
+  const core::Tensor wb =
+      w.ring().expand(with_matrix(batch, k, n)).contiguous().reshape({nb, k, n});
+  const int out_frac = std::max(x.frac_bits(), w.frac_bits());
+  const int shift = std::min(x.frac_bits(), w.frac_bits());
+  std::vector<core::Tensor> parts;
+  parts.reserve(static_cast<std::size_t>(nb));
+  if (x.is_secret() && w.is_secret()) {
+    const crypto::BilinearOp bop = crypto::BilinearOp::matmul({m, k}, {k, n});
+    std::vector<crypto::BilinearOp> ops(static_cast<std::size_t>(nb), bop);
+    std::vector<crypto::AShare> xs;
+    std::vector<crypto::AShare> ws;
+    for (int64_t b = 0; b < nb; ++b) {
+      xs.push_back({xb.slice(0, b, b + 1).reshape({m, k}), x.frac_bits()});
+      ws.push_back({wb.slice(0, b, b + 1).reshape({k, n}), w.frac_bits()});
+    }
+    for (const crypto::AShare& z : crypto::beaver_batch(p, ops, xs, ws)) {
+      parts.push_back(z.data.reshape({1, m, n}));
+    }
+  } else {
+    for (int64_t b = 0; b < nb; ++b) {
+      parts.push_back(
+          core::matmul(xb.slice(0, b, b + 1).reshape({m, k}), wb.slice(0, b, b + 1).reshape({k, n}))
+              .reshape({1, m, n}));
+    }
+  }
+  const core::Tensor v = core::cat(parts, 0).reshape(with_matrix(batch, m, n));
+  if (x.is_public() && w.is_public()) {
+    return make(p, false, shift > 0 ? core::shift_right_arith(v, shift) : v, out_frac);
+  }
+  const crypto::AShare raw{v, x.frac_bits() + w.frac_bits()};
+  return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
+}
+
+// Batched matmul node (at least one operand of rank > 2, both of rank >= 2).
+MpcTensor batched_matmul(const MpcTensor& x, const MpcTensor& w) {
+  // x: [Bx.., m, k], w: [Bw.., k, n] -> out: [B.., m, n]
+  MpcTensor out = raw_bmatmul(x, w, "matmul");
+  return record(
+      "matmul", std::move(out), {x, w},
+      [xs = x.detach(), ws = w.detach()](const MpcTensor& g, const Needs& needs) {
+        const int64_t m = xs.size(-2);
+        const int64_t k = xs.size(-1);
+        const int64_t n = ws.size(-1);
+        MpcTensor dx;
+        MpcTensor dw;
+        if (needs[0]) {
+          if (xs.dim() == 2) {
+            // dx = sum_b g_b @ w_b^T = [g_0 | g_1 | ..] [m, B n] @ [w_0^T; w_1^T; ..] [B n, k]
+            const int64_t nb = g.numel() / (m * n);
+            const core::Tensor gm =
+                g.ring().reshape({nb, m, n}).transpose(0, 1).reshape({m, nb * n});
+            const core::Tensor wt = mT(ws).ring().reshape({nb * n, k});
+            dx = raw_matmul(like(g, gm), like(ws, wt), "matmul");
+          } else {
+            dx = sum_to(raw_bmatmul(g, mT(ws), "matmul"), xs.shape());  // g @ w^T
+          }
+        }
+        if (needs[1]) {
+          if (ws.dim() == 2) {
+            // dw = sum_b x_b^T @ g_b = [x_0; x_1; ..]^T [k, B m] @ [g_0; g_1; ..] [B m, n]
+            const int64_t nb = g.numel() / (m * n);
+            const core::Tensor xk = xs.ring().reshape({nb * m, k});
+            dw = raw_matmul(like(xs, xk.t()), raw_reshape(g, {nb * m, n}, "matmul"), "matmul");
+          } else {
+            dw = sum_to(raw_bmatmul(mT(xs), g, "matmul"), ws.shape());  // x^T @ g
+          }
+        }
+        return Grads{dx, dw};
+      });
+}
+
+}  // namespace
+
 MpcTensor matmul(const MpcTensor& x, const MpcTensor& w) {
+  party_of(x, w, "matmul");
+  VEIL_CHECK(x.dim() >= 1 && w.dim() >= 1,
+             "[matmul] expected operands of rank >= 1, got x {} and w {}",
+             core::shape_str(x.shape()), core::shape_str(w.shape()));
+  if (x.dim() == 1 || w.dim() == 1) {
+    // promote [k] to [1, k] (left) or [k, 1] (right) and drop the added dim afterwards
+    MpcTensor r = matmul(x.dim() == 1 ? unsqueeze(x, 0) : x, w.dim() == 1 ? unsqueeze(w, 1) : w);
+    if (w.dim() == 1) {
+      r = squeeze(r, -1);
+    }
+    if (x.dim() == 1) {
+      r = squeeze(r, w.dim() == 1 ? -1 : -2);
+    }
+    return r;
+  }
+  if (x.dim() > 2 || w.dim() > 2) {
+    return batched_matmul(x, w);
+  }
   // x: [m, k], w: [k, n] -> out: [m, n]
   MpcTensor out = raw_matmul(x, w, "matmul");
   return record(
@@ -494,33 +666,111 @@ MpcTensor sum_to(const MpcTensor& g, const core::Shape& shape) {
 // ---- non-linear
 // -----------------------------------------------------------------------------------
 
+namespace {
+
+// relu(y) = y [y >= 0] and the bit [y >= 0] (integer, frac_bits 0) for one flat batch of values
+// of one visibility: secret: crypto::relu; public: the same on the ring (sign bit clear).
+std::pair<MpcTensor, MpcTensor> raw_relu(const MpcTensor& y) {
+  Party& p = y.party();
+  if (y.is_secret()) {
+    const crypto::ReluResult r = crypto::relu(p, y.ashare());
+    return {MpcTensor::from_secret(r.out, p), MpcTensor::from_secret(r.positive, p)};
+  }
+  const core::Tensor v = y.ring().contiguous();
+  core::Tensor m = core::Tensor::empty(v.shape(), core::DType::kRing64);
+  core::Tensor o = core::Tensor::empty(v.shape(), core::DType::kRing64);
+  const uint64_t* pv = v.data<uint64_t>();
+  uint64_t* pm = m.data<uint64_t>();
+  uint64_t* po = o.data<uint64_t>();
+  for (int64_t i = 0; i < v.numel(); ++i) {
+    const bool positive = (pv[i] >> 63) == 0;  // two's complement sign bit clear: y >= 0
+    pm[i] = positive ? 1 : 0;
+    po[i] = positive ? pv[i] : 0;
+  }
+  return {MpcTensor::from_public_ring(o, y.frac_bits(), p), MpcTensor::from_public_ring(m, 0, p)};
+}
+
+MpcTensor ring_scalar(Party& p, uint64_t v, int frac_bits) {
+  return MpcTensor::from_public_ring(core::Tensor::scalar<uint64_t>(v), frac_bits, p);
+}
+
+}  // namespace
+
 MpcTensor relu(const MpcTensor& x) {
   // x: S -> out: S; the mask [x >= 0] (integer, frac_bits 0) is saved for backward.
-  Party& p = party_of(x, "relu");
-  MpcTensor out;
-  MpcTensor mask;
-  if (x.is_secret()) {
-    const crypto::ReluResult r = crypto::relu(p, x.ashare());
-    out = MpcTensor::from_secret(r.out, p);
-    mask = MpcTensor::from_secret(r.positive, p);
-  } else {
-    const core::Tensor v = x.ring().contiguous();
-    core::Tensor m = core::Tensor::empty(v.shape(), core::DType::kRing64);
-    core::Tensor o = core::Tensor::empty(v.shape(), core::DType::kRing64);
-    const uint64_t* pv = v.data<uint64_t>();
-    uint64_t* pm = m.data<uint64_t>();
-    uint64_t* po = o.data<uint64_t>();
-    for (int64_t i = 0; i < v.numel(); ++i) {
-      const bool positive = (pv[i] >> 63) == 0;  // two's complement sign bit clear: x >= 0
-      pm[i] = positive ? 1 : 0;
-      po[i] = positive ? pv[i] : 0;
-    }
-    out = MpcTensor::from_public_ring(o, x.frac_bits(), p);
-    mask = MpcTensor::from_public_ring(m, 0, p);
-  }
+  party_of(x, "relu");
+  auto [out, mask] = raw_relu(x.detach());
   return record("relu", std::move(out), {x}, [mask](const MpcTensor& g, const Needs&) {
     return Grads{raw_mul(g, mask, "relu")};  // dx = g * [x >= 0] (no truncation: integer mask)
   });
+}
+
+MpcTensor hardtanh(const MpcTensor& x, double min_val, double max_val) {
+  // x: S -> out: S; the mask m = [lo < x < hi] (integer) is saved for backward
+  constexpr const char* kOp = "hardtanh";
+  Party& p = party_of(x, kOp);
+  VEIL_CHECK(min_val < max_val, "[hardtanh] expected min_val < max_val, got {} and {}", min_val,
+             max_val);
+  const crypto::FixedPointEncoder enc(x.frac_bits());
+  const MpcTensor lo = ring_scalar(p, enc.encode_scalar(min_val, kOp), x.frac_bits());
+  const MpcTensor hi = ring_scalar(p, enc.encode_scalar(max_val, kOp), x.frac_bits());
+  const MpcTensor xd = x.detach();
+  // one ReLU on the 2n values (lo - x, x - hi): r1 = relu(lo - x) with bit [x <= lo] and
+  // r2 = relu(x - hi) with bit [x >= hi]
+  const int64_t n = x.numel();
+  const MpcTensor below = raw_reshape(raw_sub(lo, xd, kOp), {n}, kOp);
+  const MpcTensor above = raw_reshape(raw_sub(xd, hi, kOp), {n}, kOp);
+  const auto [r, bits] = raw_relu(like(below, core::cat({below.ring(), above.ring()}, 0)));
+  auto half = [&x, n](const MpcTensor& t, int64_t k) {
+    return like(t, t.ring().slice(0, k * n, (k + 1) * n).reshape(x.shape()));
+  };
+  // out = x + relu(lo - x) - relu(x - hi): exact, no truncation
+  MpcTensor out = raw_sub(raw_add(xd, half(r, 0), kOp), half(r, 1), kOp);
+  // m = 1 - [x <= lo] - [x >= hi]
+  const MpcTensor m =
+      raw_sub(raw_sub(ring_scalar(p, 1, 0), half(bits, 0), kOp), half(bits, 1), kOp);
+  return record(kOp, std::move(out), {x}, [m](const MpcTensor& g, const Needs&) {
+    return Grads{raw_mul(g, m, "hardtanh")};  // dx = g [lo < x < hi]
+  });
+}
+
+MpcTensor relu6(const MpcTensor& x) {
+  return hardtanh(x, 0.0, 6.0);
+}
+
+MpcTensor leaky_relu(const MpcTensor& x, double negative_slope) {
+  // x: S -> out: S; the bit [x <= 0] (integer) is saved for backward
+  constexpr const char* kOp = "leaky_relu";
+  Party& p = party_of(x, kOp);
+  (void)p.encoder().encode_scalar(negative_slope, kOp);  // range check of the slope
+  const double k = 1.0 - negative_slope;
+  (void)p.encoder().encode_scalar(k, kOp);
+  // out = x + (1 - slope) relu(-x); relu(-x) = 0 exactly for x > 0
+  const auto [r, nonpos] = raw_relu(raw_neg(x.detach(), kOp));
+  MpcTensor out = raw_add(x.detach(), raw_mul_scalar(r, k, kOp), kOp);
+  return record(kOp, std::move(out), {x}, [nonpos, k](const MpcTensor& g, const Needs&) {
+    // dx = g - (1 - slope) g [x <= 0]
+    const MpcTensor gn = raw_mul(g, nonpos, "leaky_relu");
+    return Grads{raw_sub(g, raw_mul_scalar(gn, k, "leaky_relu"), "leaky_relu")};
+  });
+}
+
+MpcTensor dropout(const MpcTensor& x, double p, bool training) {
+  // x: S -> out: S
+  Party& party = party_of(x, "dropout");
+  VEIL_CHECK(p >= 0 && p < 1, "[dropout] expected 0 <= p < 1, got {}", p);
+  if (!training || p == 0) {
+    return x;
+  }
+  // The same draws as nn::Dropout: one uniform double per element from the common PRG.
+  crypto::Prg& prg = party.common_prg();
+  core::Tensor mask = core::Tensor::empty(x.shape(), core::DType::kFloat64);
+  double* pm = mask.data<double>();
+  const double keep_scale = 1.0 / (1.0 - p);
+  for (int64_t i = 0; i < mask.numel(); ++i) {
+    pm[i] = prg.uniform_double() < p ? 0.0 : keep_scale;
+  }
+  return mul(x, MpcTensor::from_public(mask, party));
 }
 
 namespace {
@@ -564,6 +814,79 @@ MpcTensor softmax(const MpcTensor& x) {
     const MpcTensor gs = raw_sum(raw_mul(g, s, "softmax"), -1, true, "softmax");
     return Grads{raw_mul(s, raw_sub(g, gs, "softmax"), "softmax")};
   });
+}
+
+MpcTensor softmax(const MpcTensor& x, int64_t dim) {
+  party_of(x, "softmax");
+  const int64_t d = normalize_dim(x, dim, "softmax");
+  if (d == x.dim() - 1) {
+    return softmax(x);
+  }
+  // the rows are independent: swap dim with the last one and back (local views)
+  return transpose(softmax(transpose(x, d, -1)), d, -1);
+}
+
+namespace {
+
+MpcTensor log_softmax_last(const MpcTensor& x) {
+  // x: [..., C] -> out: [..., C]
+  constexpr const char* kOp = "log_softmax";
+  Party& p = x.party();
+  const int64_t c = x.size(-1);
+  VEIL_CHECK(c > 0, "[log_softmax] expected a non-empty dimension, got {}",
+             core::shape_str(x.shape()));
+  core::Shape keep = x.shape();
+  keep.back() = 1;
+  MpcTensor out;
+  // For backward: secret: exp(z) [..., C] and s = sum exp(z) [..., 1]; public: the softmax.
+  MpcTensor e;
+  MpcTensor s;
+  if (x.is_secret()) {
+    VEIL_CHECK(c <= kLogSoftmaxMaxClasses,
+               "[log_softmax] secret inputs support at most {} classes (crypto::log's domain "
+               "bounds sum(exp(x - max)) in [1, C]), got C = {}",
+               kLogSoftmaxMaxClasses, c);
+    VEIL_CHECK(x.frac_bits() == p.frac_bits(), "[log_softmax] expected frac_bits {}, got {}",
+               p.frac_bits(), x.frac_bits());
+    const crypto::AShare xs = x.ashare();
+    const crypto::MaxResult m = crypto::max_lastdim(p, xs);
+    const crypto::AShare z = crypto::sub(xs, {m.values.data.reshape(keep), m.values.frac_bits});
+    const crypto::AShare ez = crypto::exp(p, z);             // (0, 1]
+    const crypto::AShare total = crypto::sum(ez, -1, true);  // [1, C]
+    out = MpcTensor::from_secret(crypto::sub(z, crypto::log(p, total)), p);
+    e = MpcTensor::from_secret(ez, p);
+    s = MpcTensor::from_secret(total, p);
+  } else {
+    core::Tensor v = decode(x);
+    core::Tensor lse = core::Tensor::empty({v.numel() / c, 1}, core::DType::kFloat64);
+    const core::Tensor xv = v.clone();
+    softmax_rows_inplace(v, c, lse.data<double>());
+    out = MpcTensor::from_public(core::sub(xv, lse.reshape(keep)), p);
+    e = MpcTensor::from_public(v, p);  // the softmax itself
+  }
+  return record(kOp, std::move(out), {x}, [e, s, c](const MpcTensor& g, const Needs&) {
+    // g: [..., C];  dx = g - softmax * sum(g, -1)
+    MpcTensor sm = e;
+    if (e.is_secret()) {
+      Party& party = e.party();
+      const crypto::AShare inv =
+          crypto::reciprocal(party, s.ashare(), std::make_pair(1.0, static_cast<double>(c)));
+      sm = MpcTensor::from_secret(crypto::mul(party, e.ashare(), inv), party);
+    }
+    const MpcTensor gs = raw_sum(g, g.dim() - 1, true, "log_softmax");
+    return Grads{raw_sub(g, raw_mul(sm, gs, "log_softmax"), "log_softmax")};
+  });
+}
+
+}  // namespace
+
+MpcTensor log_softmax(const MpcTensor& x, int64_t dim) {
+  party_of(x, "log_softmax");
+  const int64_t d = normalize_dim(x, dim, "log_softmax");
+  if (d == x.dim() - 1) {
+    return log_softmax_last(x);
+  }
+  return transpose(log_softmax_last(transpose(x, d, -1)), d, -1);
 }
 
 namespace {
@@ -688,10 +1011,9 @@ MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target) {
   };
   MpcTensor loss;
   if (logits.is_secret()) {
-    VEIL_CHECK(c <= 20,
-               "[cross_entropy] secret logits support at most 20 classes (crypto::log is valid "
-               "on [1, 20]), got C = {}",
-               c);
+    VEIL_CHECK(c <= kLogSoftmaxMaxClasses,
+               "[cross_entropy] secret logits support at most {} classes, got C = {}",
+               kLogSoftmaxMaxClasses, c);
     VEIL_CHECK(logits.frac_bits() == p.frac_bits(),
                "[cross_entropy] expected logits with frac_bits {}, got {}", p.frac_bits(),
                logits.frac_bits());

@@ -25,6 +25,7 @@
 // operands, operands of different parties.
 
 #include <cstdint>
+#include <vector>
 
 #include "autograd/mpc_tensor.h"
 #include "core/conv.h"
@@ -51,6 +52,14 @@ MpcTensor mul(const MpcTensor& x, const MpcTensor& y);
 MpcTensor mul(const MpcTensor& x, double c);
 /// x + c for a public double c. Local.
 MpcTensor add(const MpcTensor& x, double c);
+/// x / c for a public double c != 0: x * (1/c) with 1/c encoded with the party's frac_bits (pure
+/// scaling, no secret divisor; for a secret divisor see autograd/elementary.h). Cost: one
+/// truncation (local for N = 2; N > 2: 1 round, 8 bytes per element from each party but P0).
+/// Public: floor((x * enc(1/c)) / 2^f), bit exact. Accuracy: |x| |1/c - enc(1/c)| + 1 ulp, i.e.
+/// relative error <= 2^-(f+1) / |1/c| + 1 ulp (exact when 1/c is a multiple of 2^-f, e.g. c a
+/// power of two up to 2^f). Backward: dx = g / c (same cost). Errors: ValueError "[div] ..." for
+/// c = 0, a non-finite c, or 1/c outside the fixed-point range.
+MpcTensor div(const MpcTensor& x, double c);
 
 /// Operators: the functions above.
 MpcTensor operator+(const MpcTensor& x, const MpcTensor& y);
@@ -61,14 +70,30 @@ MpcTensor operator*(const MpcTensor& x, double c);
 MpcTensor operator*(double c, const MpcTensor& x);
 MpcTensor operator+(const MpcTensor& x, double c);
 MpcTensor operator-(const MpcTensor& x, double c);
+MpcTensor operator/(const MpcTensor& x, double c);
 
 // ---- linear algebra ----------------------------------------------------------------------------
 
-/// Matrix product x [m, k] @ w [k, n] -> [m, n].
-/// Cost: secret@secret 1 round, 8(mk + kn) bytes (Beaver) + truncation of mn elements;
-/// public@secret: a truncation only. Backward: dx = g @ w^T, dw = x^T @ g (same costs with the
-/// shapes of those products). Errors: "[matmul] inner dimensions differ: x is [32, 20], w is
-/// [16, 10]"; non-2-D operands.
+/// Matrix product with numpy/torch.matmul broadcasting; frac_bits max(f_x, f_w):
+///   x [m, k] @ w [k, n] -> [m, n];   x [k] @ w [k, n] -> [n];   x [m, k] @ w [k] -> [m];
+///   x [k] @ w [k] -> [] (dot product);
+///   batched x [..., m, k] @ w [..., k, n] -> [broadcast(...), m, n] (batch dims broadcast; a 1-D
+///   operand is promoted to [1, k] / [k, 1] and the added dim removed from the result).
+/// Every case is one Beaver round through crypto::BilinearOp::matmul (batches use one 2-D
+/// descriptor per batch entry, opened together in one crypto::beaver_batch round; a batch that
+/// broadcasts against a 2-D operand is folded into one 2-D product) and one truncation of the
+/// whole output. Cost, secret@secret: 1 round, 8(N-1)(|x| + |w|) bytes per party when no operand
+/// entry is reused across the broadcast batch (2-D, 1-D, equal batch shapes, or one operand
+/// without batch dims); when a batched operand broadcasts against another batched operand
+/// (e.g. [2, 1, m, k] @ [1, 3, k, n]) the reused matrices are opened once per use:
+/// 8(N-1) B (mk + kn) with B the broadcast batch size. Plus the truncation of |out| elements
+/// (N = 2: local; N > 2: 1 round, 8|out| bytes from each party except P0). public@secret: the
+/// local product and the truncation only; public@public: ring products and a floor shift (bit
+/// exact fixed point). Backward: dx = sum_to(g @ w^T, x), dw = sum_to(x^T @ g, w) (transposes of
+/// the last two dims; same costs with the shapes of those products; a 2-D operand's gradient is
+/// one folded 2-D product). Accuracy: each output sums k exact products of the encodings, then
+/// one truncation (+-1 ulp). Errors: "[matmul] inner dimensions differ: x is [32, 20], w is
+/// [16, 10]"; a 0-d operand; batch dims that do not broadcast.
 MpcTensor matmul(const MpcTensor& x, const MpcTensor& w);
 /// Transpose of a 2-D tensor [m, n] -> [n, m] (a strided view, local). Backward: transpose.
 MpcTensor transpose(const MpcTensor& x);
@@ -145,6 +170,62 @@ MpcTensor relu(const MpcTensor& x);
 /// exactly in float64 and encoded (public mode does not emulate the approximations).
 /// Backward: dx = s * (g - sum(g * s, -1)) with the saved softmax s (2 Beaver muls if secret).
 MpcTensor softmax(const MpcTensor& x);
+/// Softmax along `dim` (negative counts from the end): the last-dim softmax above applied with
+/// `dim` moved last by local transposes (0 rounds); same cost, accuracy and backward. Errors:
+/// ValueError "[softmax] ..." for dim out of range or an empty dimension.
+MpcTensor softmax(const MpcTensor& x, int64_t dim);
+/// log(softmax(x)) along `dim`, computed stably: z = x - max(x), out = z - log(sum exp(z)).
+/// x: any shape, C = x.size(dim) -> same shape, frac_bits f.
+/// Secret: crypto::max_lastdim, crypto::exp, a local sum s in [1, C], crypto::log(s), local
+/// subtractions; rounds = those of max_lastdim + exp + log (N = 2 in this tree: 24 rounds for
+/// C = 10; N = 3: 45). The sum s lies in [1, C], so C is limited by crypto::log's domain:
+/// C <= kLogSoftmaxMaxClasses (4096; crypto::log is accurate to 1e-2 mixed error on [1e-4, 250]
+/// and measured to 3.4e-5 up to 1.6e7). Accuracy: absolute error <= 6e-3 tested (log's error and
+/// exp's relative error inside the sum); measured 4.8e-4 for C = 20, logits in [-8, 8]. Public:
+/// float64 exact, encoded (round to nearest; public mode does not emulate the approximations).
+/// Backward: dx = g - softmax(x) * sum(g, dim), with softmax = exp(z) * reciprocal(s) computed
+/// in the backward from the saved exp(z) and s (crypto::reciprocal on [1, C] and one Beaver mul,
+/// then one Beaver mul by the broadcast sum(g)); nothing is computed for it when no backward
+/// runs. Errors: ValueError "[log_softmax] ..." for dim out of range, an empty dimension, secret
+/// x with C > kLogSoftmaxMaxClasses or frac_bits other than the party's.
+MpcTensor log_softmax(const MpcTensor& x, int64_t dim = -1);
+/// Largest class count C that secret log_softmax and cross_entropy accept: sum(exp(x - max)) lies
+/// in [1, C], which must stay inside the tested domain of crypto::log and crypto::reciprocal.
+inline constexpr int64_t kLogSoftmaxMaxClasses = 4096;
+
+/// min(max(x, min_val), max_val) elementwise (torch.nn.functional.hardtanh); requires
+/// min_val < max_val. x: any shape, any frac_bits (the bounds lo, hi are encoded with x's
+/// frac_bits) -> same. Computed as x + relu(lo - x) - relu(x - hi) with ONE crypto::relu on the
+/// 2n values (lo - x, x - hi), whose bits [x <= lo] and [x >= hi] give the backward mask
+/// m = 1 - [x <= lo] - [x >= hi] for free. Cost: that of crypto::relu on 2n elements (N = 2 with
+/// the current comparison: 4 rounds, about 2 x 12.9 bytes per element; no truncation).
+/// Exact on the encoded values. Public: the same formula on the ring, bit exact. Backward:
+/// dx = g m (0 at x <= lo and x >= hi, like torch): an integer product, one Beaver round when g
+/// and x are secret, local when g is public, no truncation. Errors: ValueError "[hardtanh] ..."
+/// for min_val >= max_val or bounds outside the fixed-point range.
+MpcTensor hardtanh(const MpcTensor& x, double min_val = -1.0, double max_val = 1.0);
+/// min(max(x, 0), 6) = hardtanh(x, 0, 6) (same cost, exactness and backward).
+MpcTensor relu6(const MpcTensor& x);
+/// x for x > 0, negative_slope * x otherwise (torch.nn.functional.leaky_relu). x: any shape,
+/// frac_bits f -> same. Computed as x + (1 - slope) relu(-x): one crypto::relu on n elements
+/// (its bit is [x <= 0]) and one public scaling (a truncation). Cost: crypto::relu on n
+/// elements (N = 2 today: 4 rounds, about 12.9 bytes per element) + a truncation (N > 2:
+/// 1 round, 8 bytes per element). Accuracy: exact for x > 0 (relu(-x) is exactly 0); for x <= 0
+/// |err| <= |x| 2^-(f+1) (encoding of 1 - slope) + 1 ulp (measured 3.4e-5 on [-4, 4] for
+/// slope 0.01). Public: the same formula on the ring with floor truncation, bit exact.
+/// Backward: dx = g - (1 - slope) g [x <= 0] (an integer product and one truncation; torch's
+/// derivative, slope at 0). Errors: ValueError "[leaky_relu] ..." for a slope that is not finite
+/// or outside the fixed-point range.
+MpcTensor leaky_relu(const MpcTensor& x, double negative_slope = 0.01);
+/// Inverted dropout (torch.nn.functional.dropout): with training, each element is kept with
+/// probability 1 - p and scaled by 1 / (1 - p), else zeroed; the mask comes from the parties'
+/// common PRG (public, identical on every party, independent of the data), drawn exactly as
+/// nn::Dropout draws it (one uniform_double per element in row-major order). Without training
+/// (or p = 0) returns x. Cost: a public * secret product, one truncation (local for N = 2),
+/// no Beaver triple. Backward: dx = g * mask (same cost). Errors: ValueError "[dropout] ..." for
+/// p outside [0, 1).
+MpcTensor dropout(const MpcTensor& x, double p = 0.5, bool training = true);
+
 /// 1 / (1 + e^-x) elementwise. Secret: crypto::sigmoid (27 rounds for N = 2; absolute error
 /// <= 2e-3 on [-10, 10], saturating outside). Public: float64, encoded. Backward:
 /// dx = g s (1 - s) with the saved output s (2 Beaver muls if secret).
@@ -173,12 +254,12 @@ MpcTensor l1_loss(const MpcTensor& x, const MpcTensor& y);
 /// fixed-point or integer encoded; rows should sum to 1), computed stably:
 ///   loss = (1/N) sum_rows ( max_j x_ij + log sum_j exp(x_ij - max) - <x_i, t_i> )  -> 0-d.
 /// Secret logits: crypto::max_lastdim, crypto::exp, crypto::reciprocal on [1, C] for the softmax
-/// and crypto::log on [1, C] (requires C <= 20, the domain of crypto::log; absolute error about
+/// and crypto::log on [1, C] (requires C <= kLogSoftmaxMaxClasses = 4096; absolute error about
 /// 1e-3); about 36 + 8 + 14 + 36 + a few rounds for C = 10. Public logits: float64 exact.
 /// Backward: d logits = (softmax - target) * g / N using the softmax saved by the forward (no
 /// recomputation); one truncation when g is public (the usual seed), a Beaver mul otherwise. The
 /// target gets no gradient. Errors: ValueError for logits that are not 2-D, a target of another
-/// shape, or secret logits with C > 20.
+/// shape, or secret logits with C > kLogSoftmaxMaxClasses.
 MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target);
 /// Same with class indices: target int64 [N] with values in [0, C), public (the same on every
 /// party), turned into an integer one-hot so <x, t> needs no truncation.

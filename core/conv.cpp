@@ -297,6 +297,22 @@ Tensor windows_impl(
   return out;
 }
 
+template <class T>
+Tensor extend_impl(const Tensor& x_in, int64_t h, int64_t w) {
+  const Tensor x = x_in.contiguous();
+  const int64_t xh = x.size(2);
+  const int64_t xw = x.size(3);
+  Tensor out = Tensor::zeros({x.size(0), x.size(1), h, w}, x.dtype());
+  const T* src = x.data<T>();
+  T* dst = out.data<T>();
+  for (int64_t pl = 0; pl < x.size(0) * x.size(1); ++pl) {
+    for (int64_t i = 0; i < xh; ++i) {
+      std::copy(src + (pl * xh + i) * xw, src + (pl * xh + i + 1) * xw, dst + (pl * h + i) * w);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string conv2d_params_str(const Conv2dParams& p) {
@@ -443,6 +459,340 @@ Tensor extract_windows(
   }
   throw ValueError(
       fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, x.str()));
+}
+
+// ---- 1-D convolution ------------------------------------------------------------------------
+
+Conv2dParams Conv1dParams::as_2d() const {
+  Conv2dParams c;
+  c.stride_w = stride;
+  c.pad_w = padding;
+  c.dilation_w = dilation;
+  c.groups = groups;
+  return c;
+}
+
+Shape conv1d_out_shape(const Shape& x, const Shape& w, const Conv1dParams& p) {
+  constexpr const char* kOp = "conv1d";
+  VEIL_CHECK(x.size() == 3 && w.size() == 3,
+             "[{}] expected x [N, C_in, L] and w [C_out, C_in/groups, k], got x {} and w {}", kOp,
+             shape_str(x), shape_str(w));
+  VEIL_CHECK(p.stride >= 1 && p.dilation >= 1 && p.groups >= 1 && p.padding >= 0,
+             "[{}] expected stride, dilation and groups >= 1 and padding >= 0, got stride {}, "
+             "padding {}, dilation {}, groups {}",
+             kOp, p.stride, p.padding, p.dilation, p.groups);
+  VEIL_CHECK(x[1] % p.groups == 0 && w[0] % p.groups == 0,
+             "[{}] expected groups = {} to divide C_in and C_out, got x {} and w {}", kOp, p.groups,
+             shape_str(x), shape_str(w));
+  const int64_t cg = x[1] / p.groups;
+  VEIL_CHECK(w[1] == cg && cg >= 1 && w[0] >= 1 && w[2] >= 1,
+             "[{}] expected w [C_out, C_in/groups = {}, k] for x {}, got w {}", kOp, cg,
+             shape_str(x), shape_str(w));
+  const int64_t len = out_extent(x[2], w[2], p.stride, p.padding, p.dilation);
+  VEIL_CHECK(len >= 1,
+             "[{}] expected the dilated kernel to fit in the padded input, got w {} (dilation {}) "
+             "on x {} with padding {}",
+             kOp, shape_str(w), p.dilation, shape_str(x), p.padding);
+  return {x[0], w[0], len};
+}
+
+Tensor conv1d(const Tensor& x, const Tensor& w, const Conv1dParams& p) {
+  check_dtypes(x, w, "conv1d");
+  const Shape out = conv1d_out_shape(x.shape(), w.shape(), p);
+  const Tensor y = conv2d(x.reshape({x.size(0), x.size(1), 1, x.size(2)}),
+                          w.reshape({w.size(0), w.size(1), 1, w.size(2)}), p.as_2d());
+  return y.reshape(out);
+}
+
+// ---- transposed 2-D convolution -------------------------------------------------------------
+
+Conv2dParams ConvTranspose2dParams::conv() const {
+  Conv2dParams c;
+  c.stride_h = stride_h;
+  c.stride_w = stride_w;
+  c.pad_h = pad_h;
+  c.pad_w = pad_w;
+  c.dilation_h = dilation_h;
+  c.dilation_w = dilation_w;
+  c.groups = groups;
+  return c;
+}
+
+std::string conv_transpose2d_params_str(const ConvTranspose2dParams& p) {
+  return fmt::format("stride {}x{}, pad {}x{}, output_pad {}x{}, dilation {}x{}, groups {}",
+                     p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.output_pad_h, p.output_pad_w,
+                     p.dilation_h, p.dilation_w, p.groups);
+}
+
+Shape conv_transpose2d_out_shape(const Shape& x, const Shape& w, const ConvTranspose2dParams& p) {
+  constexpr const char* kOp = "conv_transpose2d";
+  VEIL_CHECK(x.size() == 4 && w.size() == 4,
+             "[{}] expected x [N, C_in, H, W] and w [C_in, C_out/groups, kh, kw], got x {} and "
+             "w {}",
+             kOp, shape_str(x), shape_str(w));
+  VEIL_CHECK(p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 && p.dilation_w >= 1 &&
+                 p.groups >= 1 && p.pad_h >= 0 && p.pad_w >= 0 && p.output_pad_h >= 0 &&
+                 p.output_pad_w >= 0,
+             "[{}] expected strides, dilations and groups >= 1 and pads >= 0, got {}", kOp,
+             conv_transpose2d_params_str(p));
+  VEIL_CHECK((p.output_pad_h < p.stride_h || p.output_pad_h < p.dilation_h) &&
+                 (p.output_pad_w < p.stride_w || p.output_pad_w < p.dilation_w),
+             "[{}] expected each output pad to be smaller than its stride or its dilation, got {}",
+             kOp, conv_transpose2d_params_str(p));
+  VEIL_CHECK(
+      x[1] == w[0] && x[1] % p.groups == 0 && x[1] >= 1 && w[1] >= 1 && w[2] >= 1 && w[3] >= 1,
+      "[{}] expected w [C_in = {}, C_out/groups, kh, kw] with groups = {} dividing C_in, "
+      "got x {} and w {}",
+      kOp, x[1], p.groups, shape_str(x), shape_str(w));
+  const int64_t oh =
+      (x[2] - 1) * p.stride_h - 2 * p.pad_h + p.dilation_h * (w[2] - 1) + p.output_pad_h + 1;
+  const int64_t ow =
+      (x[3] - 1) * p.stride_w - 2 * p.pad_w + p.dilation_w * (w[3] - 1) + p.output_pad_w + 1;
+  VEIL_CHECK(x[2] >= 1 && x[3] >= 1 && oh >= 1 && ow >= 1,
+             "[{}] expected a non-empty input and output, got x {} and w {} with {} (output "
+             "{}x{})",
+             kOp, shape_str(x), shape_str(w), conv_transpose2d_params_str(p), oh, ow);
+  return {x[0], w[1] * p.groups, oh, ow};
+}
+
+Shape conv_transpose2d_input_shape(const Shape& x, const Shape& w, const ConvTranspose2dParams& p) {
+  (void)conv_transpose2d_out_shape(x, w, p);
+  return {x[0], x[1], x[2] + p.output_pad_h / p.stride_h, x[3] + p.output_pad_w / p.stride_w};
+}
+
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dParams& p) {
+  check_dtypes(x, w, "conv_transpose2d");
+  const Shape out = conv_transpose2d_out_shape(x.shape(), w.shape(), p);
+  const Shape in = conv_transpose2d_input_shape(x.shape(), w.shape(), p);
+  const Tensor xe = zero_extend_hw(x, in[2], in[3], "conv_transpose2d");
+  return conv2d_input_grad(xe, w, p.conv(), {out[2], out[3]});
+}
+
+Tensor zero_extend_hw(const Tensor& x, int64_t h, int64_t w, const char* op) {
+  VEIL_CHECK(x.dim() == 4 && h >= x.size(2) && w >= x.size(3),
+             "[{}] expected x [N, C, H, W] with H <= {} and W <= {}, got {}", op, h, w,
+             shape_str(x.shape()));
+  if (h == x.size(2) && w == x.size(3)) {
+    return x;
+  }
+  switch (x.dtype()) {
+    case DType::kRing64:
+      return extend_impl<uint64_t>(x, h, w);
+    case DType::kFloat64:
+      return extend_impl<double>(x, h, w);
+    case DType::kInt64:
+      return extend_impl<int64_t>(x, h, w);
+    default:
+      break;
+  }
+  throw ValueError(
+      fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, x.str()));
+}
+
+// ---- pooling windows ------------------------------------------------------------------------
+
+Pool2dParams Pool2dParams::square(int64_t kernel, std::optional<int64_t> stride, int64_t padding) {
+  Pool2dParams p;
+  p.kernel_h = p.kernel_w = kernel;
+  p.stride_h = p.stride_w = stride.value_or(kernel);
+  p.pad_h = p.pad_w = padding;
+  return p;
+}
+
+std::string pool2d_params_str(const Pool2dParams& p) {
+  return fmt::format("kernel {}x{}, stride {}x{}, pad {}x{}, dilation {}x{}", p.kernel_h,
+                     p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h,
+                     p.dilation_w);
+}
+
+namespace {
+
+// Completes window o's entries [first, first + k) per `fill`: -1 entries become the window's first
+// input offset (kRepeat). Returns false when the window holds no input element.
+bool fill_window(int64_t* entries, int64_t k, WindowFill fill) {
+  const int64_t* first = std::find_if(entries, entries + k, [](int64_t e) { return e >= 0; });
+  if (first == entries + k) {
+    return false;
+  }
+  if (fill == WindowFill::kRepeat) {
+    const int64_t src = *first;
+    std::replace(entries, entries + k, int64_t{-1}, src);
+  }
+  return true;
+}
+
+}  // namespace
+
+WindowTable pool2d_windows(
+    int64_t h, int64_t w, const Pool2dParams& p, WindowFill fill, const char* op) {
+  VEIL_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1 &&
+                 p.dilation_h >= 1 && p.dilation_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0,
+             "[{}] expected kernels, strides and dilations >= 1 and pads >= 0, got {}", op,
+             pool2d_params_str(p));
+  VEIL_CHECK(2 * p.pad_h <= p.kernel_h && 2 * p.pad_w <= p.kernel_w,
+             "[{}] expected pads of at most half the kernel, got {}", op, pool2d_params_str(p));
+  VEIL_CHECK(h >= 1 && w >= 1, "[{}] expected input extents >= 1, got {}x{}", op, h, w);
+  const int64_t oh = out_extent(h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
+  const int64_t ow = out_extent(w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
+  VEIL_CHECK(oh >= 1 && ow >= 1,
+             "[{}] expected the dilated window to fit in the padded input, got {} on a {}x{} input",
+             op, pool2d_params_str(p), h, w);
+  WindowTable t{h, w, oh, ow, p.kernel_h * p.kernel_w, {}, {}};
+  t.index.resize(static_cast<std::size_t>(oh * ow * t.k));
+  t.divisor.resize(static_cast<std::size_t>(oh * ow));
+  int64_t* e = t.index.data();
+  for (int64_t i = 0; i < oh; ++i) {
+    for (int64_t j = 0; j < ow; ++j) {
+      int64_t* entries = e;
+      int64_t inside = 0;
+      for (int64_t u = 0; u < p.kernel_h; ++u) {
+        const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
+        for (int64_t v = 0; v < p.kernel_w; ++v) {
+          const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
+          const bool in = y >= 0 && y < h && xx >= 0 && xx < w;
+          inside += in ? 1 : 0;
+          *e++ = in ? y * w + xx : -1;
+        }
+      }
+      VEIL_CHECK(fill_window(entries, t.k, fill),
+                 "[{}] expected every window to hold an input element, window ({}, {}) lies in "
+                 "the padding ({} on a {}x{} input)",
+                 op, i, j, pool2d_params_str(p), h, w);
+      t.divisor[static_cast<std::size_t>(i * ow + j)] = p.count_include_pad ? t.k : inside;
+    }
+  }
+  return t;
+}
+
+WindowTable adaptive_pool2d_windows(
+    int64_t h, int64_t w, int64_t out_h, int64_t out_w, WindowFill fill, const char* op) {
+  VEIL_CHECK(h >= 1 && w >= 1 && out_h >= 1 && out_w >= 1,
+             "[{}] expected input and output extents >= 1, got input {}x{} and output {}x{}", op, h,
+             w, out_h, out_w);
+  // window i of n over an extent of m: [floor(i m / n), ceil((i + 1) m / n))
+  auto start = [](int64_t i, int64_t m, int64_t n) {
+    return i * m / n;
+  };
+  auto end = [](int64_t i, int64_t m, int64_t n) {
+    return ((i + 1) * m + n - 1) / n;
+  };
+  int64_t kh = 0;
+  int64_t kw = 0;
+  for (int64_t i = 0; i < out_h; ++i) {
+    kh = std::max(kh, end(i, h, out_h) - start(i, h, out_h));
+  }
+  for (int64_t j = 0; j < out_w; ++j) {
+    kw = std::max(kw, end(j, w, out_w) - start(j, w, out_w));
+  }
+  WindowTable t{h, w, out_h, out_w, kh * kw, {}, {}};
+  t.index.assign(static_cast<std::size_t>(out_h * out_w * t.k), -1);
+  t.divisor.resize(static_cast<std::size_t>(out_h * out_w));
+  for (int64_t i = 0; i < out_h; ++i) {
+    const int64_t y0 = start(i, h, out_h);
+    const int64_t y1 = end(i, h, out_h);
+    for (int64_t j = 0; j < out_w; ++j) {
+      const int64_t x0 = start(j, w, out_w);
+      const int64_t x1 = end(j, w, out_w);
+      int64_t* entries = t.index.data() + (i * out_w + j) * t.k;
+      for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t xx = x0; xx < x1; ++xx) {
+          entries[(y - y0) * kw + (xx - x0)] = y * w + xx;
+        }
+      }
+      (void)fill_window(entries, t.k, fill);  // every adaptive window is non-empty
+      t.divisor[static_cast<std::size_t>(i * out_w + j)] = (y1 - y0) * (x1 - x0);
+    }
+  }
+  return t;
+}
+
+namespace {
+
+void check_table(const WindowTable& t, const char* op) {
+  VEIL_INTERNAL_ASSERT(t.k >= 1 && static_cast<int64_t>(t.index.size()) == t.out_h * t.out_w * t.k,
+                       "[{}] malformed window table", op);
+}
+
+template <class T>
+Tensor gather_impl(const Tensor& x_in, const WindowTable& t) {
+  const Tensor x = x_in.contiguous();
+  const int64_t planes = x.size(0) * x.size(1);
+  const int64_t in_plane = t.in_h * t.in_w;
+  const int64_t out_plane = t.out_h * t.out_w * t.k;
+  Tensor out = Tensor::empty({x.size(0), x.size(1), t.out_h, t.out_w, t.k}, x.dtype());
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const T* src = px + pl * in_plane;
+    T* dst = po + pl * out_plane;
+    for (int64_t e = 0; e < out_plane; ++e) {
+      const int64_t idx = t.index[static_cast<std::size_t>(e)];
+      dst[e] = idx >= 0 ? src[idx] : T{0};
+    }
+  }
+  return out;
+}
+
+template <class T>
+Tensor scatter_impl(const Tensor& win_in, const WindowTable& t) {
+  const Tensor win = win_in.contiguous();
+  const int64_t planes = win.size(0) * win.size(1);
+  const int64_t in_plane = t.in_h * t.in_w;
+  const int64_t out_plane = t.out_h * t.out_w * t.k;
+  Tensor out = Tensor::zeros({win.size(0), win.size(1), t.in_h, t.in_w}, win.dtype());
+  const T* pw = win.data<T>();
+  T* po = out.data<T>();
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const T* src = pw + pl * out_plane;
+    T* dst = po + pl * in_plane;
+    for (int64_t e = 0; e < out_plane; ++e) {
+      const int64_t idx = t.index[static_cast<std::size_t>(e)];
+      if (idx >= 0) {
+        dst[idx] += src[e];
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
+  check_table(t, op);
+  VEIL_CHECK(x.dim() == 4 && x.size(2) == t.in_h && x.size(3) == t.in_w,
+             "[{}] expected x [N, C, {}, {}], got {}", op, t.in_h, t.in_w, shape_str(x.shape()));
+  switch (x.dtype()) {
+    case DType::kRing64:
+      return gather_impl<uint64_t>(x, t);
+    case DType::kFloat64:
+      return gather_impl<double>(x, t);
+    case DType::kInt64:
+      return gather_impl<int64_t>(x, t);
+    default:
+      break;
+  }
+  throw ValueError(
+      fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, x.str()));
+}
+
+Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) {
+  check_table(t, op);
+  VEIL_CHECK(
+      win.dim() == 5 && win.size(2) == t.out_h && win.size(3) == t.out_w && win.size(4) == t.k,
+      "[{}] expected windows [N, C, {}, {}, {}], got {}", op, t.out_h, t.out_w, t.k,
+      shape_str(win.shape()));
+  switch (win.dtype()) {
+    case DType::kRing64:
+      return scatter_impl<uint64_t>(win, t);
+    case DType::kFloat64:
+      return scatter_impl<double>(win, t);
+    case DType::kInt64:
+      return scatter_impl<int64_t>(win, t);
+    default:
+      break;
+  }
+  throw ValueError(
+      fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, win.str()));
 }
 
 }  // namespace veil::core

@@ -24,7 +24,8 @@ struct SetupFingerprint {
 /// Identifier of the protocol algorithms whose outputs parties must compute alike.
 inline constexpr const char* kProtocolSuite =
     "beaver/bilinear-1;trunc=securml2|dealer-pair-unbiased;a2b=csa+kogge-stone;"
-    "exp=taylor4x2^8+2bits;recip=newton;log=newton4";
+    "cmp=masked-open-radix4+inject;max=allpairs;exp=taylor4x2^8+2bits;"
+    "range=normalize4^k;recip=goldschmidt|newton;log=cheb8;sqrt=cheb8;trig=share-angles";
 
 /// The fingerprint of a party with these options in a session of `world_size` parties.
 SetupFingerprint party_fingerprint(const PartyOptions& options, int world_size);

@@ -1,14 +1,18 @@
 #include "models/private_training.h"
 
 #include <chrono>
+#include <cmath>
 #include <limits>
+#include <memory>
 
 #include "autograd/autograd.h"
 #include "core/ops.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/nonlinear.h"
+#include "models/lenet.h"
 #include "models/mlp.h"
 #include "models/plaintext_mlp.h"
+#include "optim/adam.h"
 #include "optim/sgd.h"
 
 namespace veil::models {
@@ -48,7 +52,75 @@ MpcTensor select_rows(const MpcTensor& x, const std::vector<int64_t>& rows) {
   return MpcTensor::from_secret({s.data.index_select0(rows), s.frac_bits}, x.party());
 }
 
+// The private network of the options, from the public initial weights of `seed`, as a module and
+// its forward function.
+struct PrivateModel {
+  std::shared_ptr<nn::Module> module;
+  std::function<MpcTensor(const MpcTensor&)> forward;
+};
+
+PrivateModel build_model(const TrainOptions& options, crypto::Party& party) {
+  if (options.model == ModelKind::kLeNet) {
+    LeNet net(options.lenet, party);
+    net->load_parameters(init_lenet_parameters(options.lenet, options.seed));
+    return {net.ptr(), [net](const MpcTensor& x) {
+              return net(x);
+            }};
+  }
+  Mlp mlp(options.sizes);
+  const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);
+  mlp->load_weights(w0, b0);
+  return {mlp.ptr(), [mlp](const MpcTensor& x) {
+            return mlp(x);
+          }};
+}
+
+std::unique_ptr<optim::Optimizer> build_optimizer(const TrainOptions& options,
+                                                  std::vector<MpcTensor> params) {
+  if (options.optimizer == OptimizerKind::kAdam) {
+    return std::make_unique<optim::Adam>(std::move(params),
+                                         optim::AdamOptions(options.lr)
+                                             .betas({options.beta1, options.beta2})
+                                             .eps(options.adam_eps)
+                                             .weight_decay(options.weight_decay)
+                                             .grad_scale_bits(options.adam_grad_scale_bits));
+  }
+  return std::make_unique<optim::SGD>(
+      std::move(params),
+      optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
+}
+
 }  // namespace
+
+std::string_view model_name(ModelKind kind) {
+  return kind == ModelKind::kLeNet ? "lenet" : "mlp";
+}
+
+ModelKind parse_model(std::string_view name) {
+  if (name == "mlp") {
+    return ModelKind::kMlp;
+  }
+  if (name == "lenet") {
+    return ModelKind::kLeNet;
+  }
+  throw ValueError(fmt::format("[model] expected 'mlp' or 'lenet', got '{}'", name));
+}
+
+int effective_loss_scale_bits(const TrainOptions& options) {
+  return options.loss_scale_bits.value_or(options.model == ModelKind::kLeNet ? 10 : 0);
+}
+
+OptimizerConfig optimizer_config(const TrainOptions& options) {
+  OptimizerConfig c;
+  c.kind = options.optimizer;
+  c.lr = options.lr;
+  c.momentum = options.momentum;
+  c.weight_decay = options.weight_decay;
+  c.beta1 = options.beta1;
+  c.beta2 = options.beta2;
+  c.eps = options.adam_eps;
+  return c;
+}
 
 core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options) {
   if (!options.standardize) {
@@ -75,12 +147,38 @@ PartyReport train_private_mlp(crypto::Party& party,
                               const Dataset& train,
                               const Dataset& test,
                               const TrainOptions& options) {
+  TrainOptions mlp = options;
+  mlp.model = ModelKind::kMlp;
+  return train_private(party, train, test, mlp);
+}
+
+PartyReport train_private(crypto::Party& party,
+                          const Dataset& train,
+                          const Dataset& test,
+                          const TrainOptions& options) {
   VEIL_CHECK(options.batch_size > 0 && options.epochs >= 0 && options.eval_batch > 0,
-             "[train_private_mlp] expected batch_size > 0, epochs >= 0, eval_batch > 0, got {}, "
+             "[train_private] expected batch_size > 0, epochs >= 0, eval_batch > 0, got {}, "
              "{}, {}",
              options.batch_size, options.epochs, options.eval_batch);
-  VEIL_CHECK(train.size() > 0, "[train_private_mlp] the training set is empty");
-  const int64_t classes = options.sizes.back();
+  VEIL_CHECK(train.size() > 0, "[train_private] the training set is empty");
+  optimizer_config(options).validate("train_private");
+  const int loss_scale_bits = effective_loss_scale_bits(options);
+  VEIL_CHECK(loss_scale_bits >= 0 && loss_scale_bits <= 16,
+             "[train_private] expected loss_scale_bits in [0, 16], got {}", loss_scale_bits);
+  const bool lenet = options.model == ModelKind::kLeNet;
+  if (lenet) {
+    options.lenet.validate("train_private");
+    VEIL_CHECK(train.images.dim() == 2 && train.images.size(1) == 784 &&
+                   (test.size() == 0 || (test.images.dim() == 2 && test.images.size(1) == 784)),
+               "[train_private] the LeNet takes 28 x 28 images [N, 784], got {}",
+               core::shape_str(train.images.shape()));
+    // BatchNorm needs two rows per batch, also in the last (shorter) batch of an epoch.
+    VEIL_CHECK(options.batch_size >= 2 && train.size() % options.batch_size != 1,
+               "[train_private] every LeNet batch needs at least 2 rows (BatchNorm); batch_size "
+               "{} with {} rows leaves a batch of 1",
+               options.batch_size, train.size());
+  }
+  const int64_t classes = lenet ? options.lenet.classes : options.sizes.back();
   PartyReport report;
   auto& comm = party.comm();
 
@@ -97,13 +195,10 @@ PartyReport train_private_mlp(crypto::Party& party,
   report.share_seconds = seconds_since(t0);
 
   // ---- model from public initial weights, encrypted by party 0 ---------------------------------
-  Mlp model(options.sizes);
-  const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);
-  model->load_weights(w0, b0);
-  model->encrypt(0);
-  optim::SGD opt(
-      model->parameters(),
-      optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
+  const PrivateModel model = build_model(options, party);
+  model.module->encrypt(0);
+  std::vector<MpcTensor> params = model.module->parameters();
+  const std::unique_ptr<optim::Optimizer> opt = build_optimizer(options, params);
 
   // ---- training
   // ----------------------------------------------------------------------------------
@@ -119,10 +214,24 @@ PartyReport train_private_mlp(crypto::Party& party,
     for (std::size_t b = 0; b < batches.size(); ++b) {
       const MpcTensor xb = select_rows(x_all, batches[b]);
       const MpcTensor yb = select_rows(y_all, batches[b]);
-      opt.zero_grad();
-      const MpcTensor loss = veil::cross_entropy(model(xb), yb);
-      loss.backward();
-      opt.step();
+      opt->zero_grad();
+      const MpcTensor loss = veil::cross_entropy(model.forward(xb), yb);
+      if (loss_scale_bits == 0) {
+        loss.backward();
+      } else {
+        // backward of 2^k * loss, then every parameter gradient times 2^-k (see TrainOptions)
+        loss.backward(MpcTensor::from_public(
+            core::Tensor::scalar<double>(std::ldexp(1.0, loss_scale_bits)), party));
+        NoGradGuard no_grad;
+        const double unscale = std::ldexp(1.0, -loss_scale_bits);
+        for (MpcTensor& prm : params) {
+          const MpcTensor g = prm.grad();
+          if (g.defined()) {
+            prm.set_grad(veil::mul(g, unscale));
+          }
+        }
+      }
+      opt->step();
       seen += static_cast<int64_t>(batches[b].size());
       const bool last = b + 1 == batches.size();
       if (options.progress_every > 0 &&
@@ -159,7 +268,7 @@ PartyReport train_private_mlp(crypto::Party& party,
     const auto stats1 = comm.stats();
     t0 = Clock::now();
     NoGradGuard no_grad;
-    model->eval();
+    model.module->eval();
     const MpcTensor xt = share_partitioned(
         party, test.size(), {features},
         [&](int64_t lo, int64_t hi) { return preprocess(test.images.slice(0, lo, hi), options); });
@@ -170,7 +279,7 @@ PartyReport train_private_mlp(crypto::Party& party,
       for (int64_t i = lo; i < hi; ++i) {
         rows[static_cast<std::size_t>(i - lo)] = i;
       }
-      const MpcTensor logits = model(select_rows(xt, rows));
+      const MpcTensor logits = model.forward(select_rows(xt, rows));
       const auto am = crypto::max_lastdim(party, logits.ashare());
       const core::Tensor labels = crypto::reveal(party, am.indices);  // disclosed: labels only
       const uint64_t* pl = labels.data<uint64_t>();
@@ -188,25 +297,54 @@ PlaintextReport train_plaintext_twin(const Dataset& train,
                                      const Dataset& test,
                                      const TrainOptions& options) {
   PlaintextReport report;
-  const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);
-  PlaintextMlp mlp(w0, b0);
   const core::Tensor x = preprocess(train.images, options);
   const BatchOrder order(train.size(), options.batch_size, options.seed, /*shuffle=*/true);
+  Dataset t = test;
+  if (test.size() > 0) {
+    t.images = preprocess(test.images, options);
+  }
+  PlaintextOptimizer opt(optimizer_config(options));
+  const auto t0 = Clock::now();
+  if (options.model == ModelKind::kLeNet) {
+    PlaintextLeNet net = PlaintextLeNet::from_seed(options.lenet, options.seed);
+    for (int64_t e = 0; e < options.epochs; ++e) {
+      for (const auto& rows : order.epoch(e)) {
+        report.losses.push_back(
+            net.train_step(x.index_select0(rows), train.labels.index_select0(rows), opt));
+      }
+    }
+    report.train_seconds = seconds_since(t0);
+    if (test.size() > 0) {
+      net.eval();
+      report.test_accuracy = net.accuracy(t);
+    }
+    return report;
+  }
+  const auto [w0, b0] = init_mlp_weights(options.sizes, options.seed);
+  PlaintextMlp mlp(w0, b0);
   SgdConfig cfg;
   cfg.lr = options.lr;
   cfg.momentum = options.momentum;
   cfg.weight_decay = options.weight_decay;
-  const auto t0 = Clock::now();
+  std::vector<core::Tensor> params = mlp.weights();  // views: the optimizer updates the model
+  params.insert(params.end(), mlp.biases().begin(), mlp.biases().end());
   for (int64_t e = 0; e < options.epochs; ++e) {
     for (const auto& rows : order.epoch(e)) {
-      report.losses.push_back(
-          mlp.train_step(x.index_select0(rows), train.labels.index_select0(rows), cfg));
+      const core::Tensor xb = x.index_select0(rows);
+      const core::Tensor yb = train.labels.index_select0(rows);
+      if (options.optimizer == OptimizerKind::kSgd) {
+        report.losses.push_back(mlp.train_step(xb, yb, cfg));
+      } else {
+        const MlpGradients g = mlp.gradients(xb, yb);
+        std::vector<core::Tensor> grads = g.weights;
+        grads.insert(grads.end(), g.biases.begin(), g.biases.end());
+        opt.step(params, grads);
+        report.losses.push_back(g.loss);
+      }
     }
   }
   report.train_seconds = seconds_since(t0);
   if (test.size() > 0) {
-    Dataset t = test;
-    t.images = preprocess(test.images, options);
     report.test_accuracy = mlp.accuracy(t);
   }
   return report;

@@ -1,19 +1,24 @@
 #pragma once
-// Private training of the reference MLP on horizontally partitioned data: party i owns rows
-// partition_rows(n, N, i) of the training set and secret-shares them (zero-sharing: no
-// communication); the model starts from public initial weights (init_mlp_weights(seed)),
-// is encrypted from party 0, trained with SGD on secret data, labels, weights and gradients, and
-// evaluated by encrypted inference on the test set, revealing only the predicted labels.
+// Private training of the reference models (the MLP of models/mlp.h or the LeNet of
+// models/lenet.h) on horizontally partitioned data: party i owns rows partition_rows(n, N, i) of
+// the training set and secret-shares them (zero-sharing: no communication); the model starts
+// from public initial weights (init_mlp_weights(seed) resp. init_lenet_parameters(seed)), is
+// encrypted from party 0, trained with SGD or Adam on secret data, labels, weights and gradients,
+// and evaluated by encrypted inference on the test set, revealing only the predicted labels.
 //
 // Disclosed to every party: the predicted test labels, and (when progress_every > 0) the mean
 // training loss of every progress_every-th batch. Nothing else is revealed.
 
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "comm/communicator.h"
 #include "crypto/party.h"
 #include "models/data.h"
+#include "models/plaintext_lenet.h"
+#include "models/plaintext_optim.h"
 
 namespace veil::models {
 
@@ -32,13 +37,40 @@ struct TrainProgress {
   double eta_seconds = 0;
 };
 
+/// Which network a training run uses (veil-train --model mlp|lenet).
+enum class ModelKind { kMlp, kLeNet };
+/// "mlp" or "lenet".
+std::string_view model_name(ModelKind kind);
+/// Inverse of model_name. Throws ValueError "[model] expected 'mlp' or 'lenet', got ..." for any
+/// other name.
+ModelKind parse_model(std::string_view name);
+
 struct TrainOptions {
-  std::vector<int64_t> sizes{784, 128, 10};
+  ModelKind model = ModelKind::kMlp;
+  std::vector<int64_t> sizes{784, 128, 10};  ///< the MLP's layer widths
+  LeNetConfig lenet;                         ///< the LeNet's widths (inputs must be 28 x 28)
+  OptimizerKind optimizer = OptimizerKind::kSgd;
   int64_t epochs = 1;
   int64_t batch_size = 128;
   double lr = 0.1;
-  double momentum = 0.0;
-  double weight_decay = 0.0;
+  double momentum = 0.0;          ///< SGD only
+  double weight_decay = 0.0;      ///< SGD and Adam (L2 penalty added to the gradient)
+  double beta1 = 0.9;             ///< Adam only
+  double beta2 = 0.999;           ///< Adam only
+  double adam_eps = 1e-8;         ///< Adam only
+  int adam_grad_scale_bits = 10;  ///< Adam only: optim::AdamOptions::grad_scale_bits (private)
+  /// Loss scaling k in [0, 16] (private training only; a no-op in exact arithmetic, so the twin
+  /// ignores it): backward starts from 2^k instead of 1, and every parameter gradient is
+  /// multiplied by 2^-k (one truncation per parameter element; for N > 2 parties one round and
+  /// 8 bytes per element per parameter tensor) before the optimizer step. Per-element gradients
+  /// of a batch mean are about 1/B of the activations' scale: inside the LeNet's convolution
+  /// blocks only a few ulps of 2^-frac_bits at B = 128, so without scaling their rounding swamps
+  /// the weight gradients of conv1/bn1/conv2 (measured: update errors larger than the updates).
+  /// With k = 10 the per-element gradients keep ~10 more bits; the largest backward value,
+  /// d loss / d logits <= 2^k / B, stays far from the ring's limits. Unset: 10 for the LeNet, 0
+  /// for the MLP (0 is the original MLP training, bit for bit). Source: Micikevicius et al.,
+  /// "Mixed Precision Training", ICLR 2018 (arXiv:1710.03740), Sec. 3.2.
+  std::optional<int> loss_scale_bits;
   uint64_t seed = 1;            ///< public seed: initial weights and batch order
   bool standardize = true;      ///< (x - kFashionMnistMean) / kFashionMnistStd
   int64_t eval_batch = 1000;    ///< rows per encrypted-inference batch
@@ -61,14 +93,30 @@ struct PartyReport {
 /// Applies the options' preprocessing to images [N, 784] in [0, 1] (a copy).
 core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options);
 
-/// Runs on every party (e.g. under crypto::launch). `train` and `test` are the full datasets for
-/// convenience; each party reads only its own partition of them. Throws on any failure.
+/// options.loss_scale_bits, or its default for options.model (LeNet 10, MLP 0).
+int effective_loss_scale_bits(const TrainOptions& options);
+
+/// The optimizer hyper-parameters of `options` (for the plaintext twin).
+OptimizerConfig optimizer_config(const TrainOptions& options);
+
+/// Runs on every party (e.g. under crypto::launch): trains options.model with options.optimizer.
+/// `train` and `test` are the full datasets for convenience; each party reads only its own
+/// partition of them. Throws on any failure; ValueError "[train_private] ..." for bad options
+/// (batch_size < 1, epochs < 0, eval_batch < 1, an empty training set, images that are not
+/// [N, 784] for the LeNet, a batch of one row with the LeNet (BatchNorm needs two), bad
+/// optimizer hyper-parameters).
+PartyReport train_private(crypto::Party& party,
+                          const Dataset& train,
+                          const Dataset& test,
+                          const TrainOptions& options);
+/// train_private with options.model = ModelKind::kMlp (the original entry point).
 PartyReport train_private_mlp(crypto::Party& party,
                               const Dataset& train,
                               const Dataset& test,
                               const TrainOptions& options);
 
-/// The plaintext float64 twin: same initial weights, same batch order, same preprocessing.
+/// The plaintext float64 twin of options.model and options.optimizer: same initial weights, same
+/// batch order, same preprocessing (PlaintextMlp / PlaintextLeNet, PlaintextOptimizer).
 struct PlaintextReport {
   double train_seconds = 0;
   double test_accuracy = 0;

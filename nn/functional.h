@@ -18,6 +18,22 @@ inline MpcTensor softmax(const MpcTensor& x) {
   return veil::softmax(x);
 }
 
+/// Softmax along `dim` (veil::softmax).
+inline MpcTensor softmax(const MpcTensor& x, int64_t dim) {
+  return veil::softmax(x, dim);
+}
+
+/// log(softmax(x)) along `dim` (veil::log_softmax).
+inline MpcTensor log_softmax(const MpcTensor& x, int64_t dim) {
+  return veil::log_softmax(x, dim);
+}
+
+/// Inverted dropout with a public mask from the common PRG (veil::dropout; the draws of
+/// nn::Dropout).
+inline MpcTensor dropout(const MpcTensor& x, double p = 0.5, bool training = true) {
+  return veil::dropout(x, p, training);
+}
+
 /// x [N, in] @ weight [in, out] (+ bias [out] when defined) -> [N, out]. Note the weight layout
 /// [in, out] (see nn::Linear).
 inline MpcTensor linear(const MpcTensor& x, const MpcTensor& weight, const MpcTensor& bias = {}) {

@@ -1,7 +1,8 @@
-// veil-train: the main job. Trains a 784-128-10 MLP privately on Fashion-MNIST with N parties
-// (threads of this process, in-process transport), each owning its own training rows; evaluates
-// by encrypted inference on the test set (only predicted labels revealed); trains the float64
-// plaintext twin with identical initial weights and batch order for comparison.
+// veil-train: the main job. Trains a 784-128-10 MLP (or, with --model lenet, a LeNet-5 with
+// BatchNorm) privately on Fashion-MNIST with N parties (threads of this process, in-process
+// transport, or one process per party), each owning its own training rows, with SGD or Adam;
+// evaluates by encrypted inference on the test set (only predicted labels revealed); trains the
+// float64 plaintext twin with identical initial weights and batch order for comparison.
 
 #include <chrono>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -56,11 +58,44 @@ std::string fmt_seconds(double s) {
   return fmt::format("{:.1f}s", s);
 }
 
+// "6,16,120,84" -> the LeNet's widths. Throws ValueError for another form.
+veil::models::LeNetConfig parse_lenet_widths(const std::string& text) {
+  std::vector<int64_t> v;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      std::size_t used = 0;
+      v.push_back(std::stoll(item, &used));
+      if (used != item.size()) {
+        v.clear();
+        break;
+      }
+    } catch (const std::exception&) {
+      v.clear();
+      break;
+    }
+  }
+  if (v.size() != 4) {
+    throw veil::ValueError(fmt::format(
+        "[veil-train] --lenet-widths expects four integers c1,c2,h1,h2 (e.g. 6,16,120,84), got "
+        "'{}'",
+        text));
+  }
+  veil::models::LeNetConfig c;
+  c.conv1_channels = v[0];
+  c.conv2_channels = v[1];
+  c.fc1_features = v[2];
+  c.fc2_features = v[3];
+  c.validate("veil-train");
+  return c;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "veil-train: private training of an MLP on Fashion-MNIST (secret-shared data, "
+      "veil-train: private training of an MLP or a LeNet on Fashion-MNIST (secret-shared data, "
       "model and gradients)"};
   int parties = 2;
   int64_t epochs = 1;
@@ -80,14 +115,44 @@ int main(int argc, char** argv) {
   std::optional<uint64_t> insecure_seed;
   std::string metrics_json;
   std::string data_dir = veil::models::fashion_mnist_dir();
+  std::string model_arg = "mlp";
+  std::string optimizer_arg = "sgd";
+  std::string lenet_widths = "6,16,120,84";
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double adam_eps = 1e-8;
+  int64_t eval_batch = 1000;
+  int loss_scale_bits = 0;
   app.add_option("--parties", parties, "number of parties (>= 2)")->check(CLI::Range(2, 64));
   app.add_option("--epochs", epochs, "training epochs")
       ->check(CLI::Range(int64_t{0}, int64_t{1000}));
   app.add_option("--batch-size", batch_size, "batch size")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  app.add_option("--lr", lr, "SGD learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--model", model_arg, "network: 'mlp' (784-128-10, default) or 'lenet'")
+      ->check(CLI::IsMember({"mlp", "lenet"}));
+  app.add_option("--optimizer", optimizer_arg, "update rule: 'sgd' (default) or 'adam'")
+      ->check(CLI::IsMember({"sgd", "adam"}));
+  app.add_option("--lr", lr, "learning rate (default 0.1 for SGD, 0.001 for Adam)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--momentum", momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--weight-decay", weight_decay, "SGD weight decay")->check(CLI::NonNegativeNumber);
+  app.add_option("--weight-decay", weight_decay, "SGD/Adam weight decay (L2 penalty)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--beta1", beta1, "Adam's first-moment coefficient")
+      ->check(CLI::Range(0.0, 0.9999));
+  app.add_option("--beta2", beta2, "Adam's second-moment coefficient")
+      ->check(CLI::Range(0.0, 0.99999));
+  app.add_option("--adam-eps", adam_eps, "Adam's eps")->check(CLI::PositiveNumber);
+  app.add_option("--lenet-widths", lenet_widths,
+                 "LeNet widths c1,c2,h1,h2: conv channels and hidden features (default "
+                 "6,16,120,84)");
+  app.add_option("--loss-scale-bits", loss_scale_bits,
+                 "private backward starts from 2^k (gradients unscaled before the step); default "
+                 "10 for the LeNet, 0 for the MLP")
+      ->check(CLI::Range(0, 16));
+  app.add_option("--eval-batch", eval_batch,
+                 "test rows per encrypted-inference batch (default 1000 for the MLP, 250 for the "
+                 "LeNet)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--samples", samples, "training rows used (the first N of the 60,000)")
       ->check(CLI::Range(int64_t{1}, int64_t{60000}));
   app.add_option("--test-samples", test_samples, "test rows evaluated (the first N of 10,000)")
@@ -126,6 +191,25 @@ int main(int argc, char** argv) {
     const auto train = veil::models::load_fashion_mnist(data_dir, Split::kTrain, samples);
     const auto test = veil::models::load_fashion_mnist(data_dir, Split::kTest, test_samples);
     veil::models::TrainOptions opts;
+    opts.model = veil::models::parse_model(model_arg);
+    opts.optimizer = veil::models::parse_optimizer(optimizer_arg);
+    if (opts.optimizer == veil::models::OptimizerKind::kAdam && app.count("--lr") == 0) {
+      lr = 1e-3;  // torch.optim.Adam's default
+    }
+    if (opts.model == veil::models::ModelKind::kLeNet) {
+      opts.lenet = parse_lenet_widths(lenet_widths);
+      if (app.count("--eval-batch") == 0) {
+        eval_batch = 250;  // peak memory about 2.5 GB for 2 parties (1000 rows: about 5 GB)
+      }
+    }
+    if (app.count("--loss-scale-bits") > 0) {
+      opts.loss_scale_bits = loss_scale_bits;
+    }
+    loss_scale_bits = veil::models::effective_loss_scale_bits(opts);
+    opts.beta1 = beta1;
+    opts.beta2 = beta2;
+    opts.adam_eps = adam_eps;
+    opts.eval_batch = eval_batch;
     opts.epochs = epochs;
     opts.batch_size = batch_size;
     opts.lr = lr;
@@ -158,6 +242,17 @@ int main(int argc, char** argv) {
     party_opts.program_id =
         fmt::format("veil-train mlp 784-128-10 samples={} batch={} lr={} seed={}", samples,
                     batch_size, lr, seed);
+    if (opts.model != veil::models::ModelKind::kMlp ||
+        opts.optimizer != veil::models::OptimizerKind::kSgd) {
+      party_opts.program_id =
+          fmt::format("veil-train {} samples={} batch={} lr={} seed={} optimizer={}",
+                      opts.model == veil::models::ModelKind::kLeNet ? opts.lenet.str()
+                                                                    : std::string("mlp 784-128-10"),
+                      samples, batch_size, lr, seed, veil::models::optimizer_name(opts.optimizer));
+    }
+    if (loss_scale_bits != 0) {
+      party_opts.program_id += fmt::format(" loss_scale_bits={}", loss_scale_bits);
+    }
     if (insecure_seed) {
       party_opts.insecure_seed = *insecure_seed;
     }
@@ -180,6 +275,13 @@ int main(int argc, char** argv) {
         parties, as_process ? fmt::format("process of rank {}", my_rank) : "threads",
         veil::crypto::provider_name(kind), train.size(), train.size() / parties, epochs, batch_size,
         lr);
+    if (opts.model != veil::models::ModelKind::kMlp ||
+        opts.optimizer != veil::models::OptimizerKind::kSgd) {
+      fmt::print("model {}, optimizer {}, loss scale 2^{}\n",
+                 opts.model == veil::models::ModelKind::kLeNet ? opts.lenet.str()
+                                                               : std::string("mlp 784-128-10"),
+                 veil::models::optimizer_name(opts.optimizer), loss_scale_bits);
+    }
     if (my_rank != 0) {
       opts.on_progress = nullptr;
     }
@@ -187,10 +289,10 @@ int main(int argc, char** argv) {
     std::vector<veil::models::PartyReport> reports;
     if (as_process) {
       veil::models::PartyReport mine;
-      veil::crypto::run_party_process(
-          veil::comm::SessionConfig::from_env(), my_rank, party_opts, [&](veil::crypto::Party& p) {
-            mine = veil::models::train_private_mlp(p, train, test, opts);
-          });
+      veil::crypto::run_party_process(veil::comm::SessionConfig::from_env(), my_rank, party_opts,
+                                      [&](veil::crypto::Party& p) {
+                                        mine = veil::models::train_private(p, train, test, opts);
+                                      });
       reports.push_back(std::move(mine));
     } else {
       veil::crypto::LaunchOptions lo;
@@ -198,7 +300,7 @@ int main(int argc, char** argv) {
       lo.party = party_opts;
       lo.threads_per_party = threads;
       reports = veil::crypto::launch<veil::models::PartyReport>(lo, [&](veil::crypto::Party& p) {
-        return veil::models::train_private_mlp(p, train, test, opts);
+        return veil::models::train_private(p, train, test, opts);
       });
     }
     const double wall =
@@ -242,6 +344,13 @@ int main(int argc, char** argv) {
     }
     if (!metrics_json.empty()) {
       nlohmann::json j;
+      j["model"] = std::string(veil::models::model_name(opts.model));
+      j["optimizer"] = std::string(veil::models::optimizer_name(opts.optimizer));
+      j["loss_scale_bits"] = loss_scale_bits;
+      if (opts.model == veil::models::ModelKind::kLeNet) {
+        j["lenet_widths"] = {opts.lenet.conv1_channels, opts.lenet.conv2_channels,
+                             opts.lenet.fc1_features, opts.lenet.fc2_features};
+      }
       j["test_accuracy"] = acc;
       j["plaintext_test_accuracy"] =
           no_twin ? nlohmann::json(nullptr) : nlohmann::json(twin.test_accuracy);

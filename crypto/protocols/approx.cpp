@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <vector>
 
 #include "core/error.h"
@@ -11,6 +12,7 @@
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
+#include "crypto/protocols/range.h"
 
 namespace veil::crypto {
 
@@ -31,43 +33,43 @@ void check_fixed(Party& p, const char* op, const AShare& x) {
              p.frac_bits(), x.frac_bits);
 }
 
-// [v_j < 0] for several same-shape shares with one ltz and one b2a_bit on their concatenation
-// (8 rounds for N = 2 whatever their number). Returns integer shares of the input shape.
-std::vector<AShare> ltz_many(Party& p, const std::vector<AShare>& vs) {
-  const core::Shape shape = vs.front().shape();
+// The concatenation of same-shape shares, flattened, and its inverse (several comparisons of one
+// shape share the rounds of one).
+AShare concat_flat(const std::vector<AShare>& vs) {
   const int64_t n = vs.front().numel();
   std::vector<core::Tensor> flat;
   flat.reserve(vs.size());
   for (const AShare& v : vs) {
     flat.push_back(v.data.contiguous().reshape({n}));
   }
-  const core::Tensor all = flat.size() == 1 ? flat[0] : core::cat(flat, 0);
-  const AShare bits = b2a_bit(p, ltz(p, {all, vs.front().frac_bits}));
+  return {flat.size() == 1 ? flat[0] : core::cat(flat, 0), vs.front().frac_bits};
+}
+std::vector<AShare> split_flat(const AShare& all, std::size_t parts, const core::Shape& shape) {
+  const int64_t n = all.numel() / static_cast<int64_t>(parts);
   std::vector<AShare> out;
-  out.reserve(vs.size());
-  for (std::size_t j = 0; j < vs.size(); ++j) {
+  out.reserve(parts);
+  for (std::size_t j = 0; j < parts; ++j) {
     const auto lo = static_cast<int64_t>(j) * n;
-    out.push_back({bits.data.slice(0, lo, lo + n).contiguous().reshape(shape), 0});
+    out.push_back({all.data.slice(0, lo, lo + n).contiguous().reshape(shape), all.frac_bits});
   }
   return out;
 }
 
-// min(|x|, bound) (scale f) and [x < 0] (integer): one ltz of three comparisons and one mul with
-// the integer multiplier m = 1 - 2n + l - h (see the header): 9 rounds for N = 2.
+// min(|x|, bound) (scale f) and [x < 0] (integer). One comparison of the three values
+// z_n = x, z_l = x + B, z_h = B - x (bits n = [x < 0], l = [x < -B], h = [x > B]) whose
+// conversion round also gives z [z < 0] (no truncation); then, case by case,
+// min(|x|, B) = x - 2 z_n n + z_l l + z_h h. 4 rounds for any N.
 struct ClampedAbs {
   AShare abs;
   AShare negative;
 };
 ClampedAbs clamped_abs(Party& p, const AShare& x, double bound) {
-  const auto bits = ltz_many(p, {x, add_public(p, x, bound), add_public(p, neg(x), bound)});
-  const AShare& n = bits[0];
-  const AShare& l = bits[1];
-  const AShare& h = bits[2];
-  const AShare m = add_public(p, add(sub(l, h), mul_public_int(n, -2)), 1.0);
-  const auto scaled_bound = static_cast<int64_t>(std::ldexp(bound, x.frac_bits));
-  AShare out = mul(p, x, m);
-  out = add(out, {mul_public_int(add(l, h), scaled_bound).data, x.frac_bits});
-  return {out, n};
+  const AShare all = concat_flat({x, add_public(p, x, bound), add_public(p, neg(x), bound)});
+  const BitProducts t = ltz_mul(p, all, /*with_x=*/true);
+  const auto zb = split_flat(t.x_times_bit, 3, x.shape());
+  const auto bits = split_flat(t.bit, 3, x.shape());
+  const AShare out = add(sub(x, mul_public_int(zb[0], 2)), add(zb[1], zb[2]));
+  return {out, bits[0]};
 }
 
 // x * y / 2 at x's scale (both at scale f): the /2 is folded into the truncation.
@@ -118,44 +120,43 @@ AShare exp_neg_bounded(Party& p, const AShare& z) {
 
 AShare lt(Party& p, const AShare& x, const AShare& y) {
   check_pair("lt", x, y);
-  return ltz_many(p, {sub(x, y)})[0];
+  return ltz_arith(p, sub(x, y));
 }
 
 AShare gt(Party& p, const AShare& x, const AShare& y) {
   check_pair("gt", x, y);
-  return ltz_many(p, {sub(y, x)})[0];
+  return ltz_arith(p, sub(y, x));
 }
 
 AShare le(Party& p, const AShare& x, const AShare& y) {
   check_pair("le", x, y);
-  return one_minus(p, ltz_many(p, {sub(y, x)})[0]);
+  return one_minus(p, ltz_arith(p, sub(y, x)));
 }
 
 AShare ge(Party& p, const AShare& x, const AShare& y) {
   check_pair("ge", x, y);
-  return one_minus(p, ltz_many(p, {sub(x, y)})[0]);
+  return one_minus(p, ltz_arith(p, sub(x, y)));
 }
 
 AShare eq(Party& p, const AShare& x, const AShare& y) {
   check_pair("eq", x, y);
-  const auto bits = ltz_many(p, {sub(x, y), sub(y, x)});
-  return one_minus(p, add(bits[0], bits[1]));
+  return eqz_mul(p, sub(x, y)).bit;
 }
 
 AShare ne(Party& p, const AShare& x, const AShare& y) {
   check_pair("ne", x, y);
-  const auto bits = ltz_many(p, {sub(x, y), sub(y, x)});
-  return add(bits[0], bits[1]);
+  return one_minus(p, eqz_mul(p, sub(x, y)).bit);
 }
 
 AShare sign(Party& p, const AShare& x) {
   VEIL_CHECK(x.data.defined(), "[sign] expected a defined share");
-  return add_public(p, mul_public_int(ltz_many(p, {x})[0], -2), 1.0);
+  return add_public(p, mul_public_int(ltz_arith(p, x), -2), 1.0);
 }
 
 AShare abs(Party& p, const AShare& x) {
   VEIL_CHECK(x.data.defined(), "[abs] expected a defined share");
-  return mul(p, x, sign(p, x));
+  // |x| = x - 2 x [x < 0], the product fused into the comparison's conversion round
+  return sub(x, mul_public_int(ltz_mul(p, x, /*with_x=*/true).x_times_bit, 2));
 }
 
 AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b) {
@@ -173,12 +174,25 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b) {
 AShare sigmoid(Party& p, const AShare& x) {
   check_fixed(p, "sigmoid", x);
   constexpr double kClamp = 16.0;
+  const int f = x.frac_bits;
   const ClampedAbs ca = clamped_abs(p, x, kClamp);
-  const AShare e = exp_neg_bounded(p, ca.abs);  // in (0, 1]
-  const AShare s = reciprocal(p, add_public(p, e, 1.0), std::make_pair(1.0, 2.0));
-  // x < 0: 1 - s = s + (1 - 2s)
-  const AShare flip = add_public(p, mul_public_int(s, -2), 1.0);
-  return add(s, mul(p, ca.negative, flip));
+  const AShare e = exp_neg_bounded(p, ca.abs);  // e^-|x| in (0, 1]
+  // sigmoid(x) = num / d with d = 1 + e in (1, 2] and num = 1 (x >= 0) or e (x < 0):
+  // num = 1 - n + n e. 1 / d by Newton from the minimax line y0 = 24/17 - 8/17 d
+  // (|1 - d y0| <= 1/17, so two steps leave (1/17)^4 = 1.2e-5); n e rides in the first round
+  // and num y1 in the third, so the last step gives num (y1 (2 - d y1)) directly.
+  const AShare d = add_public(p, e, 1.0);
+  const AShare y0 = add_public(p, mul_public(p, d, -8.0 / 17.0), 24.0 / 17.0);
+  const auto op = BilinearOp::mul(x.shape(), x.shape());
+  const auto r1 = beaver_batch(p, {op, op}, {d, ca.negative}, {y0, e});
+  const AShare n_fixed{mul_public_int(ca.negative, int64_t{1} << f).data, f};
+  const AShare num = add_public(p, sub(r1[1], n_fixed), 1.0);
+  const AShare dy0 = rescale(p, r1[0], f);
+  const AShare y1 = mul(p, y0, add_public(p, neg(dy0), 2.0));
+  const auto r3 = beaver_batch(p, {op, op}, {d, num}, {y1, y1});
+  const AShare dy1 = rescale(p, r3[0], f);
+  const AShare ny1 = rescale(p, r3[1], f);
+  return mul(p, ny1, add_public(p, neg(dy1), 2.0));
 }
 
 AShare tanh(Party& p, const AShare& x) {
@@ -189,7 +203,7 @@ AShare tanh(Party& p, const AShare& x) {
 
 // ---- erf / gelu --------------------------------------------------------------------------------
 
-AShare erf(Party& p, const AShare& x) {
+ErfResult erf_with_gaussian(Party& p, const AShare& x) {
   check_fixed(p, "erf", x);
   // Abramowitz & Stegun 7.1.26 coefficients.
   constexpr double kP = 0.3275911;
@@ -207,7 +221,11 @@ AShare erf(Party& p, const AShare& x) {
   q = mul(p, t, q);
   const AShare erf_abs = add_public(p, neg(mul(p, q, e)), 1.0);
   const AShare sgn = add_public(p, mul_public_int(ca.negative, -2), 1.0);
-  return mul(p, erf_abs, sgn);
+  return {mul(p, erf_abs, sgn), e};
+}
+
+AShare erf(Party& p, const AShare& x) {
+  return erf_with_gaussian(p, x).value;
 }
 
 AShare gelu(Party& p, const AShare& x) {
@@ -218,42 +236,64 @@ AShare gelu(Party& p, const AShare& x) {
 
 // ---- sqrt / inv_sqrt ---------------------------------------------------------------------------
 
+namespace {
+
+// Chebyshev interpolants of degree 8 of sqrt(m) and 1/sqrt(m), m = (3t + 5)/2 in [1, 4], in the
+// monomial basis of t in [-1, 1]; relative interpolation errors 2.8e-6 and 2.6e-5.
+constexpr double kSqrtCoeffs[9] = {
+    1.5811388300841898,     0.4743295444615362,    -0.07114494969310975,
+    0.02150344883030127,    -0.008086715370157468, 0.0028241871049561086,
+    -0.0012336338720733884, 0.0013409551924444447, -0.0006725528542396041};
+constexpr double kInvSqrtCoeffs[9] = {
+    0.6324555320336762,   -0.18963896476285058,  0.08532539898045255,
+    -0.04396101549271237, 0.023141923147651115,  -0.007833718754936608,
+    0.004206777703975619, -0.008550031601020672, 0.004860997819001511};
+constexpr int kSqrtExtraBits = 2;
+
+// x = m 4^kappa (saturated to [2^-f, 2^24]): sqrt x = sqrt(m) 2^kappa, 1/sqrt x = m^-1/2 2^-kappa,
+// the mantissa functions as polynomials in t = (2m - 5)/3 sharing one set of powers; the wanted
+// results are scaled in one round.
+SqrtResult sqrt_family(Party& p, const AShare& x, bool want_sqrt, bool want_inv) {
+  const int f = p.frac_bits();
+  const Normalized n = normalize(p, x, default_grid(f));
+  const AShare t = mantissa_unit(p, n, kSqrtExtraBits);
+  const auto pw = powers(p, t, 8);
+  const int big_f = t.frac_bits;
+  std::vector<Pow2Scaling> req;
+  if (want_sqrt) {
+    const std::vector<double> c(std::begin(kSqrtCoeffs), std::end(kSqrtCoeffs));
+    req.push_back({polynomial(p, pw, c, big_f), [](int k) { return k; }, false, f});
+  }
+  if (want_inv) {
+    const std::vector<double> c(std::begin(kInvSqrtCoeffs), std::end(kInvSqrtCoeffs));
+    req.push_back({polynomial(p, pw, c, big_f), [](int k) { return -k; }, false, f});
+  }
+  const auto out = scale_by_pow2(p, n, req);
+  SqrtResult r;
+  if (want_sqrt) {
+    r.sqrt = out.front();
+  }
+  if (want_inv) {
+    r.inv_sqrt = out.back();
+  }
+  return r;
+}
+
+}  // namespace
+
 AShare inv_sqrt(Party& p, const AShare& x) {
   check_fixed(p, "inv_sqrt", x);
-  constexpr int kLo = -6;
-  constexpr int kHi = 6;
-  constexpr int kIterations = 4;
-  const int f = x.frac_bits;
-  // c_k = 2^{-(k + 1/2)/2}: the start on [2^k, 2^{k+1}).
-  auto c = [](int k) {
-    return std::pow(2.0, -(k + 0.5) / 2.0);
-  };
-  std::vector<AShare> diffs;
-  for (int k = kLo; k <= kHi; ++k) {
-    diffs.push_back(add_public(p, x, -std::ldexp(1.0, k)));
-  }
-  const auto below = ltz_many(p, diffs);  // z_k = [x < 2^k]
-  // y0 = c_kHi + sum_k z_k (c_{k-1} - c_k)
-  AShare y = constant_share(p, x.shape(), c(kHi), f);
-  const FixedPointEncoder enc(f);
-  for (int k = kLo; k <= kHi; ++k) {
-    const auto step = static_cast<int64_t>(enc.encode_scalar(c(k - 1) - c(k), "inv_sqrt"));
-    y = add(y, {mul_public_int(below[static_cast<std::size_t>(k - kLo)], step).data, f});
-  }
-  for (int i = 0; i < kIterations; ++i) {
-    const AShare xy2 = mul(p, x, square(p, y));
-    y = mul_half(p, y, add_public(p, neg(xy2), 3.0));
-  }
-  return y;
+  return sqrt_family(p, x, false, true).inv_sqrt;
 }
 
 AShare sqrt(Party& p, const AShare& x) {
   check_fixed(p, "sqrt", x);
-  // s = x y carries y's relative error eta; one Newton step in s, s (3 - s y) / 2, with the
-  // same y cancels it to O(eta^2) (s y = (1 + eta)^2).
-  const AShare y = inv_sqrt(p, x);
-  const AShare s = mul(p, x, y);
-  return mul_half(p, s, add_public(p, neg(mul(p, s, y)), 3.0));
+  return sqrt_family(p, x, true, false).sqrt;
+}
+
+SqrtResult sqrt_and_inv_sqrt(Party& p, const AShare& x) {
+  check_fixed(p, "sqrt", x);
+  return sqrt_family(p, x, true, true);
 }
 
 // ---- pow ---------------------------------------------------------------------------------------

@@ -1,30 +1,37 @@
 #pragma once
 // Comparisons and further non-linear approximations on arithmetic shares, built only from the
 // protocols of arithmetic.h, binary.h and nonlinear.h. All functions are elementwise.
-// Costs are online rounds for N = 2 parties with f = 16 (for N > 2 every truncation adds a round
-// and every ltz N - 2); they are checked by tests/crypto/test_approx.cpp.
+// Costs are online rounds for N = 2 parties with f = 16 (for N > 2 every truncation adds a round;
+// the comparisons cost the same rounds for every N); they are checked by
+// tests/crypto/test_approx.cpp and tests/crypto/test_costs.cpp.
 //
-//   comparisons: [x < y] = msb(x - y) via ltz (7 rounds) and b2a_bit (1 round) = 8 rounds.
-//       eq/ne run [x < y] and [y < x] as one ltz on the concatenation (still 8 rounds):
-//       [x = y] = 1 - [x < y] - [y < x].
-//   sign(x) = 1 - 2[x < 0]; abs(x) = x * sign(x) (one Beaver mul with an integer, no truncation).
-//   clamped |x|: the three bits n = [x < 0], l = [x < -B], h = [x > B] come from one ltz; since
-//       l implies n and h implies not n, sign(x)(1 - l - h) = 1 - 2n + l - h is linear in the
-//       bits, so min(|x|, B) = x (1 - 2n + l - h) + B (l + h) costs one mul: 9 rounds.
+//   comparisons: [x < y] = msb(x - y) by the masked-open comparison with its conversion round
+//       (binary.h ltz_arith): 4 rounds, 8(N-1)(n + 39 ceil(n/64)) bytes (~12.9 per element for
+//       2 parties). eq/ne: [x - y == 0] by the equality circuit (binary.h eqz_mul): 4 rounds,
+//       8(N-1)(n + 21 ceil(n/64)) bytes (~10.6 per element). Several comparisons of one shape
+//       share the rounds (concatenated).
+//   sign(x) = 1 - 2[x < 0]; abs(x) = x - 2 x [x < 0] with x [x < 0] from the conversion round
+//       (binary.h ltz_mul): 4 rounds each, no truncation.
+//   clamped |x|: one comparison of z_n = x, z_l = x + B, z_h = B - x gives n = [x < 0],
+//       l = [x < -B], h = [x > B] and the products z [z < 0] in 4 rounds; case by case,
+//       min(|x|, B) = x - 2 z_n n + z_l l + z_h h (no multiplication left): 4 rounds,
+//       3 comparisons' bytes per element.
 //   e^-z for z in [0, 16] (internal): q(-z / 2^6)^(2^6), q the degree-6 Taylor polynomial, at
 //       f + 2 fractional bits; every intermediate is in (0, 1], so the precision can stay high:
 //       3 rounds for the powers + 6 squarings = 9 rounds, relative error ~ 2.5e-4 (4x below exp()).
-//   sigmoid(x): a = min(|x|, 16); s = 1 / (1 + e^-a) with e^-a in (0, 1], so the reciprocal has
-//       the known range [1, 2] (4 Newton steps); sigmoid(x) = s + n (1 - 2s).
-//       9 + 9 + 8 + 1 = 27 rounds. tanh(x) = 2 sigmoid(2x) - 1.
+//   sigmoid(x): a = min(|x|, 16), n = [x < 0]; sigmoid(x) = num / d with d = 1 + e^-a in (1, 2]
+//       and num = 1 - n + n e^-a (= e^-a for x < 0). 1/d by Newton y <- y (2 - d y) from the
+//       minimax line y0 = 24/17 - 8/17 d (|1 - d y0| <= 1/17, two steps: (1/17)^4 = 1.2e-5);
+//       n e^-a is batched with d y0 and num y1 with d y1, so the last step yields
+//       num y1 (2 - d y1) directly: 4 + 9 + 4 = 17 rounds. tanh(x) = 2 sigmoid(2x) - 1.
 //   erf(x): Abramowitz & Stegun 7.1.26 on a = min(|x|, 4): t = 1 / (1 + 0.3275911 a) (range
 //       [1, 2.31], 4 Newton steps), erf(a) = 1 - t (a1 + t (a2 + ...)) e^{-a^2} (formula error
 //       <= 1.5e-7), then erf(x) = sign(x) erf(a). gelu(x) = x (1 + erf(x / sqrt 2)) / 2.
-//   inv_sqrt(x): a piecewise-constant start y0 = 2^{-(k + 1/2)/2} on [2^k, 2^{k+1}) built
-//       linearly from 13 threshold bits [x >= 2^k], k = -6..6 (one ltz, 8 rounds), so that
-//       y0 sqrt(x) is in [2^-1/4, 2^1/4]; then 4 Newton steps y <- y (3 - x y^2) / 2
-//       (3 rounds each): 20 rounds. sqrt(x): s = x inv_sqrt(x), then one Newton step
-//       s (3 - s y) / 2 with the same y removes y's relative error to first order: 23 rounds.
+//   inv_sqrt(x), sqrt(x): normalization (crypto/protocols/range.h) x = m 4^kappa with m in
+//       [1, 4) (21 thresholds 4^j, j = -8..12, in one ltz; |x| saturated to [2^-16, 2^24]),
+//       t = (2m - 5)/3, degree-8 Chebyshev interpolants of m^-1/2 and m^1/2 in t (powers in 3
+//       rounds), then an exact scaling by 2^-kappa resp. 2^kappa (1 round): C + 1 + 3 + 1 rounds
+//       with C the rounds of one comparison (C + 5 = 9 today); both together cost the same.
 //   pow(x, k): square-and-multiply from the low bit; the running square and the running product
 //       are computed in one batched Beaver round per bit of k: floor(log2 k) rounds, plus
 //       one when k is not a power of two (k = 0, 1: 0 rounds; k = 7: 3). Negative k:
@@ -44,8 +51,10 @@ namespace veil::crypto {
 // ---- comparisons ------------------------------------------------------------------------------
 
 /// [x < y] elementwise. x, y: same shape, secret, equal frac_bits -> secret integer 0/1
-/// (frac_bits 0). Cost: 8 rounds (ltz + b2a_bit), ~47(N-1) + 1 bytes per element.
-/// Exact for |x - y| < 2^63 ulp. Throws ValueError on a shape or frac_bits mismatch.
+/// (frac_bits 0). Cost: 4 rounds for any N (ltz_arith of x - y); 8(N-1)(n + 39 ceil(n/64))
+/// bytes, ~12.9 per element for 2 parties. Exact for
+/// |x - y| < 2^63 ulp. Throws ValueError on a shape or frac_bits mismatch.
+/// Source: masked-open comparison (binary.h; Escudero et al. CRYPTO 2020, Makri et al. FC 2021).
 AShare lt(Party& p, const AShare& x, const AShare& y);
 /// [x > y] = [y < x]. Same encoding, cost and errors as lt.
 AShare gt(Party& p, const AShare& x, const AShare& y);
@@ -53,17 +62,20 @@ AShare gt(Party& p, const AShare& x, const AShare& y);
 AShare le(Party& p, const AShare& x, const AShare& y);
 /// [x >= y] = 1 - [x < y]. Same encoding, cost and errors as lt.
 AShare ge(Party& p, const AShare& x, const AShare& y);
-/// [x == y] = 1 - [x < y] - [y < x], both comparisons in one ltz on 2n elements.
-/// Cost: 8 rounds, twice lt's bytes. Exact (compares the fixed-point ring values).
+/// [x == y] = [x - y == 0] by the equality circuit (binary.h eqz_mul). Cost: 4 rounds for any N;
+/// 8(N-1)(n + 21 ceil(n/64)) bytes, ~10.6 per element for 2 parties.
+/// Exact (compares the fixed-point ring values). Errors as lt.
 AShare eq(Party& p, const AShare& x, const AShare& y);
-/// [x != y] = [x < y] + [y < x]. Same cost as eq.
+/// [x != y] = 1 - [x == y]. Same cost as eq.
 AShare ne(Party& p, const AShare& x, const AShare& y);
 
 /// 1 - 2[x < 0] in {-1, 1} (note sign(0) = 1). x: secret, any frac_bits -> secret integer
-/// (frac_bits 0). Cost: 8 rounds.
+/// (frac_bits 0). Cost: as lt (4 rounds, ~12.9 bytes per element for 2 parties). Throws
+/// ValueError for an undefined share.
 AShare sign(Party& p, const AShare& x);
-/// |x| = x * sign(x), same frac_bits as x. Cost: 9 rounds (sign + one Beaver mul with an
-/// integer share, no truncation). Exact.
+/// |x| = x - 2 x [x < 0], same frac_bits as x, the product fused into the comparison's
+/// conversion round (binary.h ltz_mul). Cost: as lt (4 rounds, no truncation). Exact. Throws
+/// ValueError for an undefined share.
 AShare abs(Party& p, const AShare& x);
 /// cond ? a : b = b + cond (a - b). cond: secret integer 0/1 (frac_bits 0); a, b: same shape and
 /// frac_bits -> that frac_bits. Cost: 1 round, no truncation. Exact for cond in {0, 1}.
@@ -72,13 +84,16 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b);
 
 // ---- sigmoid / tanh ----------------------------------------------------------------------------
 
-/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 27 rounds
-/// (N = 2). Accuracy: absolute error <= 2e-3 on [-10, 10] (measured 1e-4); |x| is clamped at 16 so
-/// the output saturates (error <= 2e-3) for every representable x. Throws ValueError for another
-/// frac_bits.
+/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 17 rounds
+/// (N = 2; the header's breakdown): clamped |x| 4 (3 comparisons), e^-|x| 9 (11 Beaver
+/// products), Newton 4 (6 products); bytes 8(N-1)(3n + 39 ceil(3n/64)) for the comparisons +
+/// 16(N-1) n per product: ~311 per element for 2 parties (CrypTen: 376). Accuracy: absolute
+/// error <= 2e-3 on [-10, 10] (measured 6e-5 to 1.0e-4 over runs, 2 and 3 parties); |x| is
+/// clamped at 16 so the output saturates (error <= 2e-3) for every representable x. Throws
+/// ValueError for another frac_bits.
 AShare sigmoid(Party& p, const AShare& x);
 /// tanh(x) = 2 sigmoid(2x) - 1. Same encoding and cost as sigmoid; absolute error <= 4e-3 on
-/// [-10, 10] (measured 2e-4), saturating outside.
+/// [-10, 10] (measured 1.9e-4), saturating outside. Throws ValueError for another frac_bits.
 AShare tanh(Party& p, const AShare& x);
 
 // ---- erf / gelu --------------------------------------------------------------------------------
@@ -88,6 +103,15 @@ AShare tanh(Party& p, const AShare& x);
 /// error <= 1e-3 on [-3, 3] (measured 2.5e-4), saturating to +-1 (error <= 1e-3) outside. Throws
 /// ValueError for another frac_bits.
 AShare erf(Party& p, const AShare& x);
+/// erf(x) and the Gaussian factor g = e^(-min(|x|, 4)^2) that erf computes on the way, so that
+/// d erf / dx = 2 / sqrt(pi) g costs nothing more (for |x| > 4 the true e^(-x^2) < 1.2e-7 is
+/// replaced by e^-16 = 1.1e-7). Same encoding, cost and errors as erf; g has relative error
+/// ~2.5e-4 (absolute <= 2^-15).
+struct ErfResult {
+  AShare value;
+  AShare gaussian;
+};
+ErfResult erf_with_gaussian(Party& p, const AShare& x);
 /// GELU x (1 + erf(x / sqrt 2)) / 2 (the exact form, not the tanh approximation). Same encoding;
 /// cost erf + 1 = 34 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 6e-5) (<= |x| erf error /
 /// 2 + ulp).
@@ -95,14 +119,28 @@ AShare gelu(Party& p, const AShare& x);
 
 // ---- sqrt / inv_sqrt ---------------------------------------------------------------------------
 
-/// 1 / sqrt(x). x: secret, frac_bits f -> same. Cost: 20 rounds (N = 2). Domain [0.01, 100]
-/// (the start covers [2^-7, 2^7]; Newton still converges, slower, up to x < 270): absolute error
-/// <= 1e-2 there (measured 2.8e-3, mostly the encoding error of x near 0.01). Throws ValueError for
-/// another frac_bits.
+/// 1 / sqrt(x) for x > 0 of unknown scale (normalization, see the header). x: secret, any
+/// shape, frac_bits f -> same. Cost per party: C + 5 rounds (9 with today's 4-round comparison;
+/// N > 2 adds 7 truncation rounds: 17 for N = 3); bytes per element 21 c_cmp(N) + 192(N-1)
+/// (+ 96 for N > 2), c_cmp(N) the bytes of one comparison: measured N = 2: 466 B, N = 3: 1028 B.
+/// Accuracy on [1e-4, 1e4] against 1/sqrt of the encoded input: |err| <= 1e-3 |ref| + 2^-16
+/// (measured: 3e-5 relative beyond the final rounding unit; relative <= 4e-4 where the result
+/// is >= 2^-5). The interpolant's relative error is 2.6e-5; the last rounding to f bits is
+/// stochastic (< 1 unit). |x| is saturated to [2^-16, 2^24] (x <= 0 gives 256). Throws
+/// ValueError for another frac_bits.
 AShare inv_sqrt(Party& p, const AShare& x);
-/// sqrt(x) from s = x * inv_sqrt(x) refined by one Newton step (see header). Same encoding and
-/// domain; cost 23 rounds; absolute error <= 1e-2 (measured 7e-5).
+/// sqrt(x) for x >= 0 of unknown scale: sqrt(m) 2^kappa (see the header). Same encoding, cost,
+/// domain and accuracy statement as inv_sqrt (measured 1.2e-5 relative beyond the rounding
+/// unit; interpolant 2.8e-6); x <= 0 gives 2^-8 (the saturation to 2^-16).
 AShare sqrt(Party& p, const AShare& x);
+/// Both sqrt(x) and 1/sqrt(x) from one normalization and one set of powers: the rounds of one of
+/// them (N > 2: one more truncation round), 32(N-1) bytes per element more (+ 16 for N > 2).
+/// Used by autograd sqrt, whose backward needs 1/sqrt(x).
+struct SqrtResult {
+  AShare sqrt;
+  AShare inv_sqrt;
+};
+SqrtResult sqrt_and_inv_sqrt(Party& p, const AShare& x);
 
 // ---- pow ---------------------------------------------------------------------------------------
 

@@ -1,7 +1,13 @@
 #include "crypto/protocols/binary.h"
 
+#include <algorithm>
+#include <bit>
+#include <functional>
+
 #include "core/elementwise.h"
 #include "core/ops.h"
+#include "core/parallel.h"
+#include "crypto/providers/bit_circuit.h"
 
 #include <immintrin.h>
 
@@ -242,16 +248,6 @@ std::pair<BShare, BShare> reduce_to_two(Party& p, const AShare& x) {
   }
   return {addends[0], addends[1]};
 }
-
-// Positions i with (i + 1) % 2^level == 0: the top bit of every block of 2^level bits.
-uint64_t block_tops(int level) {
-  uint64_t m = 0;
-  const int step = 1 << level;
-  for (int i = step - 1; i < 64; i += step) {
-    m |= uint64_t{1} << i;
-  }
-  return m;
-}
 }  // namespace
 
 BShare a2b(Party& p, const AShare& x) {
@@ -261,39 +257,291 @@ BShare a2b(Party& p, const AShare& x) {
   return kogge_stone_add(p, a, b);
 }
 
-BShare ltz(Party& p, const AShare& x) {
-  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
-             "[ltz] expected a ring64 share, got {}", x.data.str());
-  const auto [a, b] = reduce_to_two(p, x);
-  // msb(a + b) = a_63 ^ b_63 ^ carry into bit 63. The carry is the group generate of bits
-  // 0..62: a Brent–Kung up-sweep over (g, p) = (a & b, a ^ b) in which level j combines the
-  // blocks of 2^(j-1) bits stored at their top bits; bit 63 is set to (g, p) = (0, 1) so that
-  // the group of all 64 bits equals the group of bits 0..62. Only the bits a level needs are
-  // opened (packed): 63 + 2 (32 + 16 + 8 + 4 + 2) + 1 = 188 ANDs per element in 7 rounds.
-  constexpr uint64_t kTop = uint64_t{1} << 63;
-  BShare g = band_batch_masked(p, {a}, {b}, ~kTop)[0];
-  BShare prop = band_public(bxor(a, b), ~kTop);
-  if (p.rank() == 0) {
-    prop = {core::map<uint64_t, uint64_t>(prop.data, [](uint64_t v) { return v | kTop; })};
+// ---- masked-open circuits (crypto/providers/bit_circuit.h) ------------------------------------
+
+namespace {
+
+// Runs fn(lo, hi) over the blocks [0, blocks) in parallel chunks.
+void for_blocks(int64_t blocks, const std::function<void(int64_t, int64_t)>& fn) {
+  core::parallel_for(0, blocks, 16, fn);
+}
+
+struct CircuitRun {
+  CircuitLayout lay;
+  CircuitCorrelation corr;
+  core::Tensor c;             ///< opened x + r, [n] (circuits with r)
+  std::vector<uint64_t> out;  ///< this party's share of the output bit, one plane per block
+};
+
+// Evaluates `spec` on n elements: on the value z (circuits with r: [n] ring64 arithmetic shares)
+// or on input planes (kAnd: `width` planes per block, this party's XOR shares). Rounds: 1 to
+// open c (circuits with r) and one per masked level; everything else is local, 64 elements per
+// word operation.
+CircuitRun run_circuit(Party& p,
+                       const CircuitSpec& spec,
+                       const char* op,
+                       int64_t n,
+                       const core::Tensor& z,
+                       const std::vector<uint64_t>& input_planes) {
+  const BitCircuit& circuit = BitCircuit::get(spec.kind, spec.width);
+  CircuitRun run{CircuitLayout(spec, n), p.provider().circuit(spec, n), {}, {}};
+  const CircuitLayout& lay = run.lay;
+  const int64_t blocks = lay.blocks;
+  const uint64_t* rnd = run.corr.random.data<uint64_t>();
+  const uint64_t* cor = run.corr.corrected.data<uint64_t>();
+  const uint64_t constant = p.rank() == 0 ? ~uint64_t{0} : 0;
+  auto masks_of = [&](int64_t b) {
+    return rnd + lay.mask_stream + lay.mask_planes * b;
+  };
+  auto products_of = [&](int64_t b) {
+    return cor + lay.product_stream + lay.product_planes * b;
+  };
+  std::vector<uint64_t> wires;
+  int width = circuit.input_width();
+  std::vector<uint64_t> c63(static_cast<std::size_t>(blocks), 0);
+  std::size_t first_level = 0;
+  if (circuit.uses_r()) {
+    // open c = x + r, then level 0 on c's bit planes and the shares of r's bit planes
+    const core::Tensor zc = z.contiguous();
+    const uint64_t* pz = zc.data<uint64_t>();
+    core::Tensor masked = core::Tensor::empty({n}, core::DType::kRing64);
+    uint64_t* pm = masked.data<uint64_t>();
+    for (int64_t e = 0; e < n; ++e) {
+      pm[e] = pz[e] + cor[lay.r_arith + e];
+    }
+    run.c = p.comm().all_reduce(p.next_tag(op), masked, comm::ReduceOp::kSum);
+    const uint64_t* pc = run.c.data<uint64_t>();
+    const CircuitLevel& l0 = circuit.levels()[0];
+    wires.assign(static_cast<std::size_t>(blocks * l0.out_width), 0);
+    for_blocks(blocks, [&](int64_t lo, int64_t hi) {
+      uint64_t planes[64];
+      for (int64_t b = lo; b < hi; ++b) {
+        const int64_t count = std::min<int64_t>(64, n - 64 * b);
+        std::fill(planes, planes + 64, 0);
+        std::copy(pc + 64 * b, pc + 64 * b + count, planes);
+        transpose64(planes);
+        c63[static_cast<std::size_t>(b)] = planes[63];
+        evaluate_level(l0, planes, rnd + lay.r_planes + 64 * b, products_of(b), constant,
+                       wires.data() + b * l0.out_width);
+      }
+    });
+    width = l0.out_width;
+    first_level = 1;
+  } else {
+    wires = input_planes;
   }
-  for (int level = 1; level <= 6; ++level) {
-    const int s = 1 << (level - 1);
-    const uint64_t m = block_tops(level);
-    auto keep = [m](const BShare& old, const BShare& upd) {
-      return BShare{core::zip<uint64_t, uint64_t, uint64_t>(
-          old.data, upd.data, [m](uint64_t o, uint64_t u) { return (o & ~m) | (u & m); })};
-    };
-    if (level < 6) {
-      const auto r =
-          band_batch_masked(p, {prop, prop}, {bshift_left(g, s), bshift_left(prop, s)}, m);
-      g = bxor(g, r[0]);  // r is zero outside m
-      prop = keep(prop, r[1]);
-    } else {
-      g = bxor(g, band_batch_masked(p, {prop}, {bshift_left(g, s)}, m)[0]);
+  for (std::size_t li = first_level; li < circuit.levels().size(); ++li) {
+    const CircuitLevel& level = circuit.levels()[li];
+    const int w = level.in_width;
+    core::Tensor open = core::Tensor::empty({blocks * w}, core::DType::kRing64);
+    uint64_t* po = open.data<uint64_t>();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const uint64_t* a = masks_of(b) + level.mask_offset;
+      for (int i = 0; i < w; ++i) {
+        po[b * w + i] = wires[static_cast<std::size_t>(b * w + i)] ^ a[i];
+      }
+    }
+    const core::Tensor opened = p.comm().all_reduce(p.next_tag(op), open, comm::ReduceOp::kXor);
+    const uint64_t* pe = opened.data<uint64_t>();
+    std::vector<uint64_t> next(static_cast<std::size_t>(blocks * level.out_width), 0);
+    for_blocks(blocks, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        evaluate_level(level, pe + b * w, masks_of(b) + level.mask_offset, products_of(b), constant,
+                       next.data() + b * level.out_width);
+      }
+    });
+    wires = std::move(next);
+    width = level.out_width;
+  }
+  VEIL_INTERNAL_ASSERT(width == 1, "circuit output width");
+  run.out.assign(static_cast<std::size_t>(blocks), 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint64_t v = wires[static_cast<std::size_t>(b)];
+    if (spec.kind == CircuitKind::kLessThanZero) {
+      // msb(c - r) = c_63 ^ r_63 ^ [c mod 2^63 < r mod 2^63]
+      v ^= rnd[lay.r_planes + 64 * b + 63] ^ (c63[static_cast<std::size_t>(b)] & constant);
+    }
+    run.out[static_cast<std::size_t>(b)] = v;
+  }
+  return run;
+}
+
+// The output bits as a ring tensor of 0/1 words (bit 0 of a binary share).
+core::Tensor out_bits(const CircuitRun& run) {
+  core::Tensor t = core::Tensor::empty({run.lay.n}, core::DType::kRing64);
+  uint64_t* pt = t.data<uint64_t>();
+  for (int64_t e = 0; e < run.lay.n; ++e) {
+    pt[e] = (run.out[static_cast<std::size_t>(e >> 6)] >> (e & 63)) & 1U;
+  }
+  return t;
+}
+
+// The injection round: opens e = out ^ s (one plane per block) and y_k - a_k in one message, and
+// returns the output as an arithmetic bit b, (c - r) b (times_masked) and y_k b.
+//   b = e + s - 2es:      b_i = [i = 0] e + (1 - 2e) s_i
+//   (c - r) b:            c b_i - e r_i - (1 - 2e) (rs)_i
+//   y b = (d + a) b:      d b_i + e a_i + (1 - 2e) (as)_i
+BitProducts inject(Party& p,
+                   const CircuitSpec& spec,
+                   const char* op,
+                   const CircuitRun& run,
+                   const core::Shape& shape,
+                   int x_frac,
+                   const std::vector<AShare>& ys) {
+  const CircuitLayout& lay = run.lay;
+  const int64_t n = lay.n;
+  const int64_t blocks = lay.blocks;
+  const auto k = static_cast<int64_t>(ys.size());
+  const BitCircuit& circuit = BitCircuit::get(spec.kind, spec.width);
+  const uint64_t* rnd = run.corr.random.data<uint64_t>();
+  const uint64_t* cor = run.corr.corrected.data<uint64_t>();
+  core::Tensor msg = core::Tensor::empty({blocks + k * n}, core::DType::kRing64);
+  uint64_t* pm = msg.data<uint64_t>();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint64_t s = rnd[lay.mask_stream + lay.mask_planes * b + circuit.mask_bits()];
+    pm[b] = run.out[static_cast<std::size_t>(b)] ^ s;
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const core::Tensor yc = ys[static_cast<std::size_t>(j)].data.contiguous();
+    const uint64_t* py = yc.data<uint64_t>();
+    const uint64_t* pa = rnd + lay.extra_masks + j * n;
+    for (int64_t e = 0; e < n; ++e) {
+      pm[blocks + j * n + e] = py[e] - pa[e];
     }
   }
-  // bit 0 of the result: a_63 ^ b_63 ^ g_63
-  return bshift_right(bxor(bxor(a, b), g), 63);
+  // Bits are XOR-opened and the masked multiplicands summed: one message per peer, one round.
+  const std::vector<core::Tensor> parts = p.comm().all_gather(p.next_tag(op), msg);
+  core::Tensor opened = parts[0].clone();
+  uint64_t* po = opened.data<uint64_t>();
+  for (std::size_t r = 1; r < parts.size(); ++r) {
+    const uint64_t* q = parts[r].data<uint64_t>();
+    for (int64_t i = 0; i < blocks; ++i) {
+      po[i] ^= q[i];
+    }
+    for (int64_t i = blocks; i < blocks + k * n; ++i) {
+      po[i] += q[i];
+    }
+  }
+  auto e_of = [po](int64_t e) {
+    return (po[e >> 6] >> (e & 63)) & 1U;
+  };
+  const bool first = p.rank() == 0;
+  BitProducts res;
+  core::Tensor b = core::Tensor::empty({n}, core::DType::kRing64);
+  uint64_t* pb = b.data<uint64_t>();
+  for (int64_t e = 0; e < n; ++e) {
+    const uint64_t ev = e_of(e);
+    const uint64_t sa = cor[lay.s_arith + e];
+    pb[e] = (ev != 0 ? uint64_t{0} - sa : sa) + (first ? ev : 0);
+  }
+  if (spec.times_masked) {
+    const uint64_t* pc = run.c.data<uint64_t>();
+    core::Tensor zb = core::Tensor::empty({n}, core::DType::kRing64);
+    uint64_t* pz = zb.data<uint64_t>();
+    for (int64_t e = 0; e < n; ++e) {
+      const uint64_t rs = cor[lay.rs + e];
+      pz[e] = e_of(e) != 0 ? pc[e] * pb[e] - cor[lay.r_arith + e] + rs : pc[e] * pb[e] - rs;
+    }
+    res.x_times_bit = {zb.reshape(shape), x_frac};
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const uint64_t* pd = po + blocks + j * n;
+    const uint64_t* pa = rnd + lay.extra_masks + j * n;
+    const uint64_t* pas = cor + lay.extra_products + j * n;
+    core::Tensor yb = core::Tensor::empty({n}, core::DType::kRing64);
+    uint64_t* py = yb.data<uint64_t>();
+    for (int64_t e = 0; e < n; ++e) {
+      py[e] = e_of(e) != 0 ? pd[e] * pb[e] + pa[e] - pas[e] : pd[e] * pb[e] + pas[e];
+    }
+    const auto& y = ys[static_cast<std::size_t>(j)];
+    res.products.push_back({yb.reshape(y.shape()), y.frac_bits});
+  }
+  res.bit = {b.reshape(shape), 0};
+  return res;
+}
+
+void check_ring(const AShare& x, const char* op) {
+  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
+             "[{}] expected a ring64 share, got {}", op, x.data.str());
+}
+
+void check_products(int64_t n, const std::vector<AShare>& ys, const char* op) {
+  for (const AShare& y : ys) {
+    check_ring(y, op);
+    VEIL_CHECK(y.numel() == n,
+               "[{}] expected every multiplicand to have {} elements like the compared value, got "
+               "{}",
+               op, n, y.data.str());
+  }
+}
+
+BitProducts compare_mul(Party& p,
+                        CircuitKind kind,
+                        const char* op,
+                        const AShare& x,
+                        bool with_x,
+                        const std::vector<AShare>& ys) {
+  check_ring(x, op);
+  check_products(x.numel(), ys, op);
+  CircuitSpec spec{
+      .kind = kind, .inject = true, .times_masked = with_x, .extras = static_cast<int>(ys.size())};
+  const CircuitRun run = run_circuit(p, spec, op, x.numel(), x.data.reshape({x.numel()}), {});
+  return inject(p, spec, op, run, x.shape(), x.frac_bits, ys);
+}
+
+}  // namespace
+
+BShare ltz(Party& p, const AShare& x) {
+  check_ring(x, "ltz");
+  const CircuitSpec spec{.kind = CircuitKind::kLessThanZero};
+  const CircuitRun run = run_circuit(p, spec, "ltz", x.numel(), x.data.reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape())};
+}
+
+BitProducts ltz_mul(Party& p, const AShare& x, bool with_x, const std::vector<AShare>& ys) {
+  return compare_mul(p, CircuitKind::kLessThanZero, "ltz", x, with_x, ys);
+}
+
+AShare ltz_arith(Party& p, const AShare& x) {
+  return ltz_mul(p, x, false).bit;
+}
+
+BShare eqz(Party& p, const AShare& x) {
+  check_ring(x, "eqz");
+  const CircuitSpec spec{.kind = CircuitKind::kEqualZero};
+  const CircuitRun run = run_circuit(p, spec, "eqz", x.numel(), x.data.reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape())};
+}
+
+BitProducts eqz_mul(Party& p, const AShare& x, const std::vector<AShare>& ys) {
+  return compare_mul(p, CircuitKind::kEqualZero, "eqz", x, false, ys);
+}
+
+BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<AShare>& ys) {
+  VEIL_CHECK(
+      bits.data.defined() && bits.data.dtype() == core::DType::kRing64 && bits.data.dim() >= 1,
+      "[and] expected ring64 bits with a last dimension, got {}", bits.data.str());
+  const int64_t w = bits.data.size(-1);
+  VEIL_CHECK(w >= 1 && w <= 64, "[and] expected 1..64 bits along the last dimension, got {}", w);
+  const core::Shape lead(bits.shape().begin(), bits.shape().end() - 1);
+  const int64_t n = core::shape_numel(lead);
+  check_products(n, ys, "and");
+  // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
+  const core::Tensor bc = bits.data.contiguous();
+  const uint64_t* pb = bc.data<uint64_t>();
+  const int64_t blocks = (n + 63) / 64;
+  std::vector<uint64_t> planes(static_cast<std::size_t>(blocks * w), 0);
+  for (int64_t e = 0; e < n; ++e) {
+    for (int64_t j = 0; j < w; ++j) {
+      planes[static_cast<std::size_t>((e >> 6) * w + j)] |= (pb[e * w + j] & 1U) << (e & 63);
+    }
+  }
+  const CircuitSpec spec{.kind = CircuitKind::kAnd,
+                         .width = static_cast<int>(w),
+                         .inject = true,
+                         .extras = static_cast<int>(ys.size())};
+  const CircuitRun run = run_circuit(p, spec, "and", n, core::Tensor(), planes);
+  return inject(p, spec, "and", run, lead, 0, ys);
 }
 
 AShare b2a_bit(Party& p, const BShare& bit) {

@@ -1,65 +1,173 @@
 #include "crypto/protocols/nonlinear.h"
 
 #include <cmath>
+#include <iterator>
+#include <numbers>
+#include <vector>
 
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/binary.h"
+#include "crypto/protocols/range.h"
 
 namespace veil::crypto {
 
 ReluResult relu(Party& p, const AShare& x) {
-  const AShare negative = b2a_bit(p, ltz(p, x));
-  const AShare positive = one_minus(p, negative);
-  const AShare out = mul(p, x, positive);
-  return {out, positive};
+  // relu(x) = x - x [x < 0]; the comparison's conversion round also gives x [x < 0] (x is
+  // already masked by the comparison's r), so the whole ReLU is one ltz_mul: 4 rounds.
+  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
+             "[relu] expected a ring64 share, got {}", x.data.str());
+  const BitProducts t = ltz_mul(p, x, /*with_x=*/true);
+  return {sub(x, t.x_times_bit), one_minus(p, t.bit)};
 }
 
+namespace {
+
+// Running state of max_lastdim: the candidates [rows, m] and their indices, public (the column
+// numbers, identical on every party) before the first level and secret after it.
+struct MaxState {
+  AShare vals;
+  AShare idx;
+  core::Tensor idx_pub;
+  bool idx_public = true;
+};
+
+AShare max_cols(const AShare& s, int64_t lo, int64_t hi) {
+  return {s.data.slice(1, lo, hi).contiguous(), s.frac_bits};
+}
+
+// A public ring tensor as an integer share (party 0 holds it).
+AShare public_share(Party& p, const core::Tensor& t) {
+  return {p.rank() == 0 ? t.contiguous() : core::Tensor::zeros(t.shape(), core::DType::kRing64), 0};
+}
+
+// Pair level: column j against column j + h (h = m / 2; an odd last column passes through).
+// With d = a - b and t = [d < 0], max = a - d t and index = ia - t (ia - ib), fused into the
+// comparison's conversion round (d is masked by the comparison already). 4 rounds.
+MaxState max_pairs(Party& p, const MaxState& st) {
+  const int64_t m = st.vals.data.size(1);
+  const int64_t h = m / 2;
+  const AShare a = max_cols(st.vals, 0, h);
+  const AShare d = sub(a, max_cols(st.vals, h, 2 * h));
+  std::vector<AShare> ys;
+  if (!st.idx_public) {
+    ys.push_back(sub(max_cols(st.idx, 0, h), max_cols(st.idx, h, 2 * h)));
+  }
+  const BitProducts t = ltz_mul(p, d, /*with_x=*/true, ys);
+  MaxState out;
+  out.idx_public = false;
+  out.vals = sub(a, t.x_times_bit);
+  if (st.idx_public) {
+    // ib - ia = h for every pair
+    out.idx = add_public(p, mul_public_int(t.bit, h), st.idx_pub.slice(1, 0, h).contiguous());
+  } else {
+    out.idx = sub(max_cols(st.idx, 0, h), t.products[0]);
+  }
+  if (m % 2 == 1) {
+    const AShare last_idx =
+        st.idx_public ? public_share(p, st.idx_pub.slice(1, m - 1, m)) : max_cols(st.idx, m - 1, m);
+    out.vals = {core::cat({out.vals.data, st.vals.data.slice(1, m - 1, m)}, 1), st.vals.frac_bits};
+    out.idx = {core::cat({out.idx.data, last_idx.data}, 1), 0};
+  }
+  return out;
+}
+
+// Group level: groups of g >= 3 consecutive columns (the last group padded with copies of its
+// first column, which lose every tie). All g(g-1)/2 pairs of a group are compared at once (ltz,
+// 3 rounds); element i wins its group when it beats every j > i ([v_i >= v_j]) and every j < i
+// ([v_j < v_i]): an AND of g - 1 bits (ceil(log4(g-1)) rounds) whose conversion round also gives
+// v_i w_i and idx_i w_i, summed over the group. 3 + ceil(log4(g - 1)) + 1 rounds.
+MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
+  const int64_t rows = st.vals.data.size(0);
+  const int64_t m = st.vals.data.size(1);
+  const int64_t groups = (m + g - 1) / g;
+  const int64_t cells = rows * groups;
+  auto pad = [&](const core::Tensor& t) {
+    std::vector<core::Tensor> parts{t};
+    const int64_t first = (groups - 1) * g;
+    for (int64_t k = m; k < groups * g; ++k) {
+      parts.push_back(t.slice(1, first, first + 1));
+    }
+    return (parts.size() == 1 ? t : core::cat(parts, 1)).contiguous();
+  };
+  const core::Tensor v = pad(st.vals.data);
+  const core::Tensor ix = st.idx_public ? pad(st.idx_pub) : pad(st.idx.data);
+  // pair (i, j), i < j, of a group at pair_at[i * g + j]
+  std::vector<int64_t> pair_at(static_cast<std::size_t>(g * g), -1);
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < g; ++i) {
+    for (int64_t j = i + 1; j < g; ++j) {
+      pair_at[static_cast<std::size_t>(i * g + j)] = pairs++;
+    }
+  }
+  core::Tensor diff = core::Tensor::empty({cells * pairs}, core::DType::kRing64);
+  const uint64_t* pv = v.data<uint64_t>();
+  uint64_t* pd = diff.data<uint64_t>();
+  for (int64_t c = 0; c < cells; ++c) {
+    const uint64_t* vc = pv + c * g;
+    for (int64_t i = 0; i < g; ++i) {
+      for (int64_t j = i + 1; j < g; ++j) {
+        pd[c * pairs + pair_at[static_cast<std::size_t>(i * g + j)]] = vc[i] - vc[j];
+      }
+    }
+  }
+  const BShare less = ltz(p, {diff, st.vals.frac_bits});  // [v_i < v_j]
+  const uint64_t* pl = less.data.data<uint64_t>();
+  const uint64_t flip = p.rank() == 0 ? 1U : 0U;
+  core::Tensor win = core::Tensor::empty({cells * g, g - 1}, core::DType::kRing64);
+  uint64_t* pw = win.data<uint64_t>();
+  for (int64_t c = 0; c < cells; ++c) {
+    for (int64_t i = 0; i < g; ++i) {
+      uint64_t* row = pw + (c * g + i) * (g - 1);
+      for (int64_t j = 0, col = 0; j < g; ++j) {
+        if (j != i) {
+          row[col++] = j > i ? pl[c * pairs + pair_at[static_cast<std::size_t>(i * g + j)]] ^ flip
+                             : pl[c * pairs + pair_at[static_cast<std::size_t>(j * g + i)]];
+        }
+      }
+    }
+  }
+  std::vector<AShare> ys{{v.reshape({cells * g}), st.vals.frac_bits}};
+  if (!st.idx_public) {
+    ys.push_back({ix.reshape({cells * g}), 0});
+  }
+  const BitProducts w = and_lastdim_mul(p, {win}, ys);
+  MaxState out;
+  out.idx_public = false;
+  out.vals = {core::sum(w.products[0].data.reshape({rows, groups, g}), 2), st.vals.frac_bits};
+  const core::Tensor idx_terms =
+      st.idx_public ? core::mul(w.bit.data, ix.reshape({cells * g})) : w.products[1].data;
+  out.idx = {core::sum(idx_terms.reshape({rows, groups, g}), 2), 0};
+  return out;
+}
+
+}  // namespace
+
 MaxResult max_lastdim(Party& p, const AShare& x) {
+  VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
+             "[max] expected a ring64 share, got {}", x.data.str());
   VEIL_CHECK(x.data.dim() >= 1 && x.data.size(-1) > 0,
              "[max] expected a tensor with a non-empty last dimension, got {}", x.data.str());
   const int64_t c = x.data.size(-1);
   const core::Shape lead(x.shape().begin(), x.shape().end() - 1);
   const int64_t rows = core::shape_numel(lead);
-  AShare cur{x.data.reshape({rows, c}), x.frac_bits};
-  // Indices start as the public 0..C-1 (held by party 0).
-  core::Tensor idx0 = core::Tensor::zeros({rows, c}, core::DType::kRing64);
-  if (p.rank() == 0) {
-    uint64_t* pi = idx0.data<uint64_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t j = 0; j < c; ++j) {
-        pi[r * c + j] = static_cast<uint64_t>(j);
-      }
+  MaxState st;
+  st.vals = {x.data.reshape({rows, c}).contiguous(), x.frac_bits};
+  st.idx_pub = core::Tensor::empty({rows, c}, core::DType::kRing64);
+  uint64_t* pi = st.idx_pub.data<uint64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < c; ++j) {
+      pi[r * c + j] = static_cast<uint64_t>(j);
     }
   }
-  AShare idx{idx0, 0};
-  int64_t n = c;
-  while (n > 1) {
-    const int64_t h = n / 2;
-    auto cols = [](const AShare& s, int64_t lo, int64_t hi) {
-      return AShare{s.data.slice(1, lo, hi).contiguous(), s.frac_bits};
-    };
-    const AShare a = cols(cur, 0, h);
-    const AShare b = cols(cur, h, 2 * h);
-    const AShare ia = cols(idx, 0, h);
-    const AShare ib = cols(idx, h, 2 * h);
-    const AShare diff = sub(a, b);
-    const AShare ge = one_minus(p, b2a_bit(p, ltz(p, diff)));  // [a >= b]
-    const auto sel = beaver_batch(
-        p, {BilinearOp::mul(ge.shape(), diff.shape()), BilinearOp::mul(ge.shape(), ia.shape())},
-        {ge, ge}, {diff, sub(ia, ib)});
-    AShare vals = add(b, {sel[0].data, diff.frac_bits});
-    AShare inds = add(ib, {sel[1].data, 0});
-    if (n % 2 == 1) {
-      vals = {core::cat({vals.data, cur.data.slice(1, n - 1, n)}, 1), vals.frac_bits};
-      inds = {core::cat({inds.data, idx.data.slice(1, n - 1, n)}, 1), 0};
-    }
-    cur = vals;
-    idx = inds;
-    n = h + n % 2;
+  // Up to 16 candidates: one all-pairs level (4 rounds for 2, 5 for 3..5, 6 for 6..16); more:
+  // groups of 4 (5 rounds per level, 1.5 comparisons per candidate) until 16 are left.
+  for (int64_t m = c; m > 1; m = st.vals.data.size(1)) {
+    st = m == 2 ? max_pairs(p, st) : max_groups(p, st, m <= 16 ? m : 4);
   }
-  return {{cur.data.reshape(lead), cur.frac_bits}, {idx.data.reshape(lead), 0}};
+  const AShare idx = st.idx_public ? public_share(p, st.idx_pub) : st.idx;
+  return {{st.vals.data.reshape(lead), st.vals.frac_bits}, {idx.data.reshape(lead), 0}};
 }
 
 AShare div_pow2(Party& p, const AShare& x, int k) {
@@ -107,26 +215,83 @@ AShare exp(Party& p, const AShare& x_in) {
   return poly;
 }
 
+namespace {
+
+// Extra fractional bits of the mantissa stages (all values there are O(1), so products stay near
+// 2^(2f + 4) before their truncation).
+constexpr int kExtraBits = 2;
+// A known range uses Newton from a constant while it needs at most this many iterations (2 rounds
+// each); beyond, the normalized path (C + 6 = 10 rounds with 4-round comparisons) is cheaper.
+constexpr int kMaxNewtonIterations = 5;
+
+// Chebyshev interpolant of degree 8 of log((3t + 5)/2) on t in [-1, 1] (m = (3t + 5)/2 in
+// [1, 4]) in the monomial basis; interpolation error 2.1e-5.
+constexpr double kLogCoeffs[9] = {
+    0.9162907318741553,    0.5999152795258729,   -0.17995360515501005,
+    0.07310399540321638,   -0.03300436550579104, 0.011818942072530297,
+    -0.005734346174556815, 0.008295407161562653, -0.004443767037453108};
+
+// 1/m for m in [1, 4] (scale f) by Goldschmidt's iteration at scale F = f + 2: y0 = 40/41 - 8/41 m
+// (the minimax line, |e| = |1 - m y0| <= 9/41), then y0 (1 + e)(1 + e^2)(1 + e^4) = (1 - e^8) / m:
+// relative error (9/41)^8 = 5.4e-6. e: 1 round; (e^2, y1): 1; (e^4, y2): 1; y3: 1 => 4 rounds.
+AShare reciprocal_mantissa(Party& p, const AShare& m) {
+  const int big_f = m.frac_bits + kExtraBits;
+  const AShare mf{core::shift_left(m.data, kExtraBits), big_f};
+  const FixedPointEncoder enc(big_f);
+  const AShare y0 = add_public(
+      p, rescale(p, {core::mul_scalar(mf.data, enc.encode_scalar(-8.0 / 41.0)), 2 * big_f}, big_f),
+      40.0 / 41.0);
+  AShare e = add_public(p, neg(mul(p, mf, y0)), 1.0);
+  AShare y = y0;
+  for (int i = 0; i < 3; ++i) {
+    const AShare one_plus = add_public(p, e, 1.0);
+    const auto op = BilinearOp::mul(m.shape(), m.shape());
+    if (i < 2) {
+      const auto prods = rescale_batch(p, beaver_batch(p, {op, op}, {y, e}, {one_plus, e}), big_f);
+      y = prods[0];
+      e = prods[1];
+    } else {
+      y = mul(p, y, one_plus);
+    }
+  }
+  return y;
+}
+
+// 1/x by normalization on `grid` (signed or not): x = sign m 4^kappa, 1/x = sign (1/m) 4^-kappa.
+AShare reciprocal_normalized(Party& p, const AShare& x, const ExponentGrid& grid) {
+  const Normalized n = normalize(p, x, grid);
+  const AShare r = reciprocal_mantissa(p, n.mantissa);
+  const int s = grid.step_bits;
+  return scale_by_pow2(p, n, {{r, [s](int k) { return -s * k; }, true, p.frac_bits()}})[0];
+}
+
+}  // namespace
+
 AShare reciprocal(Party& p, const AShare& x, std::optional<std::pair<double, double>> range) {
   const int f = p.frac_bits();
-  VEIL_CHECK(x.frac_bits == f, "[reciprocal] expected frac_bits {}, got {}", f, x.frac_bits);
-  AShare y;
-  int iterations = 10;
-  if (range) {
-    const auto [lo, hi] = *range;
-    VEIL_CHECK(lo > 0 && hi >= lo && std::isfinite(hi),
-               "[reciprocal] expected a range 0 < lo <= hi, got [{}, {}]", lo, hi);
-    y = constant_share(p, x.shape(), 2.0 / (lo + hi), f);
-    const double e0 = (hi - lo) / (hi + lo);
-    iterations = 0;
-    for (double e = e0; e > std::ldexp(1.0, -f - 2) && iterations < 30; e = e * e) {
-      ++iterations;
-    }
-  } else {
-    // 3 exp(1 - 2x) + 0.003
-    AShare t = add_public(p, mul_public_int(x, -2), 1.0);
-    y = add_public(p, mul_public_int(exp(p, t), 3), 0.003);
+  VEIL_CHECK(x.data.defined() && x.frac_bits == f, "[reciprocal] expected frac_bits {}, got {}", f,
+             x.frac_bits);
+  if (!range) {
+    return reciprocal_normalized(p, x, default_grid(f, /*is_signed=*/true));
   }
+  const auto [lo, hi] = *range;
+  VEIL_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi && (lo > 0 || hi < 0),
+             "[reciprocal] expected a range [lo, hi] with lo <= hi that excludes 0, got [{}, {}]",
+             lo, hi);
+  if (hi < 0) {
+    return neg(reciprocal(p, neg(x), std::make_pair(-hi, -lo)));
+  }
+  const double e0 = (hi - lo) / (hi + lo);
+  int iterations = 0;
+  for (double e = e0; e > std::ldexp(1.0, -f - 2) && iterations <= kMaxNewtonIterations;
+       e = e * e) {
+    ++iterations;
+  }
+  if (iterations > kMaxNewtonIterations) {
+    return reciprocal_normalized(p, x, grid_for_range(lo, hi, f));
+  }
+  // Newton y <- y (2 - x y) from the midpoint reciprocal.
+  AShare y = constant_share(p, x.shape(), 2.0 / (lo + hi), f);
   for (int i = 0; i < iterations; ++i) {
     const AShare xy = mul(p, x, y);
     const AShare two_minus = add_public(p, neg(xy), 2.0);
@@ -137,13 +302,17 @@ AShare reciprocal(Party& p, const AShare& x, std::optional<std::pair<double, dou
 
 AShare log(Party& p, const AShare& x) {
   const int f = p.frac_bits();
-  VEIL_CHECK(x.frac_bits == f, "[log] expected frac_bits {}, got {}", f, x.frac_bits);
-  AShare y = add_public(p, mul_public(p, x, 0.15), 0.3);
-  for (int i = 0; i < 4; ++i) {
-    const AShare e = exp(p, neg(y));
-    y = add(add_public(p, y, -1.0), mul(p, x, e));
-  }
-  return y;
+  VEIL_CHECK(x.data.defined() && x.frac_bits == f, "[log] expected frac_bits {}, got {}", f,
+             x.frac_bits);
+  // x = m 4^kappa: log x = log m + kappa log 4, log m = P(t) with t = (2m - 5)/3 in [-1, 1].
+  const ExponentGrid grid = default_grid(f);
+  const Normalized n = normalize(p, x, grid);
+  const AShare t = mantissa_unit(p, n, kExtraBits);
+  const std::vector<double> coeffs(std::begin(kLogCoeffs), std::end(kLogCoeffs));
+  const AShare log_m = polynomial(p, powers(p, t, 8), coeffs, f);
+  const double ln_base = grid.step_bits * std::numbers::ln2;
+  return add(log_m, n.table(
+                        p, [ln_base](int k) { return ln_base * k; }, f));
 }
 
 AShare softmax(Party& p, const AShare& x) {

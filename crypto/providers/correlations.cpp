@@ -49,11 +49,16 @@ std::string CorrelationRequest::str() const {
       return fmt::format("random_bits({})", core::shape_str(shape));
     case Kind::kShutdown:
       return "shutdown";
+    case Kind::kCircuit:
+      return fmt::format("circuit({}, {})", circuit.str(), core::shape_str(shape));
   }
   return "?";
 }
 
 core::Shape CorrelationRequest::correction_shape() const {
+  if (kind == Kind::kCircuit) {
+    return {CircuitLayout(circuit, shape.empty() ? 0 : shape[0]).corrected_words};
+  }
   return kind == Kind::kBeaver ? op.out_shape() : shape;
 }
 
@@ -66,6 +71,12 @@ std::vector<std::byte> CorrelationRequest::serialize() const {
   w.u64(static_cast<uint64_t>(kind));
   if (kind == Kind::kBeaver) {
     w.append(op.serialize());
+  } else if (kind == Kind::kCircuit) {
+    w.u64(static_cast<uint64_t>(circuit.kind));
+    w.u64(static_cast<uint64_t>(circuit.width));
+    w.u64((circuit.inject ? 1U : 0U) | (circuit.times_masked ? 2U : 0U));
+    w.u64(static_cast<uint64_t>(circuit.extras));
+    w.shape(shape);
   } else {
     w.u64(static_cast<uint64_t>(bits));
     w.shape(shape);
@@ -76,12 +87,39 @@ std::vector<std::byte> CorrelationRequest::serialize() const {
 CorrelationRequest CorrelationRequest::deserialize(std::span<const std::byte> bytes) {
   WireReader r(bytes, "dealer");
   const uint64_t k = r.u64();
-  VEIL_CHECK_WITH(ProtocolError, k <= static_cast<uint64_t>(Kind::kShutdown),
+  VEIL_CHECK_WITH(ProtocolError, k <= static_cast<uint64_t>(Kind::kCircuit),
                   "[dealer] unknown correlation kind {}", k);
   CorrelationRequest req;
   req.kind = static_cast<Kind>(k);
   if (req.kind == Kind::kBeaver) {
     req.op = BilinearOp::deserialize(r.rest());
+    return req;
+  }
+  if (req.kind == Kind::kCircuit) {
+    const uint64_t ck = r.u64();
+    const uint64_t width = r.u64();
+    const uint64_t flags = r.u64();
+    const uint64_t extras = r.u64();
+    VEIL_CHECK_WITH(
+        ProtocolError,
+        ck <= static_cast<uint64_t>(CircuitKind::kAnd) && width <= 64 && flags <= 3 && extras <= 64,
+        "[dealer] malformed circuit request (kind {}, width {}, flags {}, extras {})", ck, width,
+        flags, extras);
+    req.circuit.kind = static_cast<CircuitKind>(ck);
+    req.circuit.width = static_cast<int>(width);
+    req.circuit.inject = (flags & 1U) != 0;
+    req.circuit.times_masked = (flags & 2U) != 0;
+    req.circuit.extras = static_cast<int>(extras);
+    req.shape = r.shape();
+    r.finish();
+    VEIL_CHECK_WITH(ProtocolError, req.shape.size() == 1,
+                    "[dealer] a circuit request needs a 1-d shape, got {}",
+                    core::shape_str(req.shape));
+    try {
+      req.circuit.validate();
+    } catch (const ValueError& e) {
+      throw ProtocolError(fmt::format("[dealer] malformed circuit request: {}", e.what()));
+    }
     return req;
   }
   const uint64_t bits = r.u64();
@@ -119,6 +157,12 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& p
       out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
       break;
     }
+    case Kind::kCircuit: {
+      const CircuitLayout lay(req.circuit, req.shape[0]);
+      out.push_back(prg.ring({lay.random_words}));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring({lay.corrected_words}));
+      break;
+    }
     case Kind::kShutdown:
       break;
   }
@@ -143,6 +187,8 @@ core::Tensor correlation_correction(const CorrelationRequest& req,
       return minus_others(core::shift_right_arith(ring_sum(draws, 0), req.bits), draws, 1);
     case Kind::kRandomBits:
       return minus_others(xor_sum(draws, 0).clone(), draws, 1);
+    case Kind::kCircuit:
+      return circuit_correction(req.circuit, req.shape[0], draws);
     case Kind::kShutdown:
       break;
   }

@@ -12,6 +12,8 @@
 //   binary_triple:  a, b, c*       with xor c = (xor a) & (xor b)
 //   trunc_pair(d):  r, r_d*        with sum r_d = (sum r) >> d (arithmetic) (ABY3 §5.1.1)
 //   random_bits:    r_B, r_A*      with r = xor r_B in {0,1} (bit 0) and sum r_A = r
+//   circuit(spec):  R, K*          masks and products of a masked-open boolean circuit
+//                                  (crypto/providers/bit_circuit.h: comparisons, AND trees)
 // Source: MPC_REFERENCE §1 (dealer), CrypTen's TTP provider (semantics only).
 
 #include <span>
@@ -20,20 +22,35 @@
 #include "core/tensor.h"
 #include "crypto/bilinear.h"
 #include "crypto/prg.h"
+#include "crypto/providers/bit_circuit.h"
 
 namespace veil::crypto {
 
 /// One request for correlated randomness.
 struct CorrelationRequest {
-  enum class Kind : uint8_t { kBeaver, kBinaryTriple, kTruncPair, kRandomBits, kShutdown };
+  /// Wire codes: kBeaver 0, kBinaryTriple 1, kTruncPair 2, kRandomBits 3, kShutdown 4,
+  /// kCircuit 5.
+  enum class Kind : uint8_t {
+    kBeaver,
+    kBinaryTriple,
+    kTruncPair,
+    kRandomBits,
+    kShutdown,
+    kCircuit
+  };
   Kind kind = Kind::kBeaver;
-  BilinearOp op;      ///< kBeaver
-  core::Shape shape;  ///< kBinaryTriple, kTruncPair, kRandomBits
-  int bits = 0;       ///< kTruncPair: shift
+  BilinearOp op;        ///< kBeaver
+  core::Shape shape;    ///< kBinaryTriple, kTruncPair, kRandomBits; kCircuit: {n elements}
+  int bits = 0;         ///< kTruncPair: shift
+  CircuitSpec circuit;  ///< kCircuit
 
   /// "beaver(matmul [128, 784] x [784, 128])" for logs and errors (shapes only).
   std::string str() const;
+  /// Shape of P_0's corrected component (kCircuit: {CircuitLayout::corrected_words}).
   core::Shape correction_shape() const;
+  /// Wire format: u64 kind, then kBeaver: BilinearOp::serialize(); kCircuit: u64 circuit kind,
+  /// u64 width, u64 flags (1 inject, 2 times_masked), u64 extras, shape {n}; the other kinds:
+  /// u64 bits, shape.
   std::vector<std::byte> serialize() const;
   /// Throws ProtocolError on malformed bytes.
   static CorrelationRequest deserialize(std::span<const std::byte> bytes);

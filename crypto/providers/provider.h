@@ -44,6 +44,12 @@ struct RandomBits {
   core::Tensor arith, binary;
 };
 
+/// This party's parts of a circuit correlation (crypto/providers/bit_circuit.h): the random part
+/// R and the corrected part K, laid out as CircuitLayout says.
+struct CircuitCorrelation {
+  core::Tensor random, corrected;
+};
+
 /// Interface used by the protocols. All parties must make the same calls in the same order.
 class Provider {
  public:
@@ -56,6 +62,9 @@ class Provider {
   virtual BinaryTriple binary_triple(const core::Shape& shape) = 0;
   virtual TruncPair trunc_pair(const core::Shape& shape, int bits) = 0;
   virtual RandomBits random_bits(const core::Shape& shape) = 0;
+  /// Masks and products for evaluating `spec` on n elements. Dealer traffic: 8 *
+  /// CircuitLayout(spec, n).corrected_words bytes to party 0.
+  virtual CircuitCorrelation circuit(const CircuitSpec& spec, int64_t n) = 0;
   /// Ends the session with the provider (party 0 releases the dealer). Collective.
   virtual void finish() {}
 };
@@ -78,6 +87,7 @@ class SeededProvider : public Provider {
   BinaryTriple binary_triple(const core::Shape& shape) override;
   TruncPair trunc_pair(const core::Shape& shape, int bits) override;
   RandomBits random_bits(const core::Shape& shape) override;
+  CircuitCorrelation circuit(const CircuitSpec& spec, int64_t n) override;
   void finish() override;
 
  private:

@@ -98,6 +98,17 @@ RandomBits SeededProvider::random_bits(const core::Shape& shape) {
   return {t[1], t[0]};
 }
 
+CircuitCorrelation SeededProvider::circuit(const CircuitSpec& spec, int64_t n) {
+  spec.validate();
+  VEIL_CHECK(n >= 0, "[provider] expected a non-negative element count, got {}", n);
+  CorrelationRequest req;
+  req.kind = Kind::kCircuit;
+  req.circuit = spec;
+  req.shape = {n};
+  auto t = request(req);
+  return {t[0], t[1]};
+}
+
 void SeededProvider::finish() {
   if (finished_) {
     return;

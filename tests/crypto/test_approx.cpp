@@ -217,19 +217,19 @@ TEST_CASE("approx: round counts for 2 parties match the documentation", "[crypto
   auto cmp = [](Party& p, const AShare& a) {
     crypto::lt(p, a, a);
   };
-  CHECK(rounds(x, cmp) == 8);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::eq(p, a, a); }) == 8);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::abs(p, a); }) == 9);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sign(p, a); }) == 8);
+  CHECK(rounds(x, cmp) == 4);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::eq(p, a, a); }) == 4);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::abs(p, a); }) == 4);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sign(p, a); }) == 4);
   CHECK(rounds(x, [](Party& p, const AShare& a) {
           crypto::where(p, AShare{a.data, 0}, a, a);
         }) == 1);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 27);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 27);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 33);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 34);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); }) == 20);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sqrt(p, a); }) == 23);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 17);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 17);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 28);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 29);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); }) == 9);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sqrt(p, a); }) == 9);
   // floor(log2 k) + [k not a power of two]
   const int expected[8] = {0, 0, 1, 2, 2, 3, 3, 3};
   for (int k = 0; k <= 7; ++k) {

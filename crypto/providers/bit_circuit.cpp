@@ -1,0 +1,483 @@
+#include "crypto/providers/bit_circuit.h"
+
+#include <algorithm>
+#include <bit>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/tensor.h"
+
+namespace veil::crypto {
+
+namespace {
+
+using Lit = Literal;
+using Term = std::vector<Literal>;
+
+// A gate type from its outputs (XORs of products of literals); the dealer's products are every
+// subset of two or more inputs of some term (the monomials of the expansion, see the header).
+GateType make_gate(int k, std::vector<std::vector<Term>> outputs) {
+  VEIL_INTERNAL_ASSERT(k >= 1 && k <= 8, "gates have 1..8 inputs");
+  GateType g;
+  g.inputs = k;
+  g.outputs = std::move(outputs);
+  const uint32_t size = 1U << k;
+  std::vector<bool> used(size, false);
+  for (const auto& out : g.outputs) {
+    for (const Term& t : out) {
+      uint32_t s = 0;
+      for (const Lit& l : t) {
+        VEIL_INTERNAL_ASSERT((s >> l.input & 1U) == 0, "a term repeats an input");
+        s |= 1U << l.input;
+      }
+      for (uint32_t u = s;; u = (u - 1) & s) {  // every subset of s
+        used[u] = true;
+        if (u == 0) {
+          break;
+        }
+      }
+    }
+  }
+  g.product_index.assign(size, -1);
+  for (uint32_t u = 0; u < size; ++u) {
+    if (used[u] && std::popcount(u) >= 2) {
+      g.product_index[u] = static_cast<int>(g.products.size());
+      g.products.push_back(u);
+    }
+  }
+  VEIL_INTERNAL_ASSERT(g.products.size() <= 64, "gate with more than 64 products");
+  for (const auto& out : g.outputs) {
+    auto& per_term = g.monomial_of.emplace_back();
+    for (const Term& t : out) {
+      auto& per_subset = per_term.emplace_back();
+      for (uint32_t u = 0; u < (1U << t.size()); ++u) {
+        uint32_t mask = 0;
+        for (std::size_t l = 0; l < t.size(); ++l) {
+          if ((u >> l) & 1U) {
+            mask |= 1U << t[l].input;
+          }
+        }
+        per_subset.push_back(mask == 0                  ? -1
+                             : std::popcount(mask) == 1 ? std::countr_zero(mask)
+                                                        : k + g.product_index[mask]);
+      }
+    }
+  }
+  return g;
+}
+
+// G = g_{k-1} ^ p_{k-1} (g_{k-2} ^ p_{k-2} (... g_0)), the terms g_i p_{i+1} ... p_{k-1} (they
+// exclude each other, so XOR is OR); P = p_0 ... p_{k-1}. gen(i) and eq(i) give the literals.
+template <class Gen, class Eq>
+std::vector<Term> generate_terms(int k, int lowest, Gen gen, Eq eq) {
+  std::vector<Term> terms;
+  for (int i = lowest; i < k; ++i) {
+    Term t{gen(i)};
+    for (int j = i + 1; j < k; ++j) {
+      t.push_back(eq(j));
+    }
+    terms.push_back(t);
+  }
+  return terms;
+}
+
+// Level 0 of [c < r] on k bit positions: G = "r > c on the group" and, if with_p, P = "r == c".
+GateType local_less_gate(int k, bool with_p) {
+  auto gen = [](int i) {
+    return Lit{Lit::Kind::kGenerate, i};
+  };
+  auto eq = [](int i) {
+    return Lit{Lit::Kind::kEqual, i};
+  };
+  std::vector<std::vector<Term>> outs{generate_terms(k, 0, gen, eq)};
+  if (with_p) {
+    Term p;
+    for (int i = 0; i < k; ++i) {
+      p.push_back(eq(i));
+    }
+    outs.push_back({p});
+  }
+  return make_gate(k, outs);
+}
+
+// Level 0 of [c == r] on 4 positions: AND of the equality bits.
+GateType local_equal_gate() {
+  Term p;
+  for (int i = 0; i < 4; ++i) {
+    p.push_back(Lit{Lit::Kind::kEqual, i});
+  }
+  return make_gate(4, {{p}});
+}
+
+// Masked 4-way combine of (G, P) pairs, lowest group first. with_p0: inputs G0 P0 G1 P1 G2 P2
+// G3 P3, outputs G and P; otherwise inputs G0 G1 P1 G2 P2 G3 P3, output G.
+GateType combine_gate(bool with_p0) {
+  auto g_at = [with_p0](int i) {
+    return with_p0 ? 2 * i : (i == 0 ? 0 : 2 * i - 1);
+  };
+  auto gen = [&](int i) {
+    return Lit{Lit::Kind::kMasked, g_at(i)};
+  };
+  auto eq = [&](int i) {
+    return Lit{Lit::Kind::kMasked, g_at(i) + 1};
+  };
+  std::vector<std::vector<Term>> outs{generate_terms(4, 0, gen, eq)};
+  if (with_p0) {
+    Term p;
+    for (int i = 0; i < 4; ++i) {
+      p.push_back(eq(i));
+    }
+    outs.push_back({p});
+  }
+  return make_gate(with_p0 ? 8 : 7, outs);
+}
+
+// Masked AND of k bits.
+GateType and_gate(int k) {
+  Term t;
+  for (int i = 0; i < k; ++i) {
+    t.push_back(Lit{Lit::Kind::kMasked, i});
+  }
+  return make_gate(k, {{t}});
+}
+
+struct GateTypes {
+  GateType less4 = local_less_gate(4, true);
+  GateType less4_g = local_less_gate(4, false);
+  GateType less3 = local_less_gate(3, true);
+  GateType equal4 = local_equal_gate();
+  GateType combine8 = combine_gate(true);
+  GateType combine7 = combine_gate(false);
+  GateType and2 = and_gate(2);
+  GateType and3 = and_gate(3);
+  GateType and4 = and_gate(4);
+
+  const GateType& and_of(int k) const { return k == 2 ? and2 : k == 3 ? and3 : and4; }
+};
+
+const GateTypes& gate_types() {
+  static const GateTypes types;
+  return types;
+}
+
+CircuitLevel make_level(int in_width, int out_width, bool local) {
+  CircuitLevel l;
+  l.in_width = in_width;
+  l.out_width = out_width;
+  l.local = local;
+  return l;
+}
+
+}  // namespace
+
+// ---- circuits ---------------------------------------------------------------------------------
+
+int BitCircuit::masked_levels() const {
+  return static_cast<int>(std::count_if(levels_.begin(), levels_.end(),
+                                        [](const CircuitLevel& l) { return !l.local; }));
+}
+
+void BitCircuit::finish_layout() {
+  int mask = 0;
+  int prod = 0;
+  int width = input_width_;
+  for (auto& level : levels_) {
+    VEIL_INTERNAL_ASSERT(level.in_width == width, "circuit level widths");
+    int at = 0;
+    int outs = 0;
+    for (auto& g : level.gates) {
+      VEIL_INTERNAL_ASSERT(g.first == at, "circuit gates must cover their inputs in order");
+      at += g.type->inputs;
+      outs += g.type->output_count();
+      g.product_offset = prod;
+      prod += g.type->product_count();
+    }
+    VEIL_INTERNAL_ASSERT(at == level.in_width && outs == level.out_width && outs <= 64,
+                         "circuit level layout");
+    if (!level.local) {
+      level.mask_offset = mask;
+      mask += level.in_width;
+    }
+    width = level.out_width;
+  }
+  VEIL_INTERNAL_ASSERT(width == 1, "a circuit ends in one wire");
+  mask_bits_ = mask;
+  product_bits_ = prod;
+}
+
+const BitCircuit& BitCircuit::get(CircuitKind kind, int width) {
+  VEIL_CHECK(kind == CircuitKind::kAnd ? (width >= 1 && width <= 64) : width == 0,
+             "[circuit] bad width {} for circuit kind {}", width, static_cast<int>(kind));
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, std::unique_ptr<BitCircuit>> cache;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[{static_cast<int>(kind), width}];
+  if (slot) {
+    return *slot;
+  }
+  const GateTypes& t = gate_types();
+  auto c = std::unique_ptr<BitCircuit>(new BitCircuit());
+  switch (kind) {
+    case CircuitKind::kLessThanZero: {
+      c->uses_r_ = true;
+      c->input_width_ = 63;  // bits 0..62 of c and r; bit 63 enters the output directly
+      CircuitLevel l0 = make_level(63, 31, true);
+      l0.gates.push_back({&t.less4_g, 0});
+      for (int j = 1; j < 15; ++j) {
+        l0.gates.push_back({&t.less4, 4 * j});
+      }
+      l0.gates.push_back({&t.less3, 60});
+      CircuitLevel l1 = make_level(31, 7, false);
+      l1.gates.push_back({&t.combine7, 0});
+      for (int s = 1; s < 4; ++s) {
+        l1.gates.push_back({&t.combine8, 7 + 8 * (s - 1)});
+      }
+      CircuitLevel l2 = make_level(7, 1, false);
+      l2.gates.push_back({&t.combine7, 0});
+      c->levels_ = {l0, l1, l2};
+      break;
+    }
+    case CircuitKind::kEqualZero: {
+      c->uses_r_ = true;
+      c->input_width_ = 64;
+      CircuitLevel l0 = make_level(64, 16, true);
+      for (int j = 0; j < 16; ++j) {
+        l0.gates.push_back({&t.equal4, 4 * j});
+      }
+      CircuitLevel l1 = make_level(16, 4, false);
+      for (int s = 0; s < 4; ++s) {
+        l1.gates.push_back({&t.and4, 4 * s});
+      }
+      CircuitLevel l2 = make_level(4, 1, false);
+      l2.gates.push_back({&t.and4, 0});
+      c->levels_ = {l0, l1, l2};
+      break;
+    }
+    case CircuitKind::kAnd: {
+      c->input_width_ = width;
+      // ceil(w / 4) gates of balanced sizes (2..4 inputs each) per level; width 1: no level
+      for (int w = width; w > 1; w = (w + 3) / 4) {
+        const int gates = (w + 3) / 4;
+        CircuitLevel l = make_level(w, gates, false);
+        int at = 0;
+        for (int g = 0; g < gates; ++g) {
+          const int size = w / gates + (g < w % gates ? 1 : 0);
+          l.gates.push_back({&t.and_of(size), at});
+          at += size;
+        }
+        c->levels_.push_back(l);
+      }
+      break;
+    }
+  }
+  c->finish_layout();
+  slot = std::move(c);
+  return *slot;
+}
+
+// ---- evaluation -------------------------------------------------------------------------------
+
+void evaluate_level(const CircuitLevel& level,
+                    const uint64_t* pub,
+                    const uint64_t* sec,
+                    const uint64_t* products,
+                    uint64_t constant,
+                    uint64_t* out) {
+  constexpr uint64_t kOnes = ~uint64_t{0};
+  int at = 0;
+  for (const GateInstance& g : level.gates) {
+    const GateType& t = *g.type;
+    const uint64_t* q = pub + g.first;
+    // the monomial planes: constant, the secret inputs, then the products
+    uint64_t mono[1 + 8 + 64];
+    mono[0] = constant;
+    std::copy(sec + g.first, sec + g.first + t.inputs, mono + 1);
+    std::copy(products + g.product_offset, products + g.product_offset + t.product_count(),
+              mono + 1 + t.inputs);
+    for (std::size_t o = 0; o < t.outputs.size(); ++o) {
+      uint64_t acc = 0;
+      for (std::size_t ti = 0; ti < t.outputs[o].size(); ++ti) {
+        const auto& term = t.outputs[o][ti];
+        const auto& mono_of = t.monomial_of[o][ti];
+        // literal l = alpha_l ^ beta_l x_l; the product expands over the subsets u of the
+        // term's literals: (prod_{l not in u} alpha_l) (prod_{l in u} beta_l) x_u
+        uint64_t alpha[8];
+        uint64_t beta[8];
+        const auto s = static_cast<int>(term.size());
+        for (int l = 0; l < s; ++l) {
+          const uint64_t ql = q[term[static_cast<std::size_t>(l)].input];
+          switch (term[static_cast<std::size_t>(l)].kind) {
+            case Lit::Kind::kMasked:
+              alpha[l] = ql;
+              beta[l] = kOnes;
+              break;
+            case Lit::Kind::kGenerate:
+              alpha[l] = 0;
+              beta[l] = ~ql;
+              break;
+            case Lit::Kind::kEqual:
+              alpha[l] = ~ql;
+              beta[l] = kOnes;
+              break;
+          }
+        }
+        for (uint32_t u = 0; u < (1U << s); ++u) {
+          uint64_t coef = kOnes;
+          for (int l = 0; l < s; ++l) {
+            coef &= ((u >> l) & 1U) != 0 ? beta[l] : alpha[l];
+          }
+          acc ^= coef & mono[1 + mono_of[u]];
+        }
+      }
+      out[at++] = acc;
+    }
+  }
+}
+
+void transpose64(uint64_t* a) {
+  // Swap the off-diagonal blocks of sizes 32, 16, ..., 1 (Hacker's Delight, 7-3).
+  uint64_t m = 0x00000000FFFFFFFFULL;
+  for (int j = 32; j != 0; j >>= 1, m ^= m << j) {
+    for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
+      const uint64_t t = (a[k] ^ (a[k + j] << j)) & ~m;
+      a[k] ^= t;
+      a[k + j] ^= t >> j;
+    }
+  }
+}
+
+// ---- spec and layout --------------------------------------------------------------------------
+
+std::string CircuitSpec::str() const {
+  const char* name = kind == CircuitKind::kLessThanZero ? "ltz"
+                     : kind == CircuitKind::kEqualZero  ? "eqz"
+                                                        : "and";
+  const std::string w = kind == CircuitKind::kAnd ? fmt::format("({})", width) : "";
+  const std::string inj =
+      inject ? fmt::format("+inject({}{})", times_masked ? "x," : "", extras) : "";
+  return fmt::format("{}{}{}", name, w, inj);
+}
+
+void CircuitSpec::validate() const {
+  VEIL_CHECK(kind == CircuitKind::kAnd ? (width >= 1 && width <= 64) : width == 0,
+             "[circuit] bad width {} for {}", width, str());
+  VEIL_CHECK(extras >= 0 && extras <= 64, "[circuit] expected 0..64 extra multiplicands, got {}",
+             extras);
+  VEIL_CHECK(inject || (!times_masked && extras == 0),
+             "[circuit] products need the injection round ({})", str());
+  VEIL_CHECK(!times_masked || kind != CircuitKind::kAnd,
+             "[circuit] the AND circuit has no masked input to multiply ({})", str());
+}
+
+CircuitLayout::CircuitLayout(const CircuitSpec& spec, int64_t n_elems)
+    : n(n_elems), blocks((n_elems + 63) / 64) {
+  const BitCircuit& c = BitCircuit::get(spec.kind, spec.width);
+  mask_planes = c.mask_bits() + (spec.inject ? 1 : 0);
+  product_planes = c.product_bits();
+  int64_t at = 0;
+  r_planes = at;
+  at += c.uses_r() ? 64 * blocks : 0;
+  extra_masks = at;
+  at += spec.extras * n;
+  mask_stream = at;
+  at += mask_planes * blocks;
+  random_words = at;
+  at = 0;
+  r_arith = at;
+  at += c.uses_r() ? n : 0;
+  s_arith = at;
+  at += spec.inject ? n : 0;
+  rs = at;
+  at += spec.times_masked ? n : 0;
+  extra_products = at;
+  at += spec.extras * n;
+  product_stream = at;
+  at += product_planes * blocks;
+  corrected_words = at;
+}
+
+// ---- the dealer's correction ------------------------------------------------------------------
+
+core::Tensor circuit_correction(const CircuitSpec& spec,
+                                int64_t n,
+                                const std::vector<std::vector<core::Tensor>>& draws) {
+  const CircuitLayout lay(spec, n);
+  const BitCircuit& c = BitCircuit::get(spec.kind, spec.width);
+  const std::size_t parties = draws.size();
+  for (std::size_t j = 0; j < parties; ++j) {
+    VEIL_INTERNAL_ASSERT(draws[j].size() == 2 && draws[j][0].numel() == lay.random_words &&
+                             (j == 0 || draws[j][1].numel() == lay.corrected_words),
+                         "circuit correlation draws");
+  }
+  // The secrets: XOR (planes) and sums (arithmetic masks) of every party's random part.
+  core::Tensor rnd = draws[0][0].clone();
+  uint64_t* pr = rnd.data<uint64_t>();
+  for (std::size_t j = 1; j < parties; ++j) {
+    const uint64_t* q = draws[j][0].data<uint64_t>();
+    for (int64_t i = 0; i < lay.random_words; ++i) {
+      const bool arithmetic = i >= lay.extra_masks && i < lay.mask_stream;
+      pr[i] = arithmetic ? pr[i] + q[i] : pr[i] ^ q[i];
+    }
+  }
+  // The true corrected part, then minus (XOR) the other parties' draws.
+  core::Tensor k = core::Tensor::zeros({lay.corrected_words}, core::DType::kRing64);
+  uint64_t* pk = k.data<uint64_t>();
+  const int sbit = c.mask_bits();
+  core::parallel_for(0, lay.blocks, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      const uint64_t* rplanes = pr + lay.r_planes + 64 * b;
+      const uint64_t* masks = pr + lay.mask_stream + lay.mask_planes * b;
+      uint64_t* prod = pk + lay.product_stream + lay.product_planes * b;
+      const int64_t e0 = 64 * b;
+      const int64_t count = std::min<int64_t>(64, n - e0);
+      if (c.uses_r()) {
+        uint64_t r[64];
+        std::copy(rplanes, rplanes + 64, r);
+        transpose64(r);  // planes -> the words r of the block's elements
+        for (int64_t e = 0; e < count; ++e) {
+          pk[lay.r_arith + e0 + e] = r[e];
+          if (spec.times_masked) {
+            pk[lay.rs + e0 + e] = ((masks[sbit] >> e) & 1U) != 0 ? r[e] : 0;
+          }
+        }
+      }
+      if (spec.inject) {
+        for (int64_t e = 0; e < count; ++e) {
+          const bool s = ((masks[sbit] >> e) & 1U) != 0;
+          pk[lay.s_arith + e0 + e] = s ? 1U : 0U;
+          for (int x = 0; x < spec.extras; ++x) {
+            pk[lay.extra_products + x * n + e0 + e] = s ? pr[lay.extra_masks + x * n + e0 + e] : 0;
+          }
+        }
+      }
+      for (const CircuitLevel& level : c.levels()) {
+        const uint64_t* sec = level.local ? rplanes : masks + level.mask_offset;
+        for (const GateInstance& g : level.gates) {
+          const GateType& t = *g.type;
+          for (int i = 0; i < t.product_count(); ++i) {
+            uint64_t v = ~uint64_t{0};
+            for (uint32_t u = t.products[static_cast<std::size_t>(i)]; u != 0; u &= u - 1) {
+              v &= sec[g.first + std::countr_zero(u)];
+            }
+            prod[g.product_offset + i] = v;
+          }
+        }
+      }
+    }
+  });
+  for (std::size_t j = 1; j < parties; ++j) {
+    const uint64_t* q = draws[j][1].data<uint64_t>();
+    for (int64_t i = 0; i < lay.product_stream; ++i) {
+      pk[i] -= q[i];
+    }
+    for (int64_t i = lay.product_stream; i < lay.corrected_words; ++i) {
+      pk[i] ^= q[i];
+    }
+  }
+  return k;
+}
+
+}  // namespace veil::crypto
