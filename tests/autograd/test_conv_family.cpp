@@ -275,10 +275,12 @@ TEST_CASE("padded, non-square and adaptive pooling: forward and gradient match f
           return std::vector<Tensor>{y.reveal(), xs.grad().reveal()};
         });
         REQUIRE(r[0].shape() == ref.y.shape());
-        // max: exact (selection only; inputs on the grid); avg: 1/d encoded with 16 bits
+        // max: selection only (inputs on the grid), but the upstream 1.0 * g is truncated once,
+        // off by one unit with probability 2^-16 per element for N > 2, and an element can win
+        // several overlapping windows; avg: 1/d encoded with 16 bits
         // (relative 2^-17 d) times a window sum <= 2 d, plus truncations; the gradient g / d
         // spreads to at most ceil(k/s) windows per element
-        const double tol = c.is_max ? 1e-12 : (4.0 * max_div + 8) * vt::ulp();
+        const double tol = c.is_max ? 4.01 * vt::ulp() : (4.0 * max_div + 8) * vt::ulp();
         CHECK(vt::max_abs_diff(r[0], ref.y) <= tol);
         CHECK(vt::max_abs_diff(r[1], ref.dx) <= tol);
       }

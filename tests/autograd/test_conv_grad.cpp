@@ -359,10 +359,12 @@ TEST_CASE("max_pool2d and avg_pool2d forward and backward match float64", "[auto
           veil::sum(veil::mul(y, gs)).backward();
           return std::vector<Tensor>{y.reveal(), xs.grad().reveal()};
         });
-        // max: exact (selection only); avg: 1/k^2 encoded with 16 bits (relative 2^-17 k^2)
-        // times a window sum <= 2 k^2, plus a truncation
+        // max: selection only, but the upstream gradient d(y * g)/dy = 1.0 * g is truncated
+        // once, which for N > 2 (dealer pair) is off by one unit with probability 2^-16 per
+        // element; avg: 1/k^2 encoded with 16 bits (relative 2^-17 k^2) times a window sum
+        // <= 2 k^2, plus a truncation
         const double tol =
-            pc.is_max ? 1e-12 : (4.0 * static_cast<double>(pc.k * pc.k) + 4) * vt::ulp();
+            pc.is_max ? 1.01 * vt::ulp() : (4.0 * static_cast<double>(pc.k * pc.k) + 4) * vt::ulp();
         CHECK(vt::max_abs_diff(r[0], y_ref) <= tol);
         CHECK(vt::max_abs_diff(r[1], dx_ref) <= tol);
       }
