@@ -10,6 +10,7 @@
 
 #include "autograd/functions.h"
 #include "autograd/grad_mode.h"
+#include "autograd/internal.h"
 #include "autograd/node.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -283,23 +284,9 @@ MpcTensor max_over_windows(const MpcTensor& x, const Table& t, const char* op) {
       onehot = MpcTensor::from_secret(crypto::eq(p, idx, {pos, 0}), p);
     }
   } else {
-    const uint64_t* pv = win.data<uint64_t>();  // contiguous (gather_windows)
-    core::Tensor o = core::Tensor::empty(out_shape, core::DType::kRing64);
-    core::Tensor mask = core::Tensor::zeros(win.shape(), core::DType::kRing64);
-    uint64_t* po = o.data<uint64_t>();
-    uint64_t* pm = mask.data<uint64_t>();
-    for (int64_t r = 0; r < o.numel(); ++r) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < k; ++j) {
-        if (static_cast<int64_t>(pv[r * k + j]) > static_cast<int64_t>(pv[r * k + best])) {
-          best = j;
-        }
-      }
-      po[r] = pv[r * k + best];
-      pm[r * k + best] = 1;
-    }
-    out = MpcTensor::from_public_ring(o, x.frac_bits(), p);
-    onehot = MpcTensor::from_public_ring(mask, 0, p);
+    const autograd::detail::PublicMax pm = autograd::detail::public_max_lastdim(win, out_shape);
+    out = MpcTensor::from_public_ring(pm.values, x.frac_bits(), p);
+    onehot = MpcTensor::from_public_ring(pm.onehot, 0, p);
   }
   return record(op, std::move(out), {x}, [onehot, t, op](const MpcTensor& g, const Needs&) {
     // dx = scatter(spread(g) * one-hot): g goes to the input element that won each window

@@ -56,6 +56,27 @@ core::Tensor decode(const MpcTensor& x) {
   return crypto::FixedPointEncoder(x.frac_bits()).decode(x.public_ring()).contiguous();
 }
 
+PublicMax public_max_lastdim(const core::Tensor& windows, const core::Shape& out_shape) {
+  const core::Tensor v = windows.contiguous();
+  const int64_t k = v.shape().back();
+  core::Tensor o = core::Tensor::empty(out_shape, core::DType::kRing64);
+  core::Tensor m = core::Tensor::zeros(v.shape(), core::DType::kRing64);
+  const uint64_t* pv = v.data<uint64_t>();
+  uint64_t* po = o.data<uint64_t>();
+  uint64_t* pm = m.data<uint64_t>();
+  for (int64_t r = 0; r < o.numel(); ++r) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; ++j) {
+      if (static_cast<int64_t>(pv[r * k + j]) > static_cast<int64_t>(pv[r * k + best])) {
+        best = j;
+      }
+    }
+    po[r] = pv[r * k + best];
+    pm[r * k + best] = 1;
+  }
+  return {o, m};
+}
+
 core::Tensor share_ring(const MpcTensor& x) {
   if (x.is_secret() || x.party().rank() == 0) {
     return x.ring();
@@ -555,24 +576,9 @@ MpcTensor max_pool2d(const MpcTensor& x, int64_t kernel, int64_t stride) {
     const crypto::AShare idx{m.indices.data.reshape(s5).expand(win.shape()).contiguous(), 0};
     onehot = MpcTensor::from_secret(crypto::eq(p, idx, {pos, 0}), p);
   } else {
-    const core::Tensor v = win.contiguous();
-    core::Tensor o = core::Tensor::empty(out_shape, core::DType::kRing64);
-    core::Tensor m = core::Tensor::zeros(win.shape(), core::DType::kRing64);
-    const uint64_t* pv = v.data<uint64_t>();
-    uint64_t* po = o.data<uint64_t>();
-    uint64_t* pm = m.data<uint64_t>();
-    for (int64_t r = 0; r < o.numel(); ++r) {
-      int64_t best = 0;
-      for (int64_t j = 1; j < kk; ++j) {
-        if (static_cast<int64_t>(pv[r * kk + j]) > static_cast<int64_t>(pv[r * kk + best])) {
-          best = j;
-        }
-      }
-      po[r] = pv[r * kk + best];
-      pm[r * kk + best] = 1;
-    }
-    out = MpcTensor::from_public_ring(o, x.frac_bits(), p);
-    onehot = MpcTensor::from_public_ring(m, 0, p);
+    const PublicMax pm = public_max_lastdim(win, out_shape);
+    out = MpcTensor::from_public_ring(pm.values, x.frac_bits(), p);
+    onehot = MpcTensor::from_public_ring(pm.onehot, 0, p);
   }
   return record(kOp, std::move(out), {x},
                 [onehot, hw = core::Shape{x.size(2), x.size(3)}, kernel, stride, kk](

@@ -6,6 +6,7 @@
 // Beaver). Not part of the public API: include only from autograd/*.cpp.
 
 #include <cstdint>
+#include <vector>
 
 #include "autograd/mpc_tensor.h"
 #include "core/tensor.h"
@@ -58,5 +59,21 @@ MpcTensor expand_back(const MpcTensor& g, const core::Shape& shape, int64_t dim,
 /// holds the encoding, the others zeros). Used to mix public operands into secret results of
 /// data-movement ops (cat, stack). Local.
 core::Tensor share_ring(const MpcTensor& x);
+
+/// Public max over the last dim of ring64 windows [..., k] (signed comparison; the first maximum
+/// wins ties): `values` gets shape `out_shape` (the windows' shape without the last dim), `onehot`
+/// the windows' shape with a 1 (integer) at each maximum. Local.
+struct PublicMax {
+  core::Tensor values;
+  core::Tensor onehot;
+};
+PublicMax public_max_lastdim(const core::Tensor& windows, const core::Shape& out_shape);
+
+/// Aliases and a cast shared by the op files.
+using Grads = std::vector<MpcTensor>;
+using Needs = std::vector<bool>;
+inline std::size_t at(int64_t i) {
+  return static_cast<std::size_t>(i);
+}
 
 }  // namespace veil::autograd::detail

@@ -27,12 +27,6 @@ namespace {
 
 using namespace autograd::detail;  // NOLINT(google-build-using-namespace): internal helpers
 using autograd::record;
-using Grads = std::vector<MpcTensor>;
-using Needs = std::vector<bool>;
-
-std::size_t at(int64_t i) {
-  return static_cast<std::size_t>(i);
-}
 
 // x with dim d moved last, the other dims in order (a recorded permute; x itself when d is last).
 MpcTensor to_last(const MpcTensor& x, int64_t d) {

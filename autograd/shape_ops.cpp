@@ -21,12 +21,6 @@ namespace {
 
 using namespace autograd::detail;  // NOLINT(google-build-using-namespace): internal helpers
 using autograd::record;
-using Grads = std::vector<MpcTensor>;
-using Needs = std::vector<bool>;
-
-std::size_t at(int64_t i) {
-  return static_cast<std::size_t>(i);
-}
 
 // A view of t with out.size(i) = t.size(dims[i]) (a product of transposes, no copy).
 core::Tensor permute_ring(core::Tensor t, const std::vector<int64_t>& dims) {
