@@ -4,10 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "autograd/autograd.h"
 #include "core/ops.h"
 #include "crypto/protocols/arithmetic.h"
+#include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
 #include "models/lenet.h"
 #include "models/mlp.h"
@@ -78,16 +80,120 @@ PrivateModel build_model(const TrainOptions& options, crypto::Party& party) {
 std::unique_ptr<optim::Optimizer> build_optimizer(const TrainOptions& options,
                                                   std::vector<MpcTensor> params) {
   if (options.optimizer == OptimizerKind::kAdam) {
-    return std::make_unique<optim::Adam>(std::move(params),
-                                         optim::AdamOptions(options.lr)
-                                             .betas({options.beta1, options.beta2})
-                                             .eps(options.adam_eps)
-                                             .weight_decay(options.weight_decay)
-                                             .grad_scale_bits(options.adam_grad_scale_bits));
+    return std::make_unique<optim::Adam>(
+        std::move(params), optim::AdamOptions(options.lr)
+                               .betas({options.beta1, options.beta2})
+                               .eps(options.adam_eps)
+                               .weight_decay(options.weight_decay)
+                               .grad_scale_bits(effective_adam_grad_scale_bits(options)));
   }
   return std::make_unique<optim::SGD>(
       std::move(params),
       optim::SGDOptions(options.lr).momentum(options.momentum).weight_decay(options.weight_decay));
+}
+
+// Above this (or at or below -1) a batch loss means a corrupted computation (guard).
+constexpr double kGuardLossLimit = 100.0;
+// Failed guard checks in a row before train_private gives up.
+constexpr int kGuardMaxRetries = 3;
+
+// A private copy of a value (clones the share or the public encoding); undefined stays undefined.
+MpcTensor copy_value(const MpcTensor& t) {
+  if (!t.defined()) {
+    return {};
+  }
+  if (t.is_secret()) {
+    const crypto::AShare s = t.ashare();
+    return MpcTensor::from_secret({s.data.clone(), s.frac_bits}, t.party());
+  }
+  return MpcTensor::from_public_ring(t.public_ring().clone(), t.frac_bits(), t.party());
+}
+
+std::vector<MpcTensor> copy_values(const std::vector<MpcTensor>& ts) {
+  std::vector<MpcTensor> out;
+  out.reserve(ts.size());
+  for (const MpcTensor& t : ts) {
+    out.push_back(copy_value(t));
+  }
+  return out;
+}
+
+// Sets every handle of `targets` (leaves) to a fresh copy of the matching value.
+void assign_values(const std::vector<MpcTensor>& targets, const std::vector<MpcTensor>& values) {
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    MpcTensor target = targets[i];  // shares the value object with the module's handle
+    target.assign_(copy_value(values[i]));
+  }
+}
+
+// What one training step changes: parameters, module buffers (BatchNorm running statistics and
+// batch counters) and the optimizer's state (SGD momentum buffers, Adam moments and step counts).
+struct TrainState {
+  std::vector<MpcTensor> params;
+  std::vector<MpcTensor> buffers;
+  std::vector<MpcTensor> state1;
+  std::vector<MpcTensor> state2;
+  std::vector<int64_t> steps;
+};
+
+TrainState capture_state(const std::vector<MpcTensor>& params,
+                         const std::vector<MpcTensor>& buffers,
+                         const optim::Optimizer& opt) {
+  TrainState s;
+  s.params = copy_values(params);
+  s.buffers = copy_values(buffers);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (const auto* adam = dynamic_cast<const optim::AdamBase*>(&opt)) {
+      s.state1.push_back(copy_value(adam->exp_avg(i)));
+      s.state2.push_back(copy_value(adam->exp_avg_sq(i)));
+      s.steps.push_back(adam->step_count(i));
+    } else if (const auto* sgd = dynamic_cast<const optim::SGD*>(&opt)) {
+      s.state1.push_back(copy_value(sgd->momentum_buffer(i)));
+    }
+  }
+  return s;
+}
+
+void restore_state(const TrainState& s,
+                   const std::vector<MpcTensor>& params,
+                   const std::vector<MpcTensor>& buffers,
+                   optim::Optimizer& opt) {
+  assign_values(params, s.params);
+  assign_values(buffers, s.buffers);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (auto* adam = dynamic_cast<optim::AdamBase*>(&opt)) {
+      adam->set_state(i, copy_value(s.state1[i]), copy_value(s.state2[i]), s.steps[i]);
+    } else if (auto* sgd = dynamic_cast<optim::SGD*>(&opt)) {
+      MpcTensor buf = sgd->momentum_buffer(i);  // shares the optimizer's value object
+      if (buf.defined()) {
+        // Undefined in the snapshot (before the first step): zeros act the same, since the
+        // first step sets buf = g and a zero buffer gives momentum * 0 + g (dampening 0).
+        buf.assign_(
+            s.state1[i].defined()
+                ? copy_value(s.state1[i])
+                : MpcTensor::from_public(core::Tensor::zeros(buf.shape(), core::DType::kFloat64),
+                                         buf.party()));
+      }
+    }
+  }
+}
+
+// Whether a 0-d loss lies in (-1, hi), revealing only that: [loss - hi < 0] and [-1 - loss < 0]
+// by one secret comparison of two elements (crypto::ltz, 3 rounds) and the opening of the two
+// bits (1 round). A public loss is checked directly.
+bool loss_in_range(crypto::Party& party, const MpcTensor& loss, double hi) {
+  if (loss.is_public()) {
+    const double l = loss.reveal().item<double>();
+    return l > -1.0 && l < hi;
+  }
+  const crypto::AShare l = loss.ashare();
+  const crypto::AShare v{l.data.reshape({1}), l.frac_bits};
+  const crypto::AShare a = crypto::add_public(party, v, -hi);
+  const crypto::AShare b = crypto::add_public(party, crypto::neg(v), -1.0);
+  const crypto::AShare both{core::cat({a.data, b.data}, 0), l.frac_bits};
+  const core::Tensor bits = crypto::reveal_binary(party, crypto::ltz(party, both));
+  const uint64_t* pb = bits.data<uint64_t>();
+  return (pb[0] & 1U) == 1U && (pb[1] & 1U) == 1U;
 }
 
 }  // namespace
@@ -104,6 +210,14 @@ ModelKind parse_model(std::string_view name) {
     return ModelKind::kLeNet;
   }
   throw ValueError(fmt::format("[model] expected 'mlp' or 'lenet', got '{}'", name));
+}
+
+bool effective_guard(const TrainOptions& options) {
+  return options.guard.value_or(options.model == ModelKind::kLeNet);
+}
+
+int effective_adam_grad_scale_bits(const TrainOptions& options) {
+  return options.adam_grad_scale_bits.value_or(options.model == ModelKind::kLeNet ? 7 : 10);
 }
 
 int effective_loss_scale_bits(const TrainOptions& options) {
@@ -200,64 +314,143 @@ PartyReport train_private(crypto::Party& party,
   std::vector<MpcTensor> params = model.module->parameters();
   const std::unique_ptr<optim::Optimizer> opt = build_optimizer(options, params);
 
-  // ---- training
-  // ----------------------------------------------------------------------------------
+  // ---- training ---------------------------------------------------------------------------------
+  // Every step of every epoch in order; with the guard a step may be run again (see TrainOptions).
   const BatchOrder order(n, options.batch_size, options.seed, /*shuffle=*/true);
+  struct Step {
+    int64_t epoch;
+    std::size_t batch;
+    std::size_t batches;
+    std::vector<int64_t> rows;
+  };
+  std::vector<Step> steps;
+  for (int64_t e = 0; e < options.epochs; ++e) {
+    auto batches = order.epoch(e);
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      steps.push_back({e, b, batches.size(), std::move(batches[b])});
+    }
+  }
+  const bool guard = effective_guard(options);
+  const std::vector<MpcTensor> buffers = model.module->buffers();
+  std::optional<TrainState> before_prev;  // state before steps[k - 1] (guard only)
+  TrainState before_this;                 // state before steps[k] (guard only)
+  int consecutive_failures = 0;           // since the guard last got past `furthest`
+  std::size_t furthest = 0;               // steps completed at most so far
   const auto stats0 = comm.stats();
   t0 = Clock::now();
   int64_t seen = 0;
   const int64_t total = n * options.epochs;
-  for (int64_t e = 0; e < options.epochs; ++e) {
-    const auto batches = order.epoch(e);
-    double loss_sum = 0;
-    int64_t loss_count = 0;
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-      const MpcTensor xb = select_rows(x_all, batches[b]);
-      const MpcTensor yb = select_rows(y_all, batches[b]);
+  double loss_sum = 0;
+  int64_t loss_count = 0;
+  std::size_t k = 0;
+  while (k <= steps.size()) {
+    if (k == steps.size()) {
+      // after the last update: a forward pass on the last batch (no gradients, running
+      // statistics restored afterwards) checks that the final parameters are sound
+      if (!guard || steps.empty()) {
+        break;
+      }
+      const std::vector<MpcTensor> saved = copy_values(buffers);
+      bool ok = false;
+      {
+        NoGradGuard no_grad;
+        ok = loss_in_range(party,
+                           veil::cross_entropy(model.forward(select_rows(x_all, steps.back().rows)),
+                                               select_rows(y_all, steps.back().rows)),
+                           kGuardLossLimit);
+      }
+      assign_values(buffers, saved);
+      if (ok) {
+        break;
+      }
+    } else {
+      const Step& st = steps[k];
+      if (guard) {
+        before_this = capture_state(params, buffers, *opt);
+      }
+      const MpcTensor xb = select_rows(x_all, st.rows);
+      const MpcTensor yb = select_rows(y_all, st.rows);
       opt->zero_grad();
       const MpcTensor loss = veil::cross_entropy(model.forward(xb), yb);
-      if (loss_scale_bits == 0) {
-        loss.backward();
-      } else {
-        // backward of 2^k * loss, then every parameter gradient times 2^-k (see TrainOptions)
-        loss.backward(MpcTensor::from_public(
-            core::Tensor::scalar<double>(std::ldexp(1.0, loss_scale_bits)), party));
-        NoGradGuard no_grad;
-        const double unscale = std::ldexp(1.0, -loss_scale_bits);
-        for (MpcTensor& prm : params) {
-          const MpcTensor g = prm.grad();
-          if (g.defined()) {
-            prm.set_grad(veil::mul(g, unscale));
+      // disclosed with the guard: whether this batch's loss lies in (-1, kGuardLossLimit)
+      if (!guard || loss_in_range(party, loss, kGuardLossLimit)) {
+        if (loss_scale_bits == 0) {
+          loss.backward();
+        } else {
+          // backward of 2^k * loss, then every parameter gradient times 2^-k (see TrainOptions)
+          loss.backward(MpcTensor::from_public(
+              core::Tensor::scalar<double>(std::ldexp(1.0, loss_scale_bits)), party));
+          NoGradGuard no_grad;
+          const double unscale = std::ldexp(1.0, -loss_scale_bits);
+          for (MpcTensor& prm : params) {
+            const MpcTensor g = prm.grad();
+            if (g.defined()) {
+              prm.set_grad(veil::mul(g, unscale));
+            }
           }
         }
+        opt->step();
+        if (options.after_step) {
+          options.after_step(static_cast<int64_t>(k), params);
+        }
+        if (st.batch == 0) {
+          loss_sum = 0;
+          loss_count = 0;
+        }
+        seen += static_cast<int64_t>(st.rows.size());
+        const bool last = st.batch + 1 == st.batches;
+        const bool reveal =
+            options.progress_every > 0 &&
+            (st.batch % static_cast<std::size_t>(options.progress_every) == 0 || last);
+        if (reveal) {
+          const double l = loss.reveal().item<double>();  // disclosed: one batch-mean loss
+          report.losses.push_back(l);
+          loss_sum += l;
+          ++loss_count;
+        }
+        if (options.on_progress && party.rank() == 0 && (last || reveal)) {
+          const double el = seconds_since(t0);
+          TrainProgress pr;
+          pr.epoch = st.epoch;
+          pr.epochs = options.epochs;
+          pr.batch = static_cast<int64_t>(st.batch) + 1;
+          pr.batches = static_cast<int64_t>(st.batches);
+          pr.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count)
+                                   : std::numeric_limits<double>::quiet_NaN();
+          pr.samples_per_second = el > 0 ? static_cast<double>(seen) / el : 0.0;
+          pr.eta_seconds = pr.samples_per_second > 0
+                               ? static_cast<double>(total - seen) / pr.samples_per_second
+                               : 0.0;
+          options.on_progress(pr);
+        }
+        if (guard) {
+          before_prev = std::move(before_this);
+        }
+        ++k;
+        if (k > furthest) {
+          furthest = k;
+          consecutive_failures = 0;
+        }
+        continue;
       }
-      opt->step();
-      seen += static_cast<int64_t>(batches[b].size());
-      const bool last = b + 1 == batches.size();
-      if (options.progress_every > 0 &&
-          (b % static_cast<std::size_t>(options.progress_every) == 0 || last)) {
-        const double l = loss.reveal().item<double>();  // disclosed: one batch-mean loss
-        report.losses.push_back(l);
-        loss_sum += l;
-        ++loss_count;
-      }
-      if (options.on_progress && party.rank() == 0 &&
-          (last || (options.progress_every > 0 &&
-                    b % static_cast<std::size_t>(options.progress_every) == 0))) {
-        const double el = seconds_since(t0);
-        TrainProgress pr;
-        pr.epoch = e;
-        pr.epochs = options.epochs;
-        pr.batch = static_cast<int64_t>(b) + 1;
-        pr.batches = static_cast<int64_t>(batches.size());
-        pr.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count)
-                                 : std::numeric_limits<double>::quiet_NaN();
-        pr.samples_per_second = el > 0 ? static_cast<double>(seen) / el : 0.0;
-        pr.eta_seconds = pr.samples_per_second > 0
-                             ? static_cast<double>(total - seen) / pr.samples_per_second
-                             : 0.0;
-        options.on_progress(pr);
-      }
+    }
+    // The guard saw a loss outside (-1, kGuardLossLimit): the cause is this step's forward pass
+    // or the previous update (its backward), both very likely a 2-party truncation failure.
+    // Restore the state before the previous step and run both again with fresh randomness; a
+    // deterministic divergence fails the same way again and stops the run.
+    ++report.guard_retries;
+    VEIL_CHECK(
+        ++consecutive_failures <= kGuardMaxRetries,
+        "[train_private] the batch loss left (-1, {}) {} times without progress past step {} "
+        "of {}; training diverged (try a lower lr)",
+        kGuardLossLimit, consecutive_failures, k, steps.size());
+    if (before_prev && k > 0) {
+      restore_state(*before_prev, params, buffers, *opt);
+      --k;
+      seen -= static_cast<int64_t>(steps[k].rows.size());
+      before_prev.reset();
+    } else {
+      restore_state(before_this, params, buffers, *opt);
     }
   }
   report.train_seconds = seconds_since(t0);

@@ -6,14 +6,16 @@
 // encrypted from party 0, trained with SGD or Adam on secret data, labels, weights and gradients,
 // and evaluated by encrypted inference on the test set, revealing only the predicted labels.
 //
-// Disclosed to every party: the predicted test labels, and (when progress_every > 0) the mean
-// training loss of every progress_every-th batch. Nothing else is revealed.
+// Disclosed to every party: the predicted test labels, (when progress_every > 0) the mean
+// training loss of every progress_every-th batch, and (with the guard, see TrainOptions::guard)
+// whether each batch loss lies in (-1, 100). Nothing else is revealed.
 
 #include <functional>
 #include <optional>
 #include <string_view>
 #include <vector>
 
+#include "autograd/mpc_tensor.h"
 #include "comm/communicator.h"
 #include "crypto/party.h"
 #include "models/data.h"
@@ -53,12 +55,18 @@ struct TrainOptions {
   int64_t epochs = 1;
   int64_t batch_size = 128;
   double lr = 0.1;
-  double momentum = 0.0;          ///< SGD only
-  double weight_decay = 0.0;      ///< SGD and Adam (L2 penalty added to the gradient)
-  double beta1 = 0.9;             ///< Adam only
-  double beta2 = 0.999;           ///< Adam only
-  double adam_eps = 1e-8;         ///< Adam only
-  int adam_grad_scale_bits = 10;  ///< Adam only: optim::AdamOptions::grad_scale_bits (private)
+  double momentum = 0.0;      ///< SGD only
+  double weight_decay = 0.0;  ///< SGD and Adam (L2 penalty added to the gradient)
+  double beta1 = 0.9;         ///< Adam only
+  double beta2 = 0.999;       ///< Adam only
+  double adam_eps = 1e-8;     ///< Adam only
+  /// Adam only (private): optim::AdamOptions::grad_scale_bits s. Unset: 7 for the LeNet, 10 (the
+  /// optimizer's default) for the MLP. The 2-party truncation of Adam's G^2 (G = g 2^s) fails
+  /// with probability about G^2 2^-31 per element and step (optim/adam.h); summed over the
+  /// twin's LeNet gradients of one epoch (conv weights reach |g| ~ 0.2) that is 1.03 expected
+  /// failures at s = 10 and 2^-6 of it (0.016) at s = 7, while |G| = |g| 2^7 still covers
+  /// inv_sqrt's domain for |g| in [8e-5, 0.8].
+  std::optional<int> adam_grad_scale_bits;
   /// Loss scaling k in [0, 16] (private training only; a no-op in exact arithmetic, so the twin
   /// ignores it): backward starts from 2^k instead of 1, and every parameter gradient is
   /// multiplied by 2^-k (one truncation per parameter element; for N > 2 parties one round and
@@ -71,12 +79,31 @@ struct TrainOptions {
   /// for the MLP (0 is the original MLP training, bit for bit). Source: Micikevicius et al.,
   /// "Mixed Precision Training", ICLR 2018 (arXiv:1710.03740), Sec. 3.2.
   std::optional<int> loss_scale_bits;
+  /// The divergence guard (private training only). The 2-party local truncation fails with
+  /// probability ~|v| 2^-32 per truncated value v (crypto/protocols/arithmetic.h), and a failure
+  /// adds ~2^32 to one value; the LeNet truncates ~3 million values of magnitude ~1 per step at
+  /// B = 128, so an epoch expects a few tenths of such failures, and one that survives a ReLU
+  /// corrupts the weights for good (seen in a full Adam run). With the guard, every step reveals
+  /// whether its batch loss lies in (-1, 100) (one crypto::ltz on 2 elements and a 2-bit
+  /// opening: 4 rounds, ~26 bytes per party; plus computing the loss value, which is otherwise
+  /// deferred), and keeps private copies of the parameters, buffers and optimizer state from
+  /// before the previous and the current step. A loss outside the range restores the state
+  /// before the previous step and runs both steps again (fresh randomness); after the last step
+  /// one more forward pass on the last batch checks the final parameters. Three failures in a
+  /// row throw ValueError (a real divergence). Unset: on for the LeNet, off for the MLP (whose
+  /// run stays bit for bit as before).
+  std::optional<bool> guard;
   uint64_t seed = 1;            ///< public seed: initial weights and batch order
   bool standardize = true;      ///< (x - kFashionMnistMean) / kFashionMnistStd
   int64_t eval_batch = 1000;    ///< rows per encrypted-inference batch
   int64_t progress_every = 10;  ///< reveal the batch loss every k batches (0: never)
   /// Called on party 0 after each revealed loss and at the end of each epoch.
   std::function<void(const TrainProgress&)> on_progress;
+  /// Called on every party after each optimizer step with the step's index (0-based over all
+  /// epochs; a step re-run by the guard comes again) and the parameter handles, for monitoring
+  /// and tests (e.g. corrupting a value to exercise the guard). Anything it communicates, every
+  /// party must do alike.
+  std::function<void(int64_t step, const std::vector<MpcTensor>& params)> after_step;
 };
 
 /// What one party measured.
@@ -87,7 +114,8 @@ struct PartyReport {
   comm::CommStats train_stats;  ///< communication during the training loop
   comm::CommStats eval_stats;
   std::vector<int64_t> predictions;  ///< revealed predicted test labels
-  std::vector<double> losses;        ///< revealed batch losses
+  std::vector<double> losses;        ///< revealed batch losses (re-run batches again)
+  int64_t guard_retries = 0;         ///< guard checks that failed (each restored the state)
 };
 
 /// Applies the options' preprocessing to images [N, 784] in [0, 1] (a copy).
@@ -95,6 +123,10 @@ core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options)
 
 /// options.loss_scale_bits, or its default for options.model (LeNet 10, MLP 0).
 int effective_loss_scale_bits(const TrainOptions& options);
+/// options.adam_grad_scale_bits, or its default for options.model (LeNet 7, MLP 10).
+int effective_adam_grad_scale_bits(const TrainOptions& options);
+/// options.guard, or its default for options.model (LeNet on, MLP off).
+bool effective_guard(const TrainOptions& options);
 
 /// The optimizer hyper-parameters of `options` (for the plaintext twin).
 OptimizerConfig optimizer_config(const TrainOptions& options);

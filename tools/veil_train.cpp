@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
   double adam_eps = 1e-8;
   int64_t eval_batch = 1000;
   int loss_scale_bits = 0;
+  int adam_grad_scale_bits = 10;
+  bool guard_flag = false;
+  bool no_guard_flag = false;
   app.add_option("--parties", parties, "number of parties (>= 2)")->check(CLI::Range(2, 64));
   app.add_option("--epochs", epochs, "training epochs")
       ->check(CLI::Range(int64_t{0}, int64_t{1000}));
@@ -149,6 +152,14 @@ int main(int argc, char** argv) {
                  "private backward starts from 2^k (gradients unscaled before the step); default "
                  "10 for the LeNet, 0 for the MLP")
       ->check(CLI::Range(0, 16));
+  app.add_option("--adam-grad-scale-bits", adam_grad_scale_bits,
+                 "Adam keeps its moments for g 2^s; default 7 for the LeNet, 10 for the MLP")
+      ->check(CLI::Range(0, 20));
+  app.add_flag("--guard", guard_flag,
+               "divergence guard: reveal whether each batch loss is in (-1, 100) and re-run the "
+               "last two steps when not (default: on for the LeNet, off for the MLP)");
+  app.add_flag("--no-guard", no_guard_flag, "turn the divergence guard off")
+      ->excludes("--guard");
   app.add_option("--eval-batch", eval_batch,
                  "test rows per encrypted-inference batch (default 1000 for the MLP, 250 for the "
                  "LeNet)")
@@ -206,6 +217,14 @@ int main(int argc, char** argv) {
       opts.loss_scale_bits = loss_scale_bits;
     }
     loss_scale_bits = veil::models::effective_loss_scale_bits(opts);
+    if (app.count("--adam-grad-scale-bits") > 0) {
+      opts.adam_grad_scale_bits = adam_grad_scale_bits;
+    }
+    adam_grad_scale_bits = veil::models::effective_adam_grad_scale_bits(opts);
+    if (guard_flag || no_guard_flag) {
+      opts.guard = guard_flag;
+    }
+    const bool guard_on = veil::models::effective_guard(opts);
     opts.beta1 = beta1;
     opts.beta2 = beta2;
     opts.adam_eps = adam_eps;
@@ -253,6 +272,9 @@ int main(int argc, char** argv) {
     if (loss_scale_bits != 0) {
       party_opts.program_id += fmt::format(" loss_scale_bits={}", loss_scale_bits);
     }
+    if (guard_on) {
+      party_opts.program_id += " guard";
+    }
     if (insecure_seed) {
       party_opts.insecure_seed = *insecure_seed;
     }
@@ -277,10 +299,11 @@ int main(int argc, char** argv) {
         lr);
     if (opts.model != veil::models::ModelKind::kMlp ||
         opts.optimizer != veil::models::OptimizerKind::kSgd) {
-      fmt::print("model {}, optimizer {}, loss scale 2^{}\n",
+      fmt::print("model {}, optimizer {}, loss scale 2^{}, guard {}\n",
                  opts.model == veil::models::ModelKind::kLeNet ? opts.lenet.str()
                                                                : std::string("mlp 784-128-10"),
-                 veil::models::optimizer_name(opts.optimizer), loss_scale_bits);
+                 veil::models::optimizer_name(opts.optimizer), loss_scale_bits,
+                 guard_on ? "on" : "off");
     }
     if (my_rank != 0) {
       opts.on_progress = nullptr;
@@ -331,6 +354,10 @@ int main(int argc, char** argv) {
         "communication per party (training): {:.1f} MB sent, {} rounds; dealer -> party 0: "
         "{:.1f} MB\n",
         mb_sent, rounds, dealer_mb);
+    if (guard_on) {
+      fmt::print("divergence guard: {} failed check(s), each followed by a re-run\n",
+                 r0.guard_retries);
+    }
     fmt::print(
         "encrypted inference on {} test images: accuracy {:.2f}% ({:.2f} s, {:.1f} MB sent "
         "per party)\n",
@@ -347,6 +374,11 @@ int main(int argc, char** argv) {
       j["model"] = std::string(veil::models::model_name(opts.model));
       j["optimizer"] = std::string(veil::models::optimizer_name(opts.optimizer));
       j["loss_scale_bits"] = loss_scale_bits;
+      j["guard"] = guard_on;
+      j["guard_retries"] = r0.guard_retries;
+      if (opts.optimizer == veil::models::OptimizerKind::kAdam) {
+        j["adam_grad_scale_bits"] = adam_grad_scale_bits;
+      }
       if (opts.model == veil::models::ModelKind::kLeNet) {
         j["lenet_widths"] = {opts.lenet.conv1_channels, opts.lenet.conv2_channels,
                              opts.lenet.fc1_features, opts.lenet.fc2_features};

@@ -326,6 +326,69 @@ TEST_CASE("private LeNet training tracks the twin on Fashion-MNIST", "[lenet][tr
   }
 }
 
+TEST_CASE("the divergence guard restores and re-runs steps after a corrupted update",
+          "[lenet][guard][slow]") {
+  if (!have_data()) {
+    std::puts("SKIPPED: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  // GIVEN a tiny LeNet, 400 training rows in 10 batches, and a hook that adds 1e4 (as a 2-party
+  // truncation failure would add ~4e9) to the class-0 entry of fc3.bias once, after step `bad`
+  const auto train = models::load_fashion_mnist(models::Split::kTrain, 400);
+  const auto test = models::load_fashion_mnist(models::Split::kTest, 200);
+  models::TrainOptions opts;
+  opts.model = models::ModelKind::kLeNet;
+  opts.lenet.conv1_channels = 2;
+  opts.lenet.conv2_channels = 4;
+  opts.lenet.fc1_features = 16;
+  opts.lenet.fc2_features = 8;
+  opts.batch_size = 40;
+  opts.eval_batch = 200;
+  opts.progress_every = 0;
+  const auto twin = models::train_plaintext_twin(train, test, opts);
+  for (const int64_t bad : {int64_t{3}, int64_t{9}}) {  // a middle step; the last step
+    INFO("corrupted after step " << bad);
+    std::vector<int> fired(2, 0);
+    opts.after_step = [&](int64_t step, const std::vector<MpcTensor>& params) {
+      int& f = fired[static_cast<std::size_t>(params[0].party().rank())];
+      if (step == bad && f++ == 0) {
+        MpcTensor bias = params.back();  // fc3.bias [classes]
+        Tensor spike = Tensor::zeros(bias.shape(), DType::kFloat64);
+        spike.data<double>()[0] = 1e4;
+        bias.assign_(veil::add(bias, MpcTensor::from_public(spike, bias.party())));
+      }
+    };
+    // WHEN the parties train with the guard (on by default for the LeNet)
+    auto reports = crypto::launch<models::PartyReport>(vt::test_options(2), [&](crypto::Party& p) {
+      return models::train_private(p, train, test, opts);
+    });
+    // THEN every party saw one failed check and recovered: the spike is gone (with it every
+    // prediction would be class 0) and the run ends close to the twin
+    const double acc = models::accuracy(reports[0].predictions, test.labels);
+    const auto zeros = std::count(reports[0].predictions.begin(), reports[0].predictions.end(), 0);
+    CHECK(zeros < 100);
+    INFO("private " << acc << ", twin " << twin.test_accuracy);
+    CHECK(reports[0].guard_retries == 1);
+    CHECK(reports[1].guard_retries == 1);
+    CHECK(std::abs(acc - twin.test_accuracy) <= 0.1);
+    CHECK(reports[1].predictions == reports[0].predictions);
+  }
+  // AND a run that diverges for real (a huge learning rate) stops with an error
+  opts.after_step = nullptr;
+  opts.lr = 1e5;
+  auto errors = crypto::launch<std::string>(vt::test_options(2), [&](crypto::Party& p) {
+    std::string e;
+    try {
+      models::train_private(p, train, test, opts);
+    } catch (const veil::ValueError& ex) {
+      e = ex.what();
+    }
+    return e;
+  });
+  CHECK_THAT(errors[0], Catch::Contains("[train_private] the batch loss left (-1, 100)"));
+  CHECK(errors[1] == errors[0]);
+}
+
 TEST_CASE("train_private refuses LeNet options it cannot run", "[lenet]") {
   models::Dataset d;
   d.images = Tensor::zeros({5, 784}, DType::kFloat64);
