@@ -59,9 +59,9 @@ MpcTensor conv_transpose2d(const MpcTensor& x,
 /// stride_h + 1. Padded positions never win: they hold a copy of an input element of their
 /// window (core::WindowFill::kRepeat). Exact (no truncation).
 /// Secret: windows gathered locally, crypto::max_lastdim over k = kernel_h kernel_w (5 rounds
-/// for 2x2, 6 for 3x3 with N = 2, see crypto/protocols/nonlinear.h), which also yields the secret in-window
-/// argmax; only when x requires grad and grad mode is on, its one-hot over the k window positions
-/// is computed with crypto::eq against the public positions (one comparison on 2 |out| k
+/// for 2x2, 6 for 3x3 with N = 2, see crypto/protocols/nonlinear.h), which also yields the secret
+/// in-window argmax; only when x requires grad and grad mode is on, its one-hot over the k window
+/// positions is computed with crypto::eq against the public positions (one comparison on 2 |out| k
 /// elements) and saved, so inference pays for the maximum alone.
 /// Public: plain ring comparison (first maximum on ties).
 /// Backward: dx = scatter(g spread over each window * one-hot) (core::scatter_windows): one Beaver

@@ -97,11 +97,11 @@ MpcTensor nll_loss(const MpcTensor& log_probs,
 /// kMean is veil::cross_entropy (autograd/functions.h). kSum and kNone: the same protocols (secret
 /// logits: crypto::max_lastdim, crypto::exp, crypto::reciprocal on [1, C] for the softmax, saved
 /// for backward; the value, deferred: crypto::log of the row sums on [1, C]); the secret path
-/// accepts C <= kLogSoftmaxMaxClasses (4096), like veil::cross_entropy. Backward: d logits = (softmax - target) g (g a
-/// scalar for kSum, g_i per row for kNone): one product (a truncation when g is public).
-/// Accuracy: the softmax's (<= 1e-3 absolute) and crypto::log's errors per row; kSum adds the rows'
-/// errors. Errors: logits not 2-D with N, C >= 1, a target of another shape, secret logits with
-/// C > kLogSoftmaxMaxClasses or another frac_bits.
+/// accepts C <= kLogSoftmaxMaxClasses (4096), like veil::cross_entropy. Backward: d logits =
+/// (softmax - target) g (g a scalar for kSum, g_i per row for kNone): one product (a truncation
+/// when g is public). Accuracy: the softmax's (<= 1e-3 absolute) and crypto::log's errors per row;
+/// kSum adds the rows' errors. Errors: logits not 2-D with N, C >= 1, a target of another shape,
+/// secret logits with C > kLogSoftmaxMaxClasses or another frac_bits.
 MpcTensor cross_entropy(const MpcTensor& logits, const MpcTensor& target, Reduction reduction);
 
 /// Same with public int64 class indices [N] (an integer one-hot). Errors as nll_loss's target.

@@ -12,7 +12,8 @@ namespace veil::nn {
 
 /// Softmax cross-entropy: logits [N, C] against a one-hot MpcTensor [N, C] or public int64 class
 /// indices [N] -> 0-d loss (kMean: veil::cross_entropy; kSum) or per-row losses [N] (kNone; see
-/// veil::cross_entropy(logits, target, reduction)). Secret logits: C <= veil::kLogSoftmaxMaxClasses (4096).
+/// veil::cross_entropy(logits, target, reduction)). Secret logits: C <= veil::kLogSoftmaxMaxClasses
+/// (4096).
 class CrossEntropyLossImpl : public Module {
  public:
   /// `reduction`: how the per-row losses are combined (default: mean).

@@ -158,8 +158,7 @@ int main(int argc, char** argv) {
   app.add_flag("--guard", guard_flag,
                "divergence guard: reveal whether each batch loss is in (-1, 100) and re-run the "
                "last two steps when not (default: on for the LeNet, off for the MLP)");
-  app.add_flag("--no-guard", no_guard_flag, "turn the divergence guard off")
-      ->excludes("--guard");
+  app.add_flag("--no-guard", no_guard_flag, "turn the divergence guard off")->excludes("--guard");
   app.add_option("--eval-batch", eval_batch,
                  "test rows per encrypted-inference batch (default 1000 for the MLP, 250 for the "
                  "LeNet)")

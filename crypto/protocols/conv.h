@@ -12,9 +12,9 @@
 //   conv2d_public_weight: z_i = f(x_i, encode(w)) locally, then one truncation.
 //   pooling over a window table (core::WindowTable, public: built from shapes only):
 //       windows gathered locally into [..., k]; average: s = sum of the window, z = s * encode(1/d)
-//       with the window's public divisor d (one truncation); max: crypto::max_lastdim over k (4 rounds
-//       for k = 2, 5-6 for k <= 16, see nonlinear.h). Positions outside the input are zeros (average)
-//       or copies of an input element of the same window (max: padding never wins).
+//       with the window's public divisor d (one truncation); max: crypto::max_lastdim over k (4
+//       rounds for k = 2, 5-6 for k <= 16, see nonlinear.h). Positions outside the input are zeros
+//       (average) or copies of an input element of the same window (max: padding never wins).
 //   adaptive pooling: the same with PyTorch's adaptive windows
 //       [floor(i H / oh), ceil((i + 1) H / oh)) (and likewise along W).
 //
@@ -70,7 +70,8 @@ AShare avg_pool2d(Party& p, const AShare& x, int64_t kernel, int64_t stride, int
 
 /// Max pooling with a square k x k window, no padding. x [N, C, H, W] -> [N, C, H', W'].
 /// Exact (no truncation). Cost: crypto::max_lastdim over the k^2 window elements (5 rounds
-/// for 2x2, 6 for 3x3 with N = 2; see nonlinear.h). Errors: ValueError "[max_pool2d] ..." as for avg_pool2d.
+/// for 2x2, 6 for 3x3 with N = 2; see nonlinear.h). Errors: ValueError "[max_pool2d] ..." as for
+/// avg_pool2d.
 AShare max_pool2d(Party& p, const AShare& x, int64_t kernel, int64_t stride);
 
 /// Secret 1-D convolution (PyTorch Conv1d semantics, zero padding, no bias): x [N, C_in, L],
@@ -114,7 +115,8 @@ MaxResult window_max(Party& p,
 AShare avg_pool2d(Party& p, const AShare& x, const core::Pool2dParams& params);
 
 /// Max pooling with core::Pool2dParams; padded positions never win (they repeat an input element
-/// of their window). Exact. Cost: max_lastdim over kh kw elements (see nonlinear.h). Errors: ValueError "[max_pool2d] ..." (core::pool2d_windows).
+/// of their window). Exact. Cost: max_lastdim over kh kw elements (see nonlinear.h). Errors:
+/// ValueError "[max_pool2d] ..." (core::pool2d_windows).
 AShare max_pool2d(Party& p, const AShare& x, const core::Pool2dParams& params);
 
 /// Adaptive average pooling to output_hw = {oh, ow}: window (i, j) covers rows

@@ -301,11 +301,11 @@ TEST_CASE("cost of secret conv2d: 1 round, 8(N-1)(|x| + |w|) bytes (+ truncation
   for (int64_t k : {2, 3}) {
     auto costs = crypto::launch<std::vector<int64_t>>(vt::test_options(2), [&](Party& p) {
       const Shape ps{1, 2, 6, 6};
-      const Shape ws{1, 2, 6 / k, 6 / k, k * k};
+      const Shape win_shape{1, 2, 6 / k, 6 / k, k * k};
       const AShare a =
           crypto::share(p, p.rank() == 0 ? vt::uniform(ps, -2, 2, 3) : Tensor(), 0, ps);
-      const AShare b =
-          crypto::share(p, p.rank() == 0 ? vt::uniform(ws, -2, 2, 4) : Tensor(), 0, ws);
+      const AShare b = crypto::share(p, p.rank() == 0 ? vt::uniform(win_shape, -2, 2, 4) : Tensor(),
+                                     0, win_shape);
       const auto s0 = p.comm().stats();
       (void)crypto::max_pool2d(p, a, k, k);
       const auto s1 = p.comm().stats();
