@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "autograd/autograd.h"
 #include "core/ops.h"
@@ -138,6 +141,18 @@ double max_abs(const Tensor& t) {
 
 bool have_data() {
   return std::filesystem::exists(models::fashion_mnist_dir() + "/train-images-idx3-ubyte.gz");
+}
+
+// The veil-train of this build (VEIL_BINARY_DIR is set by CTest).
+std::string veil_train() {
+  const char* dir = std::getenv("VEIL_BINARY_DIR");
+  return std::string(dir != nullptr ? dir : ".") + "/tools/veil-train";
+}
+
+int run_veil_train(const std::string& args) {
+  const std::string cmd = veil_train() + " " + args + " > /dev/null 2>&1";
+  const int status = std::system(cmd.c_str());  // NOLINT(cert-env33-c): test of a CLI program
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace
@@ -428,4 +443,39 @@ TEST_CASE("train_private refuses LeNet options it cannot run", "[lenet]") {
                     Catch::Contains("[PlaintextLeNet::forward]"));
   CHECK(models::parse_model("lenet") == models::ModelKind::kLeNet);
   CHECK_THROWS_WITH(models::parse_model("resnet"), Catch::Contains("[model] expected"));
+}
+
+TEST_CASE("veil-train --model lenet --optimizer adam writes the new metrics",
+          "[lenet][tools][slow]") {
+  if (!std::filesystem::exists(veil_train()) || !have_data()) {
+    std::puts("SKIPPED: veil-train or the Fashion-MNIST dataset is not available");
+    return;
+  }
+  // GIVEN bad LeNet/optimizer arguments THEN veil-train refuses them
+  CHECK(run_veil_train("--model resnet --samples 10") != 0);
+  CHECK(run_veil_train("--optimizer rmsprop --samples 10") != 0);
+  CHECK(run_veil_train("--model lenet --lenet-widths 6,16 --samples 10") != 0);
+  CHECK(run_veil_train("--model lenet --lenet-widths 6,0,120,84 --samples 10") != 0);
+  CHECK(run_veil_train("--model lenet --guard --no-guard --samples 10") != 0);
+  // WHEN a tiny LeNet trains with Adam on 200 rows
+  const auto path = std::filesystem::temp_directory_path() / "veil_test_lenet_metrics.json";
+  std::filesystem::remove(path);
+  REQUIRE(run_veil_train("--model lenet --optimizer adam --lenet-widths 2,4,16,8 --samples 200 "
+                         "--test-samples 100 --batch-size 50 --metrics-json " +
+                         path.string()) == 0);
+  std::ifstream in(path);
+  const auto j = nlohmann::json::parse(in);
+  // THEN the metrics name the model and optimizer and the LeNet defaults
+  CHECK(j["model"] == "lenet");
+  CHECK(j["optimizer"] == "adam");
+  CHECK(j["lr"].get<double>() == Approx(1e-3));
+  CHECK(j["loss_scale_bits"] == 10);
+  CHECK(j["adam_grad_scale_bits"] == 7);
+  CHECK(j["guard"] == true);
+  CHECK(j["guard_retries"].get<int64_t>() >= 0);
+  CHECK(j["lenet_widths"] == nlohmann::json({2, 4, 16, 8}));
+  CHECK(j["samples"] == 200);
+  CHECK(j["test_accuracy"].get<double>() >= 0.0);
+  CHECK(j["rounds"].get<int64_t>() > 0);
+  std::filesystem::remove(path);
 }
