@@ -1,5 +1,6 @@
 #include "models/data.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
@@ -137,6 +138,25 @@ std::vector<std::vector<int64_t>> BatchOrder::epoch(int64_t e) const {
     batches.emplace_back(order.begin() + lo, order.begin() + hi);
   }
   return batches;
+}
+
+double batched_accuracy(const Dataset& data,
+                        int64_t batch,
+                        const std::function<core::Tensor(const core::Tensor&)>& predict,
+                        std::string_view op) {
+  VEIL_CHECK(batch >= 1, "[{}] expected batch >= 1, got {}", op, batch);
+  const int64_t n = data.size();
+  VEIL_CHECK(n >= 1, "[{}] got an empty dataset", op);
+  int64_t correct = 0;
+  for (int64_t lo = 0; lo < n; lo += batch) {
+    const int64_t hi = std::min(n, lo + batch);
+    const auto pred = predict(data.images.slice(0, lo, hi)).to_vector<int64_t>();
+    const auto truth = data.labels.slice(0, lo, hi).to_vector<int64_t>();
+    for (std::size_t i = 0; i < pred.size(); ++i) {
+      correct += pred[i] == truth[i] ? 1 : 0;
+    }
+  }
+  return static_cast<double>(correct) / static_cast<double>(n);
 }
 
 }  // namespace veil::models

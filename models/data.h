@@ -7,6 +7,7 @@
 // communicating.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,5 +94,13 @@ class BatchOrder {
   bool shuffle_;
   bool drop_last_;
 };
+
+/// Fraction of rows of `data` whose label equals predict(images of the rows), evaluated in
+/// batches of `batch` rows (predict maps float64 [B, H*W] to int64 [B] class indices). Used by the
+/// plaintext twins. Throws ValueError "[op] ..." for batch < 1 or an empty dataset.
+double batched_accuracy(const Dataset& data,
+                        int64_t batch,
+                        const std::function<core::Tensor(const core::Tensor&)>& predict,
+                        std::string_view op);
 
 }  // namespace veil::models

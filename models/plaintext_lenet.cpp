@@ -494,19 +494,9 @@ Tensor PlaintextLeNet::predict(const Tensor& x) const {
 }
 
 double PlaintextLeNet::accuracy(const Dataset& data, int64_t batch) const {
-  VEIL_CHECK(batch >= 1, "[PlaintextLeNet::accuracy] expected batch >= 1, got {}", batch);
-  const int64_t n = data.size();
-  VEIL_CHECK(n >= 1, "[PlaintextLeNet::accuracy] got an empty dataset");
-  int64_t correct = 0;
-  for (int64_t lo = 0; lo < n; lo += batch) {
-    const int64_t hi = std::min(n, lo + batch);
-    const auto pred = predict(data.images.slice(0, lo, hi)).to_vector<int64_t>();
-    const auto truth = data.labels.slice(0, lo, hi).to_vector<int64_t>();
-    for (std::size_t i = 0; i < pred.size(); ++i) {
-      correct += pred[i] == truth[i] ? 1 : 0;
-    }
-  }
-  return static_cast<double>(correct) / static_cast<double>(n);
+  return batched_accuracy(
+      data, batch, [this](const core::Tensor& x) { return predict(x); },
+      "PlaintextLeNet::accuracy");
 }
 
 }  // namespace veil::models

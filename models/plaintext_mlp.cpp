@@ -223,19 +223,8 @@ core::Tensor PlaintextMlp::predict(const core::Tensor& x) const {
 }
 
 double PlaintextMlp::accuracy(const Dataset& data, int64_t batch) const {
-  VEIL_CHECK(batch >= 1, "[PlaintextMlp::accuracy] expected batch >= 1, got {}", batch);
-  const int64_t n = data.size();
-  VEIL_CHECK(n >= 1, "[PlaintextMlp::accuracy] got an empty dataset");
-  int64_t correct = 0;
-  for (int64_t lo = 0; lo < n; lo += batch) {
-    const int64_t hi = std::min(n, lo + batch);
-    const auto pred = predict(data.images.slice(0, lo, hi)).to_vector<int64_t>();
-    const auto truth = data.labels.slice(0, lo, hi).to_vector<int64_t>();
-    for (std::size_t i = 0; i < pred.size(); ++i) {
-      correct += pred[i] == truth[i] ? 1 : 0;
-    }
-  }
-  return static_cast<double>(correct) / static_cast<double>(n);
+  return batched_accuracy(
+      data, batch, [this](const core::Tensor& x) { return predict(x); }, "PlaintextMlp::accuracy");
 }
 
 }  // namespace veil::models
