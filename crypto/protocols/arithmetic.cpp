@@ -176,7 +176,8 @@ namespace {
 core::Tensor elementwise_beaver_output(bool first,
                                        const core::Tensor& e,
                                        const core::Tensor& d,
-                                       const BeaverTriple& t) {
+                                       const BeaverTriple& t,
+                                       int trunc_bits) {
   const core::Tensor ec = e.contiguous();
   const core::Tensor dc = d.contiguous();
   const core::Tensor ac = t.a.contiguous();
@@ -190,9 +191,22 @@ core::Tensor elementwise_beaver_output(bool first,
   const uint64_t* pc = cc.data<uint64_t>();
   uint64_t* pz = z.data<uint64_t>();
   const uint64_t dmask = first ? ~uint64_t{0} : 0;
+  if (trunc_bits == 0) {
+    core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        pz[j] = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
+      }
+    });
+    return z;
+  }
+  // The 2-party local truncation of truncate(): P0 z >> bits, P1 -((-z) >> bits) (arithmetic).
+  const uint64_t flip = first ? 0 : ~uint64_t{0};
   core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
     for (int64_t j = lo; j < hi; ++j) {
-      pz[j] = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
+      const uint64_t v = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
+      // v ^ flip - flip... negation as (v ^ m) - m with m = 0 or all ones
+      const auto s = static_cast<int64_t>((v ^ flip) - flip) >> trunc_bits;
+      pz[j] = (static_cast<uint64_t>(s) ^ flip) - flip;
     }
   });
   return z;
@@ -204,7 +218,17 @@ std::vector<AShare> beaver_batch(Party& p,
                                  const std::vector<BilinearOp>& ops,
                                  const std::vector<AShare>& xs,
                                  const std::vector<AShare>& ys) {
-  VEIL_INTERNAL_ASSERT(ops.size() == xs.size() && ops.size() == ys.size(), "beaver_batch sizes");
+  return beaver_batch_rescaled(p, ops, xs, ys, {});
+}
+
+std::vector<AShare> beaver_batch_rescaled(Party& p,
+                                          const std::vector<BilinearOp>& ops,
+                                          const std::vector<AShare>& xs,
+                                          const std::vector<AShare>& ys,
+                                          const std::vector<int>& rescale_to) {
+  VEIL_INTERNAL_ASSERT(ops.size() == xs.size() && ops.size() == ys.size() &&
+                           (rescale_to.empty() || rescale_to.size() == ops.size()),
+                       "beaver_batch sizes");
   const std::size_t m = ops.size();
   std::vector<BeaverTriple> triples;
   triples.reserve(m);
@@ -225,9 +249,12 @@ std::vector<AShare> beaver_batch(Party& p,
     const core::Tensor vc = v.contiguous();
     const uint64_t* pv = vc.data<uint64_t>();
     const uint64_t* pm = mask.data<uint64_t>();
-    for (int64_t j = 0; j < vc.numel(); ++j) {
-      out[j] = pv[j] - pm[j];
-    }
+    uint64_t* po = out;
+    core::parallel_for(0, vc.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+      for (int64_t j = lo; j < hi; ++j) {
+        po[j] = pv[j] - pm[j];
+      }
+    });
     out += vc.numel();
   };
   for (std::size_t i = 0; i < m; ++i) {
@@ -244,17 +271,22 @@ std::vector<AShare> beaver_batch(Party& p,
     at += xs[i].numel();
     const core::Tensor d = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
     at += ys[i].numel();
+    const int frac = xs[i].frac_bits + ys[i].frac_bits;
+    const int target = rescale_to.empty() ? frac : rescale_to[i];
+    VEIL_CHECK(target <= frac, "[rescale] cannot raise frac_bits from {} to {}", frac, target);
     // z_i = c_i + f(e, b_i + [i = 0] d) + f(a_i, d)
     if (ops[i].kind == BilinearOp::Kind::kMul && ops[i].x_shape == ops[i].y_shape) {
-      result.push_back({elementwise_beaver_output(p.rank() == 0, e, d, triples[i]),
-                        xs[i].frac_bits + ys[i].frac_bits});
+      const int fused = p.world_size() == 2 ? frac - target : 0;
+      result.push_back(rescale(
+          p, {elementwise_beaver_output(p.rank() == 0, e, d, triples[i], fused), frac - fused},
+          target));
       continue;
     }
     const core::Tensor b_plus = p.rank() == 0 ? core::add(triples[i].b, d) : triples[i].b;
     core::Tensor z = ops[i].apply(e, b_plus);
     core::add_(z, ops[i].apply(triples[i].a, d));
     core::add_(z, triples[i].c);
-    result.push_back({z, xs[i].frac_bits + ys[i].frac_bits});
+    result.push_back(rescale(p, {z, frac}, target));
   }
   return result;
 }
@@ -312,8 +344,8 @@ AShare rescale(Party& p, const AShare& x, int frac_bits) {
 }
 
 AShare mul(Party& p, const AShare& x, const AShare& y) {
-  const AShare z = beaver(p, BilinearOp::mul(x.shape(), y.shape()), x, y);
-  return rescale(p, z, std::max(x.frac_bits, y.frac_bits));
+  return beaver_batch_rescaled(p, {BilinearOp::mul(x.shape(), y.shape())}, {x}, {y},
+                               {std::max(x.frac_bits, y.frac_bits)})[0];
 }
 
 AShare matmul(Party& p, const AShare& x, const AShare& y) {

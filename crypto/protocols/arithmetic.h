@@ -89,6 +89,15 @@ std::vector<AShare> beaver_batch(Party& p,
                                  const std::vector<AShare>& xs,
                                  const std::vector<AShare>& ys);
 
+/// beaver_batch, then product i rescaled to rescale_to[i] fractional bits (as rescale). With 2
+/// parties the truncation of an elementwise product is fused into the pass that forms it (same
+/// result bit for bit, one pass over memory less). Cost: beaver_batch + the truncations.
+std::vector<AShare> beaver_batch_rescaled(Party& p,
+                                          const std::vector<BilinearOp>& ops,
+                                          const std::vector<AShare>& xs,
+                                          const std::vector<AShare>& ys,
+                                          const std::vector<int>& rescale_to);
+
 /// Divides by 2^bits (arithmetic shift of the shared value). See the error model above.
 /// Cost: N = 2: local; N > 2: 1 round, 8 bytes per element per party except P0.
 AShare truncate(Party& p, const AShare& x, int bits);

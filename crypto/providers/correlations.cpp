@@ -1,5 +1,6 @@
 #include "crypto/providers/correlations.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/ops.h"
@@ -165,6 +166,77 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& p
     }
     case Kind::kShutdown:
       break;
+  }
+  return out;
+}
+
+bool is_streamable_mul(const CorrelationRequest& req) {
+  return req.kind == Kind::kBeaver && req.op.kind == BilinearOp::Kind::kMul &&
+         req.op.x_shape == req.op.y_shape;
+}
+
+core::Tensor streamed_mul_correction(int64_t n,
+                                     const std::vector<Prg*>& prgs,
+                                     const uint64_t* a0,
+                                     const uint64_t* b0) {
+  VEIL_INTERNAL_ASSERT(!prgs.empty() && (prgs[0] != nullptr || (a0 != nullptr && b0 != nullptr)),
+                       "streamed_mul_correction: party 0's a and b");
+  const std::size_t parties = prgs.size();
+  const auto un = static_cast<uint64_t>(n);
+  std::vector<uint64_t> start(parties, 0);
+  for (std::size_t j = 0; j < parties; ++j) {
+    VEIL_INTERNAL_ASSERT(j == 0 || prgs[j] != nullptr, "streamed_mul_correction: party draws");
+    if (prgs[j] != nullptr) {
+      start[j] = prgs[j]->position();
+    }
+  }
+  // Party j's stream: a at start, b at start + 8n, and (j >= 1) c at start + 16n.
+  auto draw = [&](std::size_t j, uint64_t component, int64_t lo, uint64_t* out, int64_t m) {
+    const uint64_t at = start[j] + 8 * (component * un + static_cast<uint64_t>(lo));
+    if (prgs[j]->position() != at) {
+      prgs[j]->seek(at);
+    }
+    prgs[j]->fill_ring(out, static_cast<std::size_t>(m));
+  };
+  core::Tensor out = core::Tensor::empty({n}, core::DType::kRing64);
+  uint64_t* po = out.data<uint64_t>();
+  constexpr int64_t kChunk = 2048;  // 3 x 16 KiB of scratch: stays in L1/L2
+  std::vector<uint64_t> sa(kChunk);
+  std::vector<uint64_t> sb(kChunk);
+  std::vector<uint64_t> tmp(kChunk);
+  for (int64_t lo = 0; lo < n; lo += kChunk) {
+    const int64_t m = std::min(kChunk, n - lo);
+    if (prgs[0] == nullptr) {
+      std::copy(a0 + lo, a0 + lo + m, sa.begin());
+      std::copy(b0 + lo, b0 + lo + m, sb.begin());
+    } else {
+      draw(0, 0, lo, sa.data(), m);
+      draw(0, 1, lo, sb.data(), m);
+    }
+    for (std::size_t j = 1; j < parties; ++j) {
+      draw(j, 0, lo, tmp.data(), m);
+      for (int64_t i = 0; i < m; ++i) {
+        sa[i] += tmp[i];
+      }
+      draw(j, 1, lo, tmp.data(), m);
+      for (int64_t i = 0; i < m; ++i) {
+        sb[i] += tmp[i];
+      }
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      po[lo + i] = sa[i] * sb[i];
+    }
+    for (std::size_t j = 1; j < parties; ++j) {
+      draw(j, 2, lo, tmp.data(), m);
+      for (int64_t i = 0; i < m; ++i) {
+        po[lo + i] -= tmp[i];
+      }
+    }
+  }
+  for (std::size_t j = 0; j < parties; ++j) {
+    if (prgs[j] != nullptr) {
+      prgs[j]->seek(start[j] + 8 * (j == 0 ? 2 : 3) * un);
+    }
   }
   return out;
 }

@@ -64,6 +64,22 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& p
 core::Tensor correlation_correction(const CorrelationRequest& req,
                                     const std::vector<std::vector<core::Tensor>>& draws);
 
+/// True for the requests that streamed_mul_correction serves: an elementwise Beaver product of
+/// equal shapes (no broadcasting).
+bool is_streamable_mul(const CorrelationRequest& req);
+
+/// P_0's correction c_0 = (sum_j a_j)(sum_j b_j) - sum_{j>=1} c_j of an elementwise Beaver request
+/// of n elements, without materialising the other parties' draws: party j's components are drawn
+/// chunk by chunk (cache-sized) from prgs[j], positioned at the start of its draws, and each
+/// prgs[j] ends positioned after them, exactly as draw_correlation would leave it. prgs[j] ==
+/// nullptr means party j's a and b are given instead (only j = 0: a0, b0, contiguous n elements;
+/// the trusted-first-party mode). Same result as correlation_correction on full draws; about 5x
+/// less memory traffic (1 write of n words instead of ~15 passes).
+core::Tensor streamed_mul_correction(int64_t n,
+                                     const std::vector<Prg*>& prgs,
+                                     const uint64_t* a0,
+                                     const uint64_t* b0);
+
 /// Index of the corrected component in the draw vector.
 std::size_t correction_index(const CorrelationRequest& req);
 

@@ -56,6 +56,15 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
     return mine;
   }
   // Trusted first party: replay every party's draws locally (this is the insecure part).
+  if (is_streamable_mul(req)) {
+    std::vector<Prg*> prgs(mirrors_.size(), nullptr);
+    for (std::size_t j = 1; j < mirrors_.size(); ++j) {
+      prgs[j] = &mirrors_[j];
+    }
+    mine[k] = streamed_mul_correction(core::shape_numel(req.op.out_shape()), prgs,
+                                      mine[0].data<uint64_t>(), mine[1].data<uint64_t>());
+    return mine;
+  }
   std::vector<std::vector<core::Tensor>> all(mirrors_.size());
   all[0] = mine;
   for (std::size_t j = 1; j < mirrors_.size(); ++j) {
@@ -171,6 +180,22 @@ DealerService::DealerService(comm::Communicator& comm, bool lookahead)
 core::Tensor DealerService::compute(const CorrelationRequest& req,
                                     std::vector<uint64_t>& positions) const {
   const std::size_t n = seeds_.size();
+  if (is_streamable_mul(req)) {
+    std::vector<Prg> prgs;
+    prgs.reserve(n);
+    std::vector<Prg*> ptrs;
+    for (std::size_t j = 0; j < n; ++j) {
+      prgs.emplace_back(seeds_[j]);
+      prgs.back().seek(positions[j]);
+      ptrs.push_back(&prgs.back());
+    }
+    core::Tensor c0 =
+        streamed_mul_correction(core::shape_numel(req.op.out_shape()), ptrs, nullptr, nullptr);
+    for (std::size_t j = 0; j < n; ++j) {
+      positions[j] = prgs[j].position();
+    }
+    return c0;
+  }
   std::vector<std::vector<core::Tensor>> all(n);
   for (std::size_t j = 0; j < n; ++j) {
     Prg prg(seeds_[j]);
