@@ -303,33 +303,39 @@ void evaluate_level(const CircuitLevel& level,
         const auto& term = t.outputs[o][ti];
         const auto& mono_of = t.monomial_of[o][ti];
         // literal l = alpha_l ^ beta_l x_l; the product expands over the subsets u of the
-        // term's literals: (prod_{l not in u} alpha_l) (prod_{l in u} beta_l) x_u
-        uint64_t alpha[8];
-        uint64_t beta[8];
+        // term's literals: (prod_{l not in u} alpha_l) (prod_{l in u} beta_l) x_u. Expanded one
+        // literal at a time so that prefixes are shared, dropping branches whose coefficient is
+        // zero (a generate literal has alpha = 0).
         const auto s = static_cast<int>(term.size());
+        uint64_t coef[256];
+        uint32_t subset[256];
+        int live = 1;
+        coef[0] = kOnes;
+        subset[0] = 0;
         for (int l = 0; l < s; ++l) {
           const uint64_t ql = q[term[static_cast<std::size_t>(l)].input];
-          switch (term[static_cast<std::size_t>(l)].kind) {
-            case Lit::Kind::kMasked:
-              alpha[l] = ql;
-              beta[l] = kOnes;
-              break;
-            case Lit::Kind::kGenerate:
-              alpha[l] = 0;
-              beta[l] = ~ql;
-              break;
-            case Lit::Kind::kEqual:
-              alpha[l] = ~ql;
-              beta[l] = kOnes;
-              break;
+          const Lit::Kind kind = term[static_cast<std::size_t>(l)].kind;
+          const uint64_t alpha = kind == Lit::Kind::kMasked  ? ql
+                                 : kind == Lit::Kind::kEqual ? ~ql
+                                                             : 0;
+          const uint64_t beta = kind == Lit::Kind::kGenerate ? ~ql : kOnes;
+          const int before = live;
+          for (int i = 0; i < before; ++i) {
+            const uint64_t c = coef[i];
+            coef[live] = c & beta;
+            subset[live] = subset[i] | (1U << l);
+            ++live;
+            coef[i] = c & alpha;
+          }
+          if (alpha == 0 && kind == Lit::Kind::kGenerate) {
+            // every "not in u" branch of this literal is zero: keep only the new half
+            std::copy(coef + before, coef + live, coef);
+            std::copy(subset + before, subset + live, subset);
+            live -= before;
           }
         }
-        for (uint32_t u = 0; u < (1U << s); ++u) {
-          uint64_t coef = kOnes;
-          for (int l = 0; l < s; ++l) {
-            coef &= ((u >> l) & 1U) != 0 ? beta[l] : alpha[l];
-          }
-          acc ^= coef & mono[1 + mono_of[u]];
+        for (int i = 0; i < live; ++i) {
+          acc ^= coef[i] & mono[1 + mono_of[subset[i]]];
         }
       }
       out[at++] = acc;
@@ -457,12 +463,15 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
         const uint64_t* sec = level.local ? rplanes : masks + level.mask_offset;
         for (const GateInstance& g : level.gates) {
           const GateType& t = *g.type;
+          // products in increasing subset order: u = (u without its lowest input) & that input,
+          // where the smaller subset is a single input or an earlier product
+          uint64_t* pg = prod + g.product_offset;
           for (int i = 0; i < t.product_count(); ++i) {
-            uint64_t v = ~uint64_t{0};
-            for (uint32_t u = t.products[static_cast<std::size_t>(i)]; u != 0; u &= u - 1) {
-              v &= sec[g.first + std::countr_zero(u)];
-            }
-            prod[g.product_offset + i] = v;
+            const uint32_t u = t.products[static_cast<std::size_t>(i)];
+            const uint32_t rest = u & (u - 1);
+            const uint64_t low = sec[g.first + std::countr_zero(u)];
+            pg[i] = low & ((rest & (rest - 1)) == 0 ? sec[g.first + std::countr_zero(rest)]
+                                                    : pg[t.product_index[rest]]);
           }
         }
       }
