@@ -7,8 +7,52 @@
 #include <utility>
 
 #include "core/error.h"
+#include "kernels/cuda_backend.h"
 
 namespace veil::comm {
+
+namespace {
+
+// Page-locked host memory through which device tensors are sent: one buffer per thread (parties
+// that share a process are threads), grown on demand and kept, since pinning is costly.
+class PinnedStaging {
+ public:
+  PinnedStaging() = default;
+  PinnedStaging(const PinnedStaging&) = delete;
+  PinnedStaging& operator=(const PinnedStaging&) = delete;
+  ~PinnedStaging() { kernels::cuda::pinned_free(data_); }
+
+  std::span<std::byte> get(std::size_t bytes) {
+    if (bytes > size_) {
+      kernels::cuda::pinned_free(data_);
+      data_ = nullptr;
+      size_ = 0;
+      data_ = static_cast<std::byte*>(kernels::cuda::pinned_alloc(bytes));
+      size_ = bytes;
+    }
+    return {data_, bytes};
+  }
+
+ private:
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// The bytes of a tensor in host memory: its own storage (made contiguous) for a host tensor, a
+// pinned copy for a device tensor. `keep` holds the contiguous host tensor alive.
+std::span<const std::byte> host_bytes(const core::Tensor& t, core::Tensor& keep) {
+  if (!t.is_cuda()) {
+    keep = t.contiguous();
+    return keep.bytes();
+  }
+  thread_local PinnedStaging staging;
+  keep = t.contiguous();
+  const std::span<std::byte> buf = staging.get(keep.nbytes());
+  kernels::cuda::copy_to_host(buf.data(), keep.device_ptr(), keep.nbytes(), keep.device().index);
+  return buf;
+}
+
+}  // namespace
 
 OpStats& OpStats::operator+=(const OpStats& o) {
   rounds += o.rounds;
@@ -130,16 +174,21 @@ Bytes Communicator::recv(int from, std::string_view tag, int64_t expected_bytes)
 
 void Communicator::send_tensor(int to, std::string_view tag, const core::Tensor& t) {
   VEIL_CHECK(t.defined(), "[send_tensor] expected a defined tensor (tag '{}')", tag);
-  const core::Tensor c = t.contiguous();
-  send(to, tag, c.bytes());
+  core::Tensor keep;
+  send(to, tag, host_bytes(t, keep));
 }
 
 core::Tensor Communicator::recv_tensor(int from,
                                        std::string_view tag,
                                        const core::Shape& shape,
-                                       core::DType dtype) {
-  core::Tensor t = core::Tensor::empty(shape, dtype);
+                                       core::DType dtype,
+                                       core::Device device) {
+  core::Tensor t = core::Tensor::empty(shape, dtype, device);
   const Bytes b = recv(from, tag, static_cast<int64_t>(t.nbytes()));
+  if (t.is_cuda()) {
+    kernels::cuda::copy_to_device(t.device_ptr(), b.data(), b.size(), device.index);
+    return t;
+  }
   std::ranges::copy(b, t.mutable_bytes().begin());
   return t;
 }
@@ -169,19 +218,22 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
              tag);
   VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64,
              "[all_reduce] expected a ring64 tensor, got {} (tag '{}')", t.str(), tag);
-  const core::Tensor mine = t.contiguous();
+  // A device tensor is reduced on the host (one copy down, one up, whatever world_size is) and
+  // the result returned on its device; the bytes sent are the same as for a host tensor.
+  core::Tensor keep;
+  const std::span<const std::byte> mine = host_bytes(t, keep);
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine.bytes());
+      send(p, tag, mine);
     }
   }
   // Sum (or XOR) mod 2^64 is exact, associative and commutative, so every party gets the same
   // result whatever the order: the first peer's message is added to this party's part while
   // copying it into the result (one pass), later ones in place.
-  const auto n = static_cast<std::size_t>(mine.numel());
+  const auto n = static_cast<std::size_t>(t.numel());
   core::Tensor out = core::Tensor::empty(t.shape(), core::DType::kRing64);
   std::span<uint64_t> acc(out.data<uint64_t>(), n);
-  const std::span<const uint64_t> own(mine.data<uint64_t>(), n);
+  const std::span<const uint64_t> own(reinterpret_cast<const uint64_t*>(mine.data()), n);
   bool first = true;
   for (int p = 0; p < world_size_; ++p) {
     if (p == rank_) {
@@ -201,23 +253,24 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
   if (first) {
     std::ranges::copy(own, acc.begin());
   }
-  return out;
+  return out.to(t.device());
 }
 
 std::vector<core::Tensor> Communicator::all_gather(std::string_view tag, const core::Tensor& t) {
   VEIL_CHECK(!is_dealer(), "[all_gather] the dealer cannot take part in collectives (tag '{}')",
              tag);
   VEIL_CHECK(t.defined(), "[all_gather] expected a defined tensor (tag '{}')", tag);
-  const core::Tensor mine = t.contiguous();
+  core::Tensor keep;
+  const std::span<const std::byte> mine = host_bytes(t, keep);
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine.bytes());
+      send(p, tag, mine);
     }
   }
   std::vector<core::Tensor> parts(static_cast<std::size_t>(world_size_));
   for (int p = 0; p < world_size_; ++p) {
     parts[static_cast<std::size_t>(p)] =
-        p == rank_ ? mine.clone() : recv_tensor(p, tag, t.shape(), t.dtype());
+        p == rank_ ? keep.clone() : recv_tensor(p, tag, t.shape(), t.dtype(), t.device());
   }
   return parts;
 }
@@ -226,24 +279,26 @@ core::Tensor Communicator::broadcast(std::string_view tag,
                                      const core::Tensor& t,
                                      int root,
                                      const core::Shape& shape,
-                                     core::DType dtype) {
+                                     core::DType dtype,
+                                     core::Device device) {
   VEIL_CHECK(!is_dealer(), "[broadcast] the dealer cannot take part in collectives (tag '{}')",
              tag);
   VEIL_CHECK(root >= 0 && root < world_size_,
              "[broadcast] root {} out of range: world_size {} (tag '{}')", root, world_size_, tag);
   if (rank_ != root) {
-    return recv_tensor(root, tag, shape, dtype);
+    return recv_tensor(root, tag, shape, dtype, device);
   }
   VEIL_CHECK(t.defined() && t.shape() == shape && t.dtype() == dtype,
              "[broadcast] root's tensor must be {} {}, got {} (tag '{}')", core::dtype_name(dtype),
              core::shape_str(shape), t.str(), tag);
-  const core::Tensor mine = t.contiguous();
+  core::Tensor keep;
+  const std::span<const std::byte> mine = host_bytes(t, keep);
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine.bytes());
+      send(p, tag, mine);
     }
   }
-  return mine.clone();
+  return keep.clone();
 }
 
 void Communicator::barrier(std::string_view tag) {

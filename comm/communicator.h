@@ -93,19 +93,23 @@ class Communicator {
   /// size differs (the message is consumed either way); CommError on timeout or abort.
   /// Only successfully received messages are counted in the stats.
   Bytes recv(int from, std::string_view tag, int64_t expected_bytes = -1);
-  /// Sends a tensor's bytes (made contiguous first). Cost: one message of t.nbytes() bytes.
-  /// Throws ValueError for an undefined tensor, otherwise as send().
+  /// Sends a tensor's bytes (made contiguous first; a CUDA tensor is staged through a pinned host
+  /// buffer of the calling thread). Cost: one message of t.nbytes() bytes, the same for host and
+  /// device tensors. Throws ValueError for an undefined tensor, otherwise as send().
   void send_tensor(int to, std::string_view tag, const core::Tensor& t);
-  /// Receives a tensor of the given shape and dtype (size checked: ProtocolError when the sender's
-  /// byte count differs). Otherwise throws as recv().
+  /// Receives a tensor of the given shape and dtype onto `device` (size checked: ProtocolError when
+  /// the sender's byte count differs). Otherwise throws as recv().
   core::Tensor recv_tensor(int from,
                            std::string_view tag,
                            const core::Shape& shape,
-                           core::DType dtype);
+                           core::DType dtype,
+                           core::Device device = {});
 
   // ---- collectives over the compute parties (the dealer must not call them) -------------------
   // Every party must call the same collective with the same tag, shape and dtype. Results are
-  // fresh contiguous tensors (never views of the input). With world_size 1 they communicate
+  // fresh contiguous tensors (never views of the input) on the input's device: CUDA tensors are
+  // staged through pinned host memory and reduced on the host (one copy down and one up), with
+  // the same messages and counted bytes as host tensors. With world_size 1 they communicate
   // nothing and cost 0 rounds. All throw ValueError when called by the dealer, and CommError /
   // ProtocolError as send() and recv().
 
@@ -125,11 +129,13 @@ class Communicator {
   /// Cost: 1 round; root sends (world_size-1) * nbytes, the others nothing (each receives nbytes).
   /// Throws ValueError when root is not a party or when root's tensor does not have the given
   /// shape and dtype.
+  /// Non-roots receive onto `device`.
   core::Tensor broadcast(std::string_view tag,
                          const core::Tensor& t,
                          int root,
                          const core::Shape& shape,
-                         core::DType dtype);
+                         core::DType dtype,
+                         core::Device device = {});
   /// Returns once every party has entered the barrier.
   /// Cost: 1 round; each party sends world_size-1 empty messages and receives as many.
   void barrier(std::string_view tag);

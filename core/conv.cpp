@@ -12,6 +12,17 @@ namespace veil::core {
 
 namespace {
 
+// The convolution family runs on the host only in this version.
+void check_on_cpu(const Tensor& a, const char* op) {
+  VEIL_CHECK(!a.is_cuda(),
+             "[{}] not available on cuda in this version; move to Device::cpu() (got {})", op,
+             a.str());
+}
+void check_on_cpu(const Tensor& a, const Tensor& b, const char* op) {
+  check_on_cpu(a, op);
+  check_on_cpu(b, op);
+}
+
 // Output extent of one spatial dimension, or a negative value when the window does not fit.
 int64_t out_extent(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
   const int64_t span = dilation * (k - 1) + 1;
@@ -338,6 +349,7 @@ Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+  check_on_cpu(x, w, "conv2d");
   VEIL_CHECK(
       x.dtype() == w.dtype() && (x.dtype() == DType::kFloat64 || x.dtype() == DType::kRing64),
       "[conv2d] expected float64 or ring64 operands of equal dtype, got {} and {}", x.str(),
@@ -390,6 +402,7 @@ Tensor conv2d_input_grad(const Tensor& dy,
                          const Tensor& w,
                          const Conv2dParams& p,
                          const Shape& input_hw) {
+  check_on_cpu(dy, w, "conv2d_input_grad");
   check_dtypes(dy, w, "conv2d_input_grad");
   const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
   if (dy.dtype() == DType::kRing64) {
@@ -402,6 +415,7 @@ Tensor conv2d_weight_grad(const Tensor& x,
                           const Tensor& dy,
                           const Conv2dParams& p,
                           const Shape& kernel_hw) {
+  check_on_cpu(x, dy, "conv2d_weight_grad");
   check_dtypes(x, dy, "conv2d_weight_grad");
   const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
   if (x.dtype() == DType::kRing64) {
@@ -416,6 +430,7 @@ Tensor fold_windows(const Tensor& win,
                     int64_t kw,
                     const Conv2dParams& p,
                     const char* op) {
+  check_on_cpu(win, op);
   VEIL_CHECK(win.dim() == 5, "[{}] expected windows [N, C, H', W', kh*kw], got {}", op,
              shape_str(win.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
@@ -442,6 +457,7 @@ Tensor fold_windows(const Tensor& win,
 
 Tensor extract_windows(
     const Tensor& x, int64_t kh, int64_t kw, const Conv2dParams& p, const char* op) {
+  check_on_cpu(x, op);
   VEIL_CHECK(x.dim() == 4, "[{}] expected x [N, C, H, W], got {}", op, shape_str(x.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
   check_params(p, op);
@@ -497,6 +513,7 @@ Shape conv1d_out_shape(const Shape& x, const Shape& w, const Conv1dParams& p) {
 }
 
 Tensor conv1d(const Tensor& x, const Tensor& w, const Conv1dParams& p) {
+  check_on_cpu(x, w, "conv1d");
   check_dtypes(x, w, "conv1d");
   const Shape out = conv1d_out_shape(x.shape(), w.shape(), p);
   const Tensor y = conv2d(x.reshape({x.size(0), x.size(1), 1, x.size(2)}),
@@ -561,6 +578,7 @@ Shape conv_transpose2d_input_shape(const Shape& x, const Shape& w, const ConvTra
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dParams& p) {
+  check_on_cpu(x, w, "conv_transpose2d");
   check_dtypes(x, w, "conv_transpose2d");
   const Shape out = conv_transpose2d_out_shape(x.shape(), w.shape(), p);
   const Shape in = conv_transpose2d_input_shape(x.shape(), w.shape(), p);
@@ -569,6 +587,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dP
 }
 
 Tensor zero_extend_hw(const Tensor& x, int64_t h, int64_t w, const char* op) {
+  check_on_cpu(x, op);
   VEIL_CHECK(x.dim() == 4 && h >= x.size(2) && w >= x.size(3),
              "[{}] expected x [N, C, H, W] with H <= {} and W <= {}, got {}", op, h, w,
              shape_str(x.shape()));
@@ -758,6 +777,7 @@ Tensor scatter_impl(const Tensor& win_in, const WindowTable& t) {
 }  // namespace
 
 Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
+  check_on_cpu(x, op);
   check_table(t, op);
   VEIL_CHECK(x.dim() == 4 && x.size(2) == t.in_h && x.size(3) == t.in_w,
              "[{}] expected x [N, C, {}, {}], got {}", op, t.in_h, t.in_w, shape_str(x.shape()));
@@ -776,6 +796,7 @@ Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
 }
 
 Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) {
+  check_on_cpu(win, op);
   check_table(t, op);
   VEIL_CHECK(
       win.dim() == 5 && win.size(2) == t.out_h && win.size(3) == t.out_w && win.size(4) == t.k,

@@ -2,6 +2,7 @@
 // single-threaded kernels live in kernels/cpu/gemm.
 #include <algorithm>
 
+#include "core/cuda_dispatch.h"
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "kernels/cpu/gemm.h"
@@ -86,8 +87,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
              shape_str(a.shape()), shape_str(b.shape()));
   VEIL_CHECK(a.dtype() == b.dtype(), "[matmul] expected equal dtypes, got a {} and b {}",
              dtype_name(a.dtype()), dtype_name(b.dtype()));
-  VEIL_CHECK(a.device() == b.device(),
-             "[matmul] expected both tensors on one device, got {} and {}", a.str(), b.str());
+  const bool cuda = same_device(a, b, "matmul");
+  if (cuda) {
+    VEIL_CHECK(
+        a.dtype() == DType::kRing64 || a.dtype() == DType::kFloat64 || a.dtype() == DType::kFloat32,
+        "[matmul] expected float64, float32 or ring64 tensors, got {}", dtype_name(a.dtype()));
+    return cuda_ops::matmul(a, b);
+  }
   Tensor out = Tensor::empty({a.size(0), b.size(1)}, a.dtype(), a.device());
   switch (a.dtype()) {
     case DType::kRing64:

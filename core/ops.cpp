@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/cuda_dispatch.h"
 #include "core/elementwise.h"
 
 namespace veil::core {
@@ -22,6 +23,26 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 }
 
 namespace {
+
+namespace kc = kernels::cuda;
+using kc::BinaryOp;
+using kc::UnaryOp;
+
+kc::UnaryParams shift_params(int bits) {
+  kc::UnaryParams p;
+  p.bits = bits;
+  return p;
+}
+kc::UnaryParams ring_scalar(uint64_t s) {
+  kc::UnaryParams p;
+  p.scalar_bits = s;
+  return p;
+}
+kc::UnaryParams float_scalar(double s) {
+  kc::UnaryParams p;
+  p.scalar = s;
+  return p;
+}
 
 // Calls f.template operator()<T>() for the arithmetic dtypes; throws for the others.
 template <class F>
@@ -151,7 +172,11 @@ bool greater(T x, T y) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "add");
+  const bool cuda = same_device(a, b, "add");
   return dispatch_arith(a.dtype(), "add", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kAdd, a, b, "add");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return wrap_add(x, y); }, "add");
   });
@@ -159,7 +184,11 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "sub");
+  const bool cuda = same_device(a, b, "sub");
   return dispatch_arith(a.dtype(), "sub", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kSub, a, b, "sub");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub");
   });
@@ -167,7 +196,11 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "mul");
+  const bool cuda = same_device(a, b, "mul");
   return dispatch_arith(a.dtype(), "mul", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kMul, a, b, "mul");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return wrap_mul(x, y); }, "mul");
   });
@@ -175,7 +208,11 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "div");
+  const bool cuda = same_device(a, b, "div");
   return dispatch_float(a.dtype(), "div", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kDiv, a, b, "div");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return x / y; }, "div");
   });
@@ -183,13 +220,21 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 Tensor neg(const Tensor& a) {
   return dispatch_arith(a.dtype(), "neg", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kNeg, a, {}, "neg");
+    }
     return map<T, T>(a, [](T x) { return wrap_sub(T{0}, x); });
   });
 }
 
 void add_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "add_");
+  const bool cuda = same_device(a, b, "add_");
   dispatch_arith(a.dtype(), "add_", [&]<class T>() {
+    if (cuda) {
+      cuda_ops::binary_(BinaryOp::kAdd, a, b, "add_");
+      return;
+    }
     zip_<T, T>(
         a, b, [](T x, T y) { return wrap_add(x, y); }, "add_");
   });
@@ -197,7 +242,12 @@ void add_(Tensor& a, const Tensor& b) {
 
 void sub_(Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "sub_");
+  const bool cuda = same_device(a, b, "sub_");
   dispatch_arith(a.dtype(), "sub_", [&]<class T>() {
+    if (cuda) {
+      cuda_ops::binary_(BinaryOp::kSub, a, b, "sub_");
+      return;
+    }
     zip_<T, T>(
         a, b, [](T x, T y) { return wrap_sub(x, y); }, "sub_");
   });
@@ -206,30 +256,46 @@ void sub_(Tensor& a, const Tensor& b) {
 Tensor mul_scalar(const Tensor& a, uint64_t s) {
   VEIL_CHECK(a.dtype() == DType::kRing64, "[mul_scalar] expected ring64 with a ring scalar, got {}",
              dtype_name(a.dtype()));
+  if (a.is_cuda()) {
+    return cuda_ops::unary(UnaryOp::kMulScalar, a, ring_scalar(s), "mul_scalar");
+  }
   return map<uint64_t, uint64_t>(a, [s](uint64_t x) { return x * s; });
 }
 
 Tensor add_scalar(const Tensor& a, uint64_t s) {
   VEIL_CHECK(a.dtype() == DType::kRing64, "[add_scalar] expected ring64 with a ring scalar, got {}",
              dtype_name(a.dtype()));
+  if (a.is_cuda()) {
+    return cuda_ops::unary(UnaryOp::kAddScalar, a, ring_scalar(s), "add_scalar");
+  }
   return map<uint64_t, uint64_t>(a, [s](uint64_t x) { return x + s; });
 }
 
 Tensor mul_scalar(const Tensor& a, double s) {
   return dispatch_float(a.dtype(), "mul_scalar", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kMulScalar, a, float_scalar(s), "mul_scalar");
+    }
     return map<T, T>(a, [s](T x) { return static_cast<T>(x * s); });
   });
 }
 
 Tensor add_scalar(const Tensor& a, double s) {
   return dispatch_float(a.dtype(), "add_scalar", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kAddScalar, a, float_scalar(s), "add_scalar");
+    }
     return map<T, T>(a, [s](T x) { return static_cast<T>(x + s); });
   });
 }
 
 Tensor bitwise_xor(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "bitwise_xor");
+  const bool cuda = same_device(a, b, "bitwise_xor");
   return dispatch_bits(a.dtype(), "bitwise_xor", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kXor, a, b, "bitwise_xor");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return static_cast<T>(x ^ y); }, "bitwise_xor");
   });
@@ -237,7 +303,11 @@ Tensor bitwise_xor(const Tensor& a, const Tensor& b) {
 
 Tensor bitwise_and(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "bitwise_and");
+  const bool cuda = same_device(a, b, "bitwise_and");
   return dispatch_bits(a.dtype(), "bitwise_and", [&]<class T>() {
+    if (cuda) {
+      return cuda_ops::binary(BinaryOp::kAnd, a, b, "bitwise_and");
+    }
     return zip<T, T, T>(
         a, b, [](T x, T y) { return static_cast<T>(x & y); }, "bitwise_and");
   });
@@ -245,6 +315,9 @@ Tensor bitwise_and(const Tensor& a, const Tensor& b) {
 
 Tensor bitwise_not(const Tensor& a) {
   return dispatch_bits(a.dtype(), "bitwise_not", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kNot, a, {}, "bitwise_not");  // uint8: logical not
+    }
     if constexpr (std::is_same_v<T, uint8_t>) {
       return map<T, T>(a, [](T x) { return static_cast<T>(x == 0 ? 1 : 0); });
     } else {
@@ -255,38 +328,61 @@ Tensor bitwise_not(const Tensor& a) {
 
 Tensor shift_left(const Tensor& a, int bits) {
   check_shift(a, bits, "shift_left");
+  if (a.is_cuda()) {
+    return cuda_ops::unary(UnaryOp::kShl, a, shift_params(bits), "shift_left");
+  }
   return map<uint64_t, uint64_t>(a, [bits](uint64_t x) { return x << bits; });
 }
 
 Tensor shift_right_arith(const Tensor& a, int bits) {
   check_shift(a, bits, "shift_right_arith");
+  if (a.is_cuda()) {
+    return cuda_ops::unary(UnaryOp::kShrArith, a, shift_params(bits), "shift_right_arith");
+  }
   return map<uint64_t, uint64_t>(
       a, [bits](uint64_t x) { return static_cast<uint64_t>(static_cast<int64_t>(x) >> bits); });
 }
 
 Tensor shift_right_logical(const Tensor& a, int bits) {
   check_shift(a, bits, "shift_right_logical");
+  if (a.is_cuda()) {
+    return cuda_ops::unary(UnaryOp::kShrLogical, a, shift_params(bits), "shift_right_logical");
+  }
   return map<uint64_t, uint64_t>(a, [bits](uint64_t x) { return x >> bits; });
 }
 
 Tensor exp(const Tensor& a) {
-  return dispatch_float(a.dtype(), "exp",
-                        [&]<class T>() { return map<T, T>(a, [](T x) { return std::exp(x); }); });
+  return dispatch_float(a.dtype(), "exp", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kExp, a, {}, "exp");
+    }
+    return map<T, T>(a, [](T x) { return std::exp(x); });
+  });
 }
 
 Tensor log(const Tensor& a) {
-  return dispatch_float(a.dtype(), "log",
-                        [&]<class T>() { return map<T, T>(a, [](T x) { return std::log(x); }); });
+  return dispatch_float(a.dtype(), "log", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kLog, a, {}, "log");
+    }
+    return map<T, T>(a, [](T x) { return std::log(x); });
+  });
 }
 
 Tensor relu(const Tensor& a) {
   return dispatch_float(a.dtype(), "relu", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kRelu, a, {}, "relu");
+    }
     return map<T, T>(a, [](T x) { return x > T{0} ? x : T{0}; });
   });
 }
 
 Tensor step(const Tensor& a) {
   return dispatch_float(a.dtype(), "step", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::unary(UnaryOp::kStep, a, {}, "step");
+    }
     return map<T, T>(a, [](T x) { return x > T{0} ? T{1} : T{0}; });
   });
 }
@@ -294,6 +390,9 @@ Tensor step(const Tensor& a) {
 Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
   const int64_t d = norm_dim(a, dim, "sum");
   return dispatch_arith(a.dtype(), "sum", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::reduce(kc::ReduceOp::kSum, a, d, reduced_shape(a, d, keepdim), a.dtype());
+    }
     Tensor out = Tensor::zeros(reduced_shape(a, d, keepdim), a.dtype());
     T* o = out.data<T>();
     reduce_view<T>(a, d, [&](int64_t outer, int64_t n, int64_t inner, const T* p) {
@@ -313,6 +412,9 @@ Tensor sum(const Tensor& a, int64_t dim, bool keepdim) {
 
 Tensor sum_all(const Tensor& a) {
   return dispatch_arith(a.dtype(), "sum_all", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::reduce(kc::ReduceOp::kSum, a.reshape({a.numel()}), 0, {}, a.dtype());
+    }
     Tensor c = a.contiguous();
     const T* p = c.data<T>();
     T acc{0};
@@ -328,6 +430,9 @@ Tensor max(const Tensor& a, int64_t dim, bool keepdim) {
   VEIL_CHECK(a.size(d) > 0, "[max] cannot reduce an empty dimension {} of {}", dim,
              shape_str(a.shape()));
   return dispatch_arith(a.dtype(), "max", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::reduce(kc::ReduceOp::kMax, a, d, reduced_shape(a, d, keepdim), a.dtype());
+    }
     Tensor out = Tensor::empty(reduced_shape(a, d, keepdim), a.dtype());
     T* o = out.data<T>();
     reduce_view<T>(a, d, [&](int64_t outer, int64_t n, int64_t inner, const T* p) {
@@ -353,6 +458,10 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
   VEIL_CHECK(a.size(d) > 0, "[argmax] cannot reduce an empty dimension {} of {}", dim,
              shape_str(a.shape()));
   return dispatch_arith(a.dtype(), "argmax", [&]<class T>() {
+    if (a.is_cuda()) {
+      return cuda_ops::reduce(kc::ReduceOp::kArgmax, a, d, reduced_shape(a, d, keepdim),
+                              DType::kInt64);
+    }
     Tensor out = Tensor::empty(reduced_shape(a, d, keepdim), DType::kInt64);
     auto* o = out.data<int64_t>();
     reduce_view<T>(a, d, [&](int64_t outer, int64_t n, int64_t inner, const T* p) {
@@ -384,6 +493,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     VEIL_CHECK(x.dtype() == xs[0].dtype() && x.dim() == xs[0].dim(),
                "[cat] expected {} tensors of {} dims, got {}", dtype_name(xs[0].dtype()),
                xs[0].dim(), x.str());
+    same_device(xs[0], x, "cat");
     for (int64_t i = 0; i < x.dim(); ++i) {
       VEIL_CHECK(
           i == d || x.shape()[static_cast<std::size_t>(i)] == shape[static_cast<std::size_t>(i)],
@@ -393,6 +503,9 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     total += x.size(d);
   }
   shape[static_cast<std::size_t>(d)] = total;
+  if (xs[0].is_cuda()) {
+    return cuda_ops::cat(xs, d, shape);
+  }
   Tensor out = Tensor::empty(shape, xs[0].dtype());
   int64_t at = 0;
   for (const auto& x : xs) {
@@ -428,6 +541,11 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 Tensor one_hot(const Tensor& labels, int64_t classes) {
   VEIL_CHECK(labels.dtype() == DType::kInt64 && labels.dim() == 1,
              "[one_hot] expected int64 labels of shape [N], got {}", labels.str());
+  if (labels.is_cuda()) {
+    // Labels are public and must be range-checked on the host anyway: a read-out of N indices,
+    // then one upload of the [N, classes] result.
+    return one_hot(labels.to(Device::cpu()), classes).to(labels.device());
+  }
   const int64_t n = labels.size(0);
   Tensor out = Tensor::zeros({n, classes}, DType::kFloat64);
   const auto lv = labels.to_vector<int64_t>();

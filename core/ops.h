@@ -2,6 +2,12 @@
 // Validated plaintext ops on Tensors. Arithmetic on kRing64 is mod 2^64 (unsigned wrap-around);
 // "signed" ring ops interpret elements as two's complement int64. Binary ops broadcast (numpy
 // rules) and require equal dtypes; errors name the op and the shapes/dtypes involved.
+//
+// Devices: every op runs where its inputs live. CUDA tensors go to the kernels of
+// kernels/cuda_backend.h through core/cuda_dispatch.h (same validation and messages as on the
+// CPU; results bit-identical for integer dtypes, float sums and GEMMs may round differently);
+// inputs on different devices throw ValueError "[op] expected tensors on one device, got cpu and
+// cuda:0". one_hot on a CUDA tensor reads the labels to the host (they are range-checked there).
 
 #include <cstdint>
 

@@ -6,6 +6,8 @@
 #include <new>
 
 #include "core/allocator.h"
+#include "core/cuda_dispatch.h"
+#include "kernels/cuda_backend.h"
 
 namespace veil::core {
 
@@ -32,15 +34,38 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
+namespace kc = kernels::cuda;
+
+namespace {
+// Visible CUDA devices, asked once (the set cannot change while the process runs).
+int cuda_device_count() {
+  static const int count = kc::device_count();
+  return count;
+}
+}  // namespace
+
 Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  VEIL_CHECK_WITH(NotCompiledError, device.type == Device::Type::kCPU,
-                  "[Storage] CUDA tensors are not supported in this version of veil (expected "
-                  "Device::kCPU)");
-  data_ = host_alloc(bytes);
+  if (device.type == Device::Type::kCPU) {
+    data_ = host_alloc(bytes);
+    return;
+  }
+  VEIL_CHECK_WITH(NotCompiledError, kc::compiled(),
+                  "[Storage] cuda:{} tensors need the CUDA backend, which this build of veil does "
+                  "not contain (configure with -DVEIL_WITH_CUDA=ON), or use Device::cpu()",
+                  device.index);
+  const int count = cuda_device_count();
+  VEIL_CHECK_WITH(kc::CudaError, device.index >= 0 && device.index < count,
+                  "[Storage] expected a CUDA device index in [0, device_count() = {}), got cuda:{}",
+                  count, device.index);
+  data_ = kc::device_alloc(bytes, device.index);
 }
 
 Storage::~Storage() {
-  host_free(data_, bytes_);
+  if (device_.type == Device::Type::kCPU) {
+    host_free(data_, bytes_);
+  } else if (data_ != nullptr) {
+    kc::device_free(data_, device_.index);
+  }
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
@@ -57,6 +82,12 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
+  if (t.is_cuda()) {
+    if (t.nbytes() > 0) {
+      kc::zero(t.storage_->data(), t.nbytes(), device.index);
+    }
+    return t;
+  }
   std::memset(t.storage_->data(), 0, t.nbytes());
   return t;
 }
@@ -69,6 +100,9 @@ int64_t Tensor::size(int64_t d) const {
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel_ == 0) {
+    return true;  // no element to misplace (a fresh [4, 0, 3] has strides [3, 3, 1])
+  }
   int64_t expect = 1;
   for (std::size_t i = shape_.size(); i-- > 0;) {
     if (shape_[i] != 1 && strides_[i] != expect) {
@@ -85,9 +119,17 @@ void Tensor::check_access(DType want, const char* op) const {
              dtype_name(want), dtype_name(dtype_));
 }
 
+void Tensor::check_host(const char* op) const {
+  VEIL_CHECK(device_.type == Device::Type::kCPU,
+             "[Tensor::{}] expected a tensor in host memory, got one on cuda:{}; copy it with "
+             ".to(Device::cpu()) or hand device_data() to a kernel",
+             op, device_.index);
+}
+
 std::span<const std::byte> Tensor::bytes() const {
   VEIL_CHECK(defined() && is_contiguous(), "[Tensor::bytes] expected a contiguous tensor, got {}",
              str());
+  check_host("bytes");
   return {static_cast<const std::byte*>(storage_->data()) +
               static_cast<std::size_t>(offset_) * dtype_size(dtype_),
           nbytes()};
@@ -96,6 +138,7 @@ std::span<const std::byte> Tensor::bytes() const {
 std::span<std::byte> Tensor::mutable_bytes() {
   VEIL_CHECK(defined() && is_contiguous(),
              "[Tensor::mutable_bytes] expected a contiguous tensor, got {}", str());
+  check_host("mutable_bytes");
   return {static_cast<std::byte*>(storage_->data()) +
               static_cast<std::size_t>(offset_) * dtype_size(dtype_),
           nbytes()};
@@ -135,12 +178,61 @@ void for_each_offset(const Shape& shape, const Shape& strides, int64_t offset, F
   }
 }
 
+// dst = src when either lives on a CUDA device (shapes and dtypes already checked; dst
+// contiguous). A strided source is gathered on its own device first, except within one device,
+// where the gather writes straight into dst.
+void copy_with_device(Tensor& dst, const Tensor& src) {
+  const std::size_t bytes = dst.nbytes();
+  if (bytes == 0) {
+    return;
+  }
+  void* d = cuda_ops::ptr(dst);
+  const Device dd = dst.device();
+  const Device sd = src.device();
+  if (dd == sd) {
+    if (src.is_contiguous()) {
+      kc::copy_device_to_device(d, cuda_ops::ptr(src), bytes, dd.index);
+    } else {
+      kc::copy_strided(cuda_ops::elem(src.dtype()), src.numel(), cuda_ops::ptr(src),
+                       cuda_ops::layout(src, "Tensor::copy_"), d, dd.index);
+    }
+    return;
+  }
+  const Tensor s = src.contiguous();
+  if (!src.is_cuda()) {
+    kc::copy_to_device(d, cuda_ops::ptr(s), bytes, dd.index);
+  } else if (!dst.is_cuda()) {
+    kc::copy_to_host(d, cuda_ops::ptr(s), bytes, sd.index);
+  } else {
+    // Between two GPUs: dst's memory was allocated in order on dst's stream and src's data is
+    // written in order on src's; finish both before the peer copy, and the copy before returning.
+    kc::synchronize(dd.index);
+    kc::synchronize(sd.index);
+    kc::copy_device_to_device(d, cuda_ops::ptr(s), bytes, sd.index);
+    kc::synchronize(sd.index);
+  }
+}
+
 }  // namespace
+
+Tensor Tensor::to(Device device) const {
+  VEIL_CHECK(defined(), "[Tensor::to] tensor is undefined");
+  if (device == device_) {
+    return *this;
+  }
+  Tensor out = empty(shape_, dtype_, device);
+  out.copy_(*this);
+  return out;
+}
 
 void Tensor::copy_(const Tensor& src) {
   VEIL_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_,
              "[Tensor::copy_] expected source {}, got {}", str(), src.str());
   VEIL_CHECK(is_contiguous(), "[Tensor::copy_] destination must be contiguous, got {}", str());
+  if (is_cuda() || src.is_cuda()) {
+    copy_with_device(*this, src);
+    return;
+  }
   const std::size_t es = dtype_size(dtype_);
   auto* dst = static_cast<std::byte*>(storage_->data()) + static_cast<std::size_t>(offset_) * es;
   const auto* sp = static_cast<const std::byte*>(src.storage_->data());
@@ -232,6 +324,25 @@ Tensor Tensor::index_select0(const std::vector<int64_t>& index) const {
   out_shape[0] = static_cast<int64_t>(index.size());
   Tensor out = empty(out_shape, dtype_, device_);
   const int64_t rows = shape_[0];
+  if (is_cuda()) {
+    // One device-side gather per run of consecutive indices (a batch drawn in order is one copy).
+    for (int64_t idx : index) {
+      VEIL_CHECK(idx >= 0 && idx < rows,
+                 "[index_select] index {} out of range for dimension 0 of size {}", idx, rows);
+    }
+    const auto n = static_cast<int64_t>(index.size());
+    for (int64_t i = 0; i < n;) {
+      int64_t j = i + 1;
+      while (j < n &&
+             index[static_cast<std::size_t>(j)] == index[static_cast<std::size_t>(j - 1)] + 1) {
+        ++j;
+      }
+      const int64_t first = index[static_cast<std::size_t>(i)];
+      out.slice(0, i, j).copy_(slice(0, first, first + (j - i)));
+      i = j;
+    }
+    return out;
+  }
   for (std::size_t i = 0; i < index.size(); ++i) {
     VEIL_CHECK(index[i] >= 0 && index[i] < rows,
                "[index_select] index {} out of range for dimension 0 of size {}", index[i], rows);
@@ -310,6 +421,13 @@ Tensor Tensor::to(DType dtype) const {
   }
   Tensor src = contiguous();
   Tensor out = empty(shape_, dtype, device_);
+  if (is_cuda()) {
+    if (numel_ > 0) {
+      kc::cast(cuda_ops::elem(dtype_), cuda_ops::elem(dtype), numel_, cuda_ops::ptr(src),
+               cuda_ops::ptr(out), device_.index);
+    }
+    return out;
+  }
   switch (dtype_) {
     case DType::kFloat32:
       convert_from<float>(src, out);
@@ -333,6 +451,10 @@ Tensor Tensor::to(DType dtype) const {
 std::string Tensor::str() const {
   if (!defined()) {
     return "Tensor(undefined)";
+  }
+  if (is_cuda()) {
+    return fmt::format("Tensor({}, {}, {})", dtype_name(dtype_), shape_str(shape_),
+                       device_str(device_));
   }
   return fmt::format("Tensor({}, {})", dtype_name(dtype_), shape_str(shape_));
 }

@@ -23,7 +23,9 @@ int64_t shape_numel(const Shape& s);
 /// Row-major (C-contiguous) strides of a shape.
 Shape contiguous_strides(const Shape& s);
 
-/// Raw byte storage, 64-byte aligned, CPU only in this version.
+/// Raw byte storage on one device: host memory (64-byte aligned, core/allocator.h) or CUDA device
+/// memory (kernels/cuda_backend.h device_alloc). Throws NotCompiledError for CUDA without the CUDA
+/// backend, CudaError when the device allocation fails.
 class Storage {
  public:
   Storage(std::size_t bytes, Device device);
@@ -105,35 +107,67 @@ class Tensor {
   /// True when both tensors view the same storage.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
 
-  /// Pointer to the first element (storage + offset). Throws ValueError when T does not match the
-  /// dtype. For non-contiguous tensors index with strides().
+  /// Host pointer to the first element (storage + offset). Throws ValueError when T does not match
+  /// the dtype, and for tensors on a CUDA device (the message says to use .to(Device::cpu()) or
+  /// device_data). For non-contiguous tensors index with strides().
   template <class T>
   T* data() {
     check_access(dtype_of<T>(), "data");
+    check_host("data");
     return static_cast<T*>(storage_->data()) + offset_;
   }
   template <class T>
   const T* data() const {
     check_access(dtype_of<T>(), "data");
+    check_host("data");
     return static_cast<const T*>(storage_->data()) + offset_;
   }
-  /// Bytes of a contiguous tensor (throws for non-contiguous ones).
+  /// Pointer to the first element on the tensor's own device (a device pointer for CUDA tensors;
+  /// for handing to kernels, never to be dereferenced on the host). Throws ValueError when T does
+  /// not match the dtype.
+  template <class T>
+  T* device_data() {
+    check_access(dtype_of<T>(), "device_data");
+    return static_cast<T*>(storage_->data()) + offset_;
+  }
+  template <class T>
+  const T* device_data() const {
+    check_access(dtype_of<T>(), "device_data");
+    return static_cast<const T*>(storage_->data()) + offset_;
+  }
+  /// device_data without a type: the first element's address on the tensor's device.
+  void* device_ptr() {
+    check_access(dtype_, "device_ptr");
+    return static_cast<std::byte*>(storage_->data()) +
+           static_cast<std::size_t>(offset_) * dtype_size(dtype_);
+  }
+  const void* device_ptr() const {
+    check_access(dtype_, "device_ptr");
+    return static_cast<const std::byte*>(storage_->data()) +
+           static_cast<std::size_t>(offset_) * dtype_size(dtype_);
+  }
+  bool is_cuda() const { return device_.type == Device::Type::kCUDA; }
+  /// A copy on `device` (this tensor itself when it is already there; the copy is contiguous).
+  /// Throws NotCompiledError for a CUDA device without the CUDA backend, CudaError when there is
+  /// no such device or the copy fails.
+  Tensor to(Device device) const;
+  /// Bytes of a contiguous host tensor (throws ValueError for non-contiguous and CUDA tensors).
   std::span<const std::byte> bytes() const;
   std::span<std::byte> mutable_bytes();
 
-  /// Copy of the elements in row-major order.
+  /// Copy of the elements in row-major order (a read-out: CUDA tensors are copied to the host).
   template <class T>
   std::vector<T> to_vector() const {
-    Tensor c = contiguous();
+    Tensor c = is_cuda() ? to(Device::cpu()) : contiguous();
     const T* p = c.data<T>();
     return std::vector<T>(p, p + numel_);
   }
-  /// The single element of a one-element tensor.
+  /// The single element of a one-element tensor (copied to the host for CUDA tensors).
   template <class T>
   T item() const {
     VEIL_CHECK(numel_ == 1, "[Tensor::item] expected a tensor with one element, got shape {}",
                shape_str(shape_));
-    return *contiguous().data<T>();
+    return *(is_cuda() ? to(Device::cpu()) : contiguous()).data<T>();
   }
 
   /// Deep copy into new contiguous storage.
@@ -149,7 +183,8 @@ class Tensor {
   Tensor t() const;
   /// View of elements [start, end) along dim (no copy).
   Tensor slice(int64_t dim, int64_t start, int64_t end) const;
-  /// Rows (along dim 0) picked by `index` (int64 values in [0, size(0))), copied.
+  /// Rows (along dim 0) picked by `index` (int64 values in [0, size(0))), copied. On a CUDA
+  /// device: one device-side strided gather per run of consecutive indices (no host round trip).
   Tensor index_select0(const std::vector<int64_t>& index) const;
   /// View that repeats size-1 dimensions to `shape` with stride 0 (numpy broadcasting rules).
   Tensor expand(const Shape& shape) const;
@@ -159,11 +194,12 @@ class Tensor {
   /// Copies `src` (same shape and dtype; may be a strided view) into this tensor's elements.
   void copy_(const Tensor& src);
 
-  /// "Tensor(ring64, [2, 3])" — never the values.
+  /// "Tensor(ring64, [2, 3])", or "Tensor(ring64, [2, 3], cuda:0)" on a GPU — never the values.
   std::string str() const;
 
  private:
   void check_access(DType want, const char* op) const;
+  void check_host(const char* op) const;
 
   std::shared_ptr<Storage> storage_;
   Shape shape_;

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "crypto/fingerprint.h"
+#include "kernels/cuda_backend.h"
 
 namespace veil::crypto {
 
@@ -96,6 +97,17 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
              "PartyOptions::insecure = true to enable them");
   VEIL_CHECK(tfp || comm_.has_dealer(),
              "[Party] the dealer provider needs a dealer endpoint, but the communicator has none");
+  if (options_.device.type == core::Device::Type::kCUDA) {
+    VEIL_CHECK_WITH(NotCompiledError, kernels::cuda::compiled(),
+                    "[Party] PartyOptions::device is cuda:{}, but veil was built without CUDA "
+                    "(reconfigure with -DVEIL_WITH_CUDA=ON)",
+                    options_.device.index);
+    const int devices = kernels::cuda::device_count();
+    VEIL_CHECK(options_.device.index >= 0 && options_.device.index < devices,
+               "[Party] PartyOptions::device is cuda:{}, expected an index in [0, {}) (the CUDA "
+               "devices visible to this process)",
+               options_.device.index, devices);
+  }
   comm_.set_timeout(options_.timeout);
   if (rank() == 0 && tfp) {
     core::log_warning(
@@ -139,7 +151,8 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
           to_seed(comm_.recv(j, kDealerSeedTag, sizeof(Prg::Seed)), "dealer seed");
     }
   }
-  provider_ = std::make_unique<SeededProvider>(comm_, options_.provider, dealer_seed, mirrors);
+  provider_ = std::make_unique<SeededProvider>(comm_, options_.provider, dealer_seed, mirrors,
+                                               options_.device);
 }
 
 Party::~Party() {

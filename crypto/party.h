@@ -28,6 +28,11 @@ struct PartyOptions {
   /// Program/model identifier compared at setup (parties running different programs are
   /// refused before any protocol runs).
   std::string program_id;
+  /// Where this party keeps its shares: the CPU (default) or a CUDA device. Parties may differ
+  /// (results are bit-identical either way). On a CUDA device the arithmetic protocols (share,
+  /// reveal, add, mul, matmul, truncation) run there and shares leave it only to be sent; the
+  /// correlated randomness of those protocols is drawn there by the GPU PRG.
+  core::Device device{};
   /// INSECURE, for reproducibility tests only (requires `insecure`): derive every key (pairwise,
   /// common, dealer, own) from this public seed instead of the OS, so two runs of a program give
   /// bit-identical results whatever the transport. Anyone knowing the seed learns every share.
@@ -53,6 +58,8 @@ class Party {
   comm::Communicator& comm() { return comm_; }
   const PartyOptions& options() const { return options_; }
   const FixedPointEncoder& encoder() const { return encoder_; }
+  /// The device this party's shares live on (PartyOptions::device).
+  core::Device device() const { return options_.device; }
   int frac_bits() const { return encoder_.frac_bits(); }
 
   /// Private randomness of this party (never shared).

@@ -3,6 +3,8 @@
 // big-endian counter (IV = 0). Small requests are served from a 4 KiB buffer of keystream; large
 // ones are encrypted straight into the caller's memory. Either way the bytes handed out are the
 // next bytes of the same stream, so the split of requests into calls never changes the output.
+// Device draws (ring on a CUDA device, fill_ring_device) generate the same bytes on the GPU from
+// the key kept in Impl (kernels/cuda_prg.h) and then seek past them.
 
 #include "crypto/prg.h"
 
@@ -11,14 +13,17 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numbers>
 #include <string>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "core/error.h"
+#include "kernels/cuda_prg.h"
 
 namespace veil::crypto {
 namespace {
@@ -57,6 +62,9 @@ using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 
 struct Prg::Impl {
   CipherCtxPtr ctx;
+  // The key itself, for device draws (kernels/cuda_prg.h expands it for each launch). Secret:
+  // never logged; wiped when the Prg dies.
+  Seed key{};
   std::array<unsigned char, kBufferBytes> buffer{};
   std::size_t buffer_pos = kBufferBytes;  // next unread byte of `buffer`; == size: empty
 
@@ -82,6 +90,14 @@ struct Prg::Impl {
   void refill() {
     keystream(buffer.data(), kBufferBytes);
     buffer_pos = 0;
+  }
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    OPENSSL_cleanse(key.data(), key.size());
+    OPENSSL_cleanse(buffer.data(), buffer.size());
   }
 };
 
@@ -118,6 +134,7 @@ Prg::Seed Prg::public_seed(uint64_t seed, uint64_t stream) {
 }
 
 Prg::Prg(const Seed& key) : impl_(std::make_unique<Impl>()) {
+  impl_->key = key;
   impl_->ctx.reset(EVP_CIPHER_CTX_new());
   if (!impl_->ctx) {
     throw Error("[Prg] EVP_CIPHER_CTX_new failed: " + openssl_error());
@@ -195,6 +212,36 @@ core::Tensor Prg::ring(const core::Shape& shape) {
   core::Tensor t = core::Tensor::empty(shape, core::DType::kRing64);
   fill_ring(t.data<uint64_t>(), static_cast<std::size_t>(t.numel()));
   return t;
+}
+
+core::Tensor Prg::ring(const core::Shape& shape, core::Device device) {
+  if (device.type == core::Device::Type::kCPU) {
+    return ring(shape);
+  }
+  if (!impl_) {
+    throw ValueError("[Prg::ring] this Prg was moved from");
+  }
+  core::Tensor t = core::Tensor::empty(shape, core::DType::kRing64, device);
+  fill_ring_device(t.device_data<uint64_t>(), static_cast<std::size_t>(t.numel()), device.index);
+  return t;
+}
+
+void Prg::fill_ring_device(uint64_t* out_device, std::size_t n, int device) {
+  if (!impl_) {
+    throw ValueError("[Prg::fill_ring_device] this Prg was moved from");
+  }
+  constexpr auto kMaxElems = static_cast<std::size_t>(std::numeric_limits<int64_t>::max() / 8);
+  VEIL_CHECK(n <= kMaxElems, "[Prg::fill_ring_device] expected at most {} elements, got {}",
+             kMaxElems, n);
+  const uint64_t bytes = 8 * static_cast<uint64_t>(n);
+  // The keystream bytes [position_, position_ + bytes) land on the device; the device is
+  // little-endian, so element i is bytes 8i..8i+7 read as the CPU's fill_ring reads them.
+  kernels::cuda::aes128_ctr_keystream(impl_->key.data(), position_,
+                                      reinterpret_cast<uint8_t*>(out_device),
+                                      static_cast<int64_t>(bytes), device);
+  if (bytes > 0) {
+    seek(position_ + bytes);
+  }
 }
 
 uint64_t Prg::next_u64() {

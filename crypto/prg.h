@@ -46,6 +46,20 @@ class Prg {
   void fill_ring(uint64_t* out, std::size_t n);
   /// A contiguous ring64 tensor of uniform elements.
   core::Tensor ring(const core::Shape& shape);
+  /// The same draw on `device`: a contiguous ring64 tensor whose elements are the next
+  /// 8 * numel(shape) keystream bytes (little-endian), exactly what ring(shape) would return on the
+  /// CPU. On a CUDA device the keystream is generated there (kernels/cuda_prg.h) and the stream
+  /// position moves past it, so CPU and GPU draws interleave into one stream: ring(s, cuda) then
+  /// ring(s) equals two CPU draws. Device::cpu() is ring(shape).
+  /// Errors: ValueError for a negative extent or a moved-from Prg; NotCompiledError for a CUDA
+  /// device without the CUDA backend; CudaError for a missing device or a failed launch.
+  core::Tensor ring(const core::Shape& shape, core::Device device);
+  /// Next n uniform ring elements written to device memory `out_device` on CUDA device `device`
+  /// (asynchronous on the calling thread's stream; the position advances by 8 n at once, so the
+  /// next draw on any device continues the stream). Does not advance the position when it throws.
+  /// Errors: ValueError when 8 n exceeds 2^63 - 1 or the Prg was moved from; NotCompiledError
+  /// without CUDA; CudaError from the device.
+  void fill_ring_device(uint64_t* out_device, std::size_t n, int device);
   uint64_t next_u64();
   /// Uniform integer in [0, n), n >= 1, without modulo bias (rejection sampling).
   uint64_t uniform_int(uint64_t n);

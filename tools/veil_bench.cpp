@@ -26,6 +26,7 @@
 #include "kernels/cpu/gemm.h"
 
 #include "tools/bench_exchange.h"
+#include "tools/bench_gpu.h"
 #include "tools/bench_ops.h"
 #include "tools/bench_train_epoch.h"
 
@@ -185,6 +186,7 @@ int main(int argc, char** argv) {
   veil::bench::add_train_epoch_command(app);
   veil::bench::add_exchange_command(app);
   veil::bench::add_ops_command(app);
+  veil::bench::add_gpu_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,8 +1,11 @@
 #include "crypto/protocols/arithmetic.h"
 
+#include <initializer_list>
+
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "kernels/cuda_backend.h"
 
 namespace veil::crypto {
 
@@ -31,8 +34,8 @@ core::Tensor encode_public(Party& p, const core::Tensor& c, int frac_bits, const
 }  // namespace
 
 core::Tensor zero_share(Party& p, const core::Shape& shape) {
-  core::Tensor z = p.next_prg().ring(shape);
-  core::sub_(z, p.prev_prg().ring(shape));
+  core::Tensor z = p.next_prg().ring(shape, p.device());
+  core::sub_(z, p.prev_prg().ring(shape, p.device()));
   return z;
 }
 
@@ -45,7 +48,7 @@ AShare share_ring(
     VEIL_CHECK(x.defined() && x.shape() == shape && x.dtype() == core::DType::kRing64,
                "[share] the source party's input must be ring64 of shape {}, got {}",
                core::shape_str(shape), x.str());
-    core::add_(out.data, x);
+    core::add_(out.data, x.to(out.data.device()));
   }
   return out;
 }
@@ -78,14 +81,14 @@ core::Tensor reveal_to(Party& p, const AShare& x, int dst) {
   core::Tensor acc = x.data.clone();
   for (int j = 0; j < p.world_size(); ++j) {
     if (j != dst) {
-      core::add_(acc, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64));
+      core::add_(acc, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64, acc.device()));
     }
   }
   return acc;
 }
 
 core::Tensor reveal_float(Party& p, const AShare& x) {
-  return FixedPointEncoder(x.frac_bits).decode(reveal(p, x));
+  return FixedPointEncoder(x.frac_bits).decode(reveal(p, x).to(core::Device::cpu()));
 }
 
 AShare add(const AShare& x, const AShare& y) {
@@ -110,7 +113,7 @@ AShare add_public(Party& p, const AShare& x, const core::Tensor& c) {
     const core::Shape shape = core::broadcast_shapes(x.shape(), c.shape(), "add_public");
     return {shape == x.shape() ? x.data : x.data.expand(shape).contiguous(), x.frac_bits};
   }
-  return {core::add(x.data, c), x.frac_bits};
+  return {core::add(x.data, c.to(x.data.device())), x.frac_bits};
 }
 
 AShare add_public(Party& p, const AShare& x, double c) {
@@ -128,7 +131,7 @@ AShare mul_public_int(const AShare& x, int64_t c) {
 AShare mul_public_raw(const AShare& x, const core::Tensor& c, int c_frac) {
   VEIL_CHECK(c.dtype() == core::DType::kRing64, "[mul_public] expected a ring64 public, got {}",
              c.str());
-  return {core::mul(x.data, c), x.frac_bits + c_frac};
+  return {core::mul(x.data, c.to(x.data.device())), x.frac_bits + c_frac};
 }
 
 AShare mul_public(Party& p, const AShare& x, const core::Tensor& c_float) {
@@ -144,20 +147,20 @@ AShare mul_public(Party& p, const AShare& x, double c) {
 
 AShare matmul_public(Party& p, const AShare& x, const core::Tensor& c_float) {
   const core::Tensor c = encode_public(p, c_float, p.frac_bits(), "matmul_public");
-  AShare raw{core::matmul(x.data, c), x.frac_bits + p.frac_bits()};
+  AShare raw{core::matmul(x.data, c.to(x.data.device())), x.frac_bits + p.frac_bits()};
   return rescale(p, raw, std::max(x.frac_bits, p.frac_bits()));
 }
 
 AShare matmul_public_left(Party& p, const core::Tensor& c_float, const AShare& x) {
   const core::Tensor c = encode_public(p, c_float, p.frac_bits(), "matmul_public");
-  AShare raw{core::matmul(c, x.data), x.frac_bits + p.frac_bits()};
+  AShare raw{core::matmul(c.to(x.data.device()), x.data), x.frac_bits + p.frac_bits()};
   return rescale(p, raw, std::max(x.frac_bits, p.frac_bits()));
 }
 
 AShare constant_share(Party& p, const core::Shape& shape, double c, int frac_bits) {
   const uint64_t enc = FixedPointEncoder(frac_bits).encode_scalar(c, "constant");
-  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc)
-                        : core::Tensor::zeros(shape, core::DType::kRing64),
+  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc).to(p.device())
+                        : core::Tensor::zeros(shape, core::DType::kRing64, p.device()),
           frac_bits};
 }
 
@@ -173,6 +176,16 @@ namespace {
 
 /// The elementwise (same-shape) Beaver output z = c + e (b + [first] d) + a d in one pass over
 /// the five operands (the generic path needs five temporaries).
+// Shares, masks and triples of one protocol step must live on one device (the party's).
+void check_one_device(std::initializer_list<const core::Tensor*> ts, const char* op) {
+  const core::Device dev = (*ts.begin())->device();
+  for (const core::Tensor* t : ts) {
+    VEIL_CHECK(t->device() == dev,
+               "[{}] expected every operand and triple on one device, got {} and {}", op,
+               (*ts.begin())->str(), t->str());
+  }
+}
+
 core::Tensor elementwise_beaver_output(bool first,
                                        const core::Tensor& e,
                                        const core::Tensor& d,
@@ -183,7 +196,15 @@ core::Tensor elementwise_beaver_output(bool first,
   const core::Tensor ac = t.a.contiguous();
   const core::Tensor bc = t.b.contiguous();
   const core::Tensor cc = t.c.contiguous();
-  core::Tensor z = core::Tensor::empty(e.shape(), core::DType::kRing64);
+  core::Tensor z = core::Tensor::empty(e.shape(), core::DType::kRing64, e.device());
+  if (z.is_cuda()) {
+    check_one_device({&ec, &dc, &ac, &bc, &cc}, "beaver");
+    kernels::cuda::beaver_output(z.numel(), first, ec.device_data<uint64_t>(),
+                                 dc.device_data<uint64_t>(), ac.device_data<uint64_t>(),
+                                 bc.device_data<uint64_t>(), cc.device_data<uint64_t>(), trunc_bits,
+                                 z.device_data<uint64_t>(), z.device().index);
+    return z;
+  }
   const uint64_t* pe = ec.data<uint64_t>();
   const uint64_t* pd = dc.data<uint64_t>();
   const uint64_t* pa = ac.data<uint64_t>();
@@ -243,10 +264,18 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     total += xs[i].numel() + ys[i].numel();
   }
   // Masked operands of every product, packed into one message: [e_0, d_0, e_1, d_1, ...].
-  core::Tensor masked = core::Tensor::empty({total}, core::DType::kRing64);
-  uint64_t* out = masked.data<uint64_t>();
+  const core::Device device = m == 0 ? core::Device::cpu() : xs[0].data.device();
+  core::Tensor masked = core::Tensor::empty({total}, core::DType::kRing64, device);
+  uint64_t* out = masked.device_data<uint64_t>();
   auto pack = [&out](const core::Tensor& v, const core::Tensor& mask) {
     const core::Tensor vc = v.contiguous();
+    if (vc.is_cuda()) {
+      check_one_device({&vc, &mask}, "beaver");
+      kernels::cuda::ring_mask(vc.numel(), vc.device_data<uint64_t>(), mask.device_data<uint64_t>(),
+                               out, vc.device().index);
+      out += vc.numel();
+      return;
+    }
     const uint64_t* pv = vc.data<uint64_t>();
     const uint64_t* pm = mask.data<uint64_t>();
     uint64_t* po = out;
@@ -306,6 +335,9 @@ AShare truncate(Party& p, const AShare& x, int bits) {
     if (p.rank() == 0) {
       return {core::shift_right_arith(x.data, bits), x.frac_bits - bits};
     }
+    if (x.data.is_cuda()) {
+      return {core::neg(core::shift_right_arith(core::neg(x.data), bits)), x.frac_bits - bits};
+    }
     // -((-x) >> bits) in one pass.
     const core::Tensor xc = x.data.contiguous();
     core::Tensor out = core::Tensor::empty(x.shape(), core::DType::kRing64);
@@ -328,7 +360,7 @@ AShare truncate(Party& p, const AShare& x, int bits) {
   }
   core::Tensor z = masked.clone();
   for (int j = 1; j < p.world_size(); ++j) {
-    core::add_(z, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64));
+    core::add_(z, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64, z.device()));
   }
   // floor(z / 2^d) + floor(r / 2^d) averages x / 2^d - 1 (each floor drops a uniform fraction):
   // adding one unit makes the rounding unbiased, like the 2-party floor/ceil pair.

@@ -131,13 +131,19 @@ CorrelationRequest CorrelationRequest::deserialize(std::span<const std::byte> by
   return req;
 }
 
-std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& prg, int rank) {
+std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
+                                           Prg& prg,
+                                           int rank,
+                                           core::Device device) {
+  VEIL_INTERNAL_ASSERT(
+      device == core::Device::cpu() || req.kind == Kind::kBeaver || req.kind == Kind::kTruncPair,
+      "draw_correlation: bit-level correlations are drawn on the CPU");
   std::vector<core::Tensor> out;
   switch (req.kind) {
     case Kind::kBeaver:
-      out.push_back(prg.ring(req.op.x_shape));
-      out.push_back(prg.ring(req.op.y_shape));
-      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.op.out_shape()));
+      out.push_back(prg.ring(req.op.x_shape, device));
+      out.push_back(prg.ring(req.op.y_shape, device));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.op.out_shape(), device));
       break;
     case Kind::kBinaryTriple:
       out.push_back(prg.ring(req.shape));
@@ -145,8 +151,8 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& p
       out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
       break;
     case Kind::kTruncPair:
-      out.push_back(prg.ring(req.shape));
-      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape));
+      out.push_back(prg.ring(req.shape, device));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.shape, device));
       break;
     case Kind::kRandomBits: {
       core::Tensor rb = prg.ring(req.shape);
@@ -201,24 +207,27 @@ core::Tensor streamed_mul_correction(int64_t n,
   core::Tensor out = core::Tensor::empty({n}, core::DType::kRing64);
   uint64_t* po = out.data<uint64_t>();
   constexpr int64_t kChunk = 2048;  // 3 x 16 KiB of scratch: stays in L1/L2
-  std::vector<uint64_t> sa(kChunk);
-  std::vector<uint64_t> sb(kChunk);
-  std::vector<uint64_t> tmp(kChunk);
+  std::vector<uint64_t> sa_buf(kChunk);
+  std::vector<uint64_t> sb_buf(kChunk);
+  std::vector<uint64_t> tmp_buf(kChunk);
+  uint64_t* sa = sa_buf.data();
+  uint64_t* sb = sb_buf.data();
+  uint64_t* tmp = tmp_buf.data();
   for (int64_t lo = 0; lo < n; lo += kChunk) {
     const int64_t m = std::min(kChunk, n - lo);
     if (prgs[0] == nullptr) {
-      std::copy(a0 + lo, a0 + lo + m, sa.begin());
-      std::copy(b0 + lo, b0 + lo + m, sb.begin());
+      std::copy(a0 + lo, a0 + lo + m, sa);
+      std::copy(b0 + lo, b0 + lo + m, sb);
     } else {
-      draw(0, 0, lo, sa.data(), m);
-      draw(0, 1, lo, sb.data(), m);
+      draw(0, 0, lo, sa, m);
+      draw(0, 1, lo, sb, m);
     }
     for (std::size_t j = 1; j < parties; ++j) {
-      draw(j, 0, lo, tmp.data(), m);
+      draw(j, 0, lo, tmp, m);
       for (int64_t i = 0; i < m; ++i) {
         sa[i] += tmp[i];
       }
-      draw(j, 1, lo, tmp.data(), m);
+      draw(j, 1, lo, tmp, m);
       for (int64_t i = 0; i < m; ++i) {
         sb[i] += tmp[i];
       }
@@ -227,7 +236,7 @@ core::Tensor streamed_mul_correction(int64_t n,
       po[lo + i] = sa[i] * sb[i];
     }
     for (std::size_t j = 1; j < parties; ++j) {
-      draw(j, 2, lo, tmp.data(), m);
+      draw(j, 2, lo, tmp, m);
       for (int64_t i = 0; i < m; ++i) {
         po[lo + i] -= tmp[i];
       }

@@ -57,8 +57,12 @@ struct CorrelationRequest {
 };
 
 /// The components party `rank` draws from its dealer-seeded PRG for `req`, in a fixed order
-/// (see above). For rank 0 the corrected component is left undefined.
-std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req, Prg& prg, int rank);
+/// (see above), on `device` (the same stream on either device). For rank 0 the corrected
+/// component is left undefined. kRandomBits and kCircuit are drawn on the CPU only.
+std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
+                                           Prg& prg,
+                                           int rank,
+                                           core::Device device = {});
 
 /// P_0's corrected component, given every party's draws (indexed by rank).
 core::Tensor correlation_correction(const CorrelationRequest& req,

@@ -78,10 +78,14 @@ class SeededProvider : public Provider {
  public:
   /// `seed` is this party's seed shared with the dealer; `mirrors` is empty except for party 0
   /// in trusted-first-party mode, where mirrors[j] is party j's seed (mirrors[0] unused).
+  /// `device`: where the arithmetic correlations (Beaver triples, truncation pairs) are drawn:
+  /// this party's share of them comes from the PRG on that device (the GPU PRG gives the same
+  /// stream), and party 0's correction is copied there.
   SeededProvider(comm::Communicator& comm,
                  ProviderKind kind,
                  const Prg::Seed& seed,
-                 const std::vector<Prg::Seed>& mirrors);
+                 const std::vector<Prg::Seed>& mirrors,
+                 core::Device device = {});
 
   BeaverTriple beaver(const BilinearOp& op) override;
   BinaryTriple binary_triple(const core::Shape& shape) override;
@@ -92,6 +96,7 @@ class SeededProvider : public Provider {
 
  private:
   std::vector<core::Tensor> request(const CorrelationRequest& req);
+  static bool on_device(const CorrelationRequest& req);
   core::Tensor dealer_correction(uint64_t seq, const CorrelationRequest& req);
   void send_ack(uint64_t seq, bool hit, std::span<const std::byte> request);
 
@@ -101,6 +106,7 @@ class SeededProvider : public Provider {
   std::vector<Prg> mirrors_;
   uint64_t seq_ = 0;
   bool finished_ = false;
+  core::Device device_;
 };
 
 /// The dealer endpoint's service loop. Receives the parties' fingerprints and seeds, then serves

@@ -32,8 +32,9 @@ std::string dealer_tag(uint64_t seq) {
 SeededProvider::SeededProvider(comm::Communicator& comm,
                                ProviderKind kind,
                                const Prg::Seed& seed,
-                               const std::vector<Prg::Seed>& mirrors)
-    : comm_(comm), kind_(kind), prg_(seed) {
+                               const std::vector<Prg::Seed>& mirrors,
+                               core::Device device)
+    : comm_(comm), kind_(kind), prg_(seed), device_(device) {
   for (const auto& s : mirrors) {
     mirrors_.emplace_back(s);
   }
@@ -45,17 +46,30 @@ SeededProvider::SeededProvider(comm::Communicator& comm,
 std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req) {
   VEIL_CHECK(!finished_, "[provider] {} requested after the session finished", req.str());
   const int rank = comm_.rank();
-  std::vector<core::Tensor> mine = draw_correlation(req, prg_, rank);
+  const core::Device dev = on_device(req) ? device_ : core::Device::cpu();
+  std::vector<core::Tensor> mine = draw_correlation(req, prg_, rank, dev);
   const uint64_t seq = seq_++;
   if (rank != 0) {
     return mine;
   }
   const std::size_t k = correction_index(req);
   if (kind_ == ProviderKind::kDealer) {
-    mine[k] = dealer_correction(seq, req);
+    mine[k] = dealer_correction(seq, req).to(dev);
     return mine;
   }
-  // Trusted first party: replay every party's draws locally (this is the insecure part).
+  // Trusted first party: replay every party's draws locally (this is the insecure part). The
+  // replay runs on the host; a device party copies its own draws over for it (benchmark mode).
+  if (dev != core::Device::cpu()) {
+    std::vector<std::vector<core::Tensor>> all(mirrors_.size());
+    for (const core::Tensor& t : mine) {
+      all[0].push_back(t.defined() ? t.to(core::Device::cpu()) : t);
+    }
+    for (std::size_t j = 1; j < mirrors_.size(); ++j) {
+      all[j] = draw_correlation(req, mirrors_[j], static_cast<int>(j));
+    }
+    mine[k] = correlation_correction(req, all).to(dev);
+    return mine;
+  }
   if (is_streamable_mul(req)) {
     std::vector<Prg*> prgs(mirrors_.size(), nullptr);
     for (std::size_t j = 1; j < mirrors_.size(); ++j) {
@@ -72,6 +86,12 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
   }
   mine[k] = correlation_correction(req, all);
   return mine;
+}
+
+bool SeededProvider::on_device(const CorrelationRequest& req) {
+  // The arithmetic correlations follow the party's shares to its device; the bit-level ones
+  // (comparison circuits, binary triples, random bits) are evaluated on the host for now.
+  return req.kind == Kind::kBeaver || req.kind == Kind::kTruncPair;
 }
 
 BeaverTriple SeededProvider::beaver(const BilinearOp& op) {

@@ -1,0 +1,270 @@
+#include "core/cuda_dispatch.h"
+
+#include <algorithm>
+
+#include "core/elementwise.h"
+#include "kernels/cuda_gemm.h"
+
+namespace veil::core {
+
+std::string device_str(Device d) {
+  return d.type == Device::Type::kCPU ? std::string("cpu") : fmt::format("cuda:{}", d.index);
+}
+
+bool same_device(const Tensor& a, const Tensor& b, const char* op) {
+  VEIL_CHECK(a.device() == b.device(), "[{}] expected tensors on one device, got {} and {}", op,
+             device_str(a.device()), device_str(b.device()));
+  return a.is_cuda();
+}
+
+namespace cuda_ops {
+
+kc::Elem elem(DType t) {
+  switch (t) {
+    case DType::kFloat32:
+      return kc::Elem::kF32;
+    case DType::kFloat64:
+      return kc::Elem::kF64;
+    case DType::kInt64:
+      return kc::Elem::kI64;
+    case DType::kRing64:
+      return kc::Elem::kU64;
+    case DType::kUInt8:
+      return kc::Elem::kU8;
+  }
+  VEIL_INTERNAL_ASSERT(false, "unknown dtype {}", static_cast<int>(t));
+}
+
+namespace {
+template <class F>
+auto with_type(DType t, F&& f) {
+  switch (t) {
+    case DType::kFloat32:
+      return f.template operator()<float>();
+    case DType::kFloat64:
+      return f.template operator()<double>();
+    case DType::kInt64:
+      return f.template operator()<int64_t>();
+    case DType::kRing64:
+      return f.template operator()<uint64_t>();
+    case DType::kUInt8:
+      return f.template operator()<uint8_t>();
+  }
+  VEIL_INTERNAL_ASSERT(false, "unknown dtype {}", static_cast<int>(t));
+}
+}  // namespace
+
+const void* ptr(const Tensor& t) {
+  return with_type(t.dtype(),
+                   [&]<class T>() { return static_cast<const void*>(t.device_data<T>()); });
+}
+
+void* ptr(Tensor& t) {
+  return with_type(t.dtype(), [&]<class T>() { return static_cast<void*>(t.device_data<T>()); });
+}
+
+void layouts(const Shape& shape,
+             std::initializer_list<const Shape*> strides,
+             kc::Layout* out,
+             const char* op) {
+  const std::size_t k = strides.size();
+  // Merged extents and per-operand strides, outermost first.
+  std::vector<int64_t> ext;
+  std::vector<std::vector<int64_t>> st(k);
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) {
+      continue;
+    }
+    bool merge = !ext.empty();
+    std::size_t j = 0;
+    for (const Shape* s : strides) {
+      merge = merge && st[j].back() == (*s)[d] * shape[d];
+      ++j;
+    }
+    j = 0;
+    if (merge) {
+      ext.back() *= shape[d];
+      for (const Shape* s : strides) {
+        st[j++].back() = (*s)[d];
+      }
+    } else {
+      ext.push_back(shape[d]);
+      for (const Shape* s : strides) {
+        st[j++].push_back((*s)[d]);
+      }
+    }
+  }
+  VEIL_CHECK(ext.size() <= static_cast<std::size_t>(kc::kMaxDims),
+             "[{}] CUDA kernels take views of at most {} dimensions after merging contiguous ones, "
+             "got shape {} ({} dimensions remain); make the operands contiguous first",
+             op, kc::kMaxDims, shape_str(shape), ext.size());
+  for (std::size_t j = 0; j < k; ++j) {
+    kc::Layout l;
+    l.ndim = static_cast<int>(ext.size());
+    for (std::size_t d = 0; d < ext.size(); ++d) {
+      l.shape[d] = ext[d];
+      l.stride[d] = st[j][d];
+    }
+    l.offset = 0;
+    out[j] = l;
+  }
+}
+
+kc::Layout layout(const Tensor& t, const char* op) {
+  kc::Layout l;
+  layouts(t.shape(), {&t.strides()}, &l, op);
+  return l;
+}
+
+Tensor binary(kc::BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  const Shape shape =
+      a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), name);
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  if (out.numel() == 0) {
+    return out;
+  }
+  const Tensor ea = a.expand(shape);
+  const Tensor eb = b.expand(shape);
+  kc::Layout l[2];
+  layouts(shape, {&ea.strides(), &eb.strides()}, l, name);
+  kc::binary(op, elem(a.dtype()), out.numel(), ptr(ea), l[0], ptr(eb), l[1], ptr(out),
+             a.device().index);
+  return out;
+}
+
+void binary_(kc::BinaryOp op, Tensor& a, const Tensor& b, const char* name) {
+  VEIL_CHECK(a.is_contiguous(), "[{}] in-place target must be contiguous, got {}", name, a.str());
+  if (a.shape() != b.shape()) {
+    VEIL_CHECK(broadcast_shapes(a.shape(), b.shape(), name) == a.shape(),
+               "[{}] cannot broadcast {} into the in-place target {}", name, shape_str(b.shape()),
+               shape_str(a.shape()));
+  }
+  if (a.numel() == 0) {
+    return;
+  }
+  const Tensor eb = b.expand(a.shape());
+  kc::Layout l[2];
+  layouts(a.shape(), {&a.strides(), &eb.strides()}, l, name);
+  // Elementwise with out == a: each element is read before it is written, by the same thread.
+  kc::binary(op, elem(a.dtype()), a.numel(), ptr(a), l[0], ptr(eb), l[1], ptr(a), a.device().index);
+}
+
+Tensor unary(kc::UnaryOp op, const Tensor& a, const kc::UnaryParams& p, const char* name) {
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  if (out.numel() == 0) {
+    return out;
+  }
+  kc::unary(op, elem(a.dtype()), a.numel(), ptr(a), layout(a, name), ptr(out), p, a.device().index);
+  return out;
+}
+
+Tensor reduce(
+    kc::ReduceOp op, const Tensor& a, int64_t d, const Shape& out_shape, DType out_dtype) {
+  Tensor out = Tensor::empty(out_shape, out_dtype, a.device());
+  if (out.numel() == 0) {
+    return out;
+  }
+  const int64_t len = a.shape()[static_cast<std::size_t>(d)];
+  if (len == 0) {  // only kSum gets here: an empty sum is zero
+    kc::zero(ptr(out), out.nbytes(), a.device().index);
+    return out;
+  }
+  int64_t outer = 1;
+  int64_t inner = 1;
+  for (int64_t i = 0; i < d; ++i) {
+    outer *= a.shape()[static_cast<std::size_t>(i)];
+  }
+  for (int64_t i = d + 1; i < a.dim(); ++i) {
+    inner *= a.shape()[static_cast<std::size_t>(i)];
+  }
+  const Tensor c = a.contiguous();
+  kc::reduce(op, elem(a.dtype()), outer, len, inner, ptr(c), ptr(out), a.device().index);
+  return out;
+}
+
+Tensor cat(const std::vector<Tensor>& xs, int64_t d, const Shape& shape) {
+  const Device dev = xs[0].device();
+  const DType dt = xs[0].dtype();
+  int64_t outer = 1;
+  for (int64_t i = 0; i < d; ++i) {
+    outer *= shape[static_cast<std::size_t>(i)];
+  }
+  Tensor out = Tensor::empty(shape, dt, dev);
+  if (out.numel() == 0) {
+    return out;
+  }
+  // When nothing precedes dim d, every input fills one contiguous block of `out`; otherwise fill
+  // the contiguous tensor out' = out with dims 0 and d swapped, slab by slab, then transpose back
+  // with one strided gather.
+  Tensor dst = outer == 1 ? out : Tensor::empty(out.transpose(0, d).shape(), dt, dev);
+  int64_t at = 0;
+  for (const auto& x : xs) {
+    const int64_t len = x.size(d);
+    if (len > 0 && x.numel() > 0) {
+      if (outer == 1) {
+        Tensor block = out.slice(d, at, at + len);
+        block.copy_(x);
+      } else {
+        Tensor block = dst.slice(0, at, at + len);
+        block.copy_(x.transpose(0, d));
+      }
+    }
+    at += len;
+  }
+  if (outer != 1) {
+    out.copy_(dst.transpose(0, d));
+  }
+  return out;
+}
+
+namespace {
+
+// A GEMM operand [rows, cols] as the GEMM takes it: storage, leading dimension, transpose flag.
+struct GemmOperand {
+  Tensor t;
+  int64_t ld = 1;
+  bool trans = false;
+};
+
+GemmOperand gemm_operand(const Tensor& x) {
+  const int64_t r = x.size(0);
+  const int64_t c = x.size(1);
+  const int64_t rs = x.strides()[0];
+  const int64_t cs = x.strides()[1];
+  // Row-major: element (i, j) at i * ld + j.
+  if ((c <= 1 || cs == 1) && (r <= 1 || rs >= std::max<int64_t>(c, 1))) {
+    return {x, r <= 1 ? std::max<int64_t>(c, 1) : rs, false};
+  }
+  // Transposed (stored [cols, rows] row-major): element (i, j) at j * ld + i.
+  if ((r <= 1 || rs == 1) && (c <= 1 || cs >= std::max<int64_t>(r, 1))) {
+    return {x, c <= 1 ? std::max<int64_t>(r, 1) : cs, true};
+  }
+  return {x.contiguous(), std::max<int64_t>(c, 1), false};
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  const int64_t m = a.size(0);
+  const int64_t k = a.size(1);
+  const int64_t n = b.size(1);
+  const int dev = a.device().index;
+  if (m == 0 || n == 0 || k == 0) {
+    return Tensor::zeros({m, n}, a.dtype(), a.device());
+  }
+  Tensor out = Tensor::empty({m, n}, a.dtype(), a.device());
+  const GemmOperand oa = gemm_operand(a);
+  const GemmOperand ob = gemm_operand(b);
+  if (a.dtype() == DType::kRing64) {
+    kc::ring_gemm_ex(kc::RingGemmAlgo::kTensorCore, m, n, k, oa.t.device_data<uint64_t>(), oa.ld,
+                     oa.trans, ob.t.device_data<uint64_t>(), ob.ld, ob.trans,
+                     out.device_data<uint64_t>(), n, dev);
+  } else {
+    kc::float_gemm(static_cast<int>(elem(a.dtype())), false, m, n, k, ptr(oa.t), oa.ld, oa.trans,
+                   ptr(ob.t), ob.ld, ob.trans, ptr(out), n, dev);
+  }
+  return out;
+}
+
+}  // namespace cuda_ops
+}  // namespace veil::core
