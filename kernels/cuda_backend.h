@@ -1,7 +1,7 @@
 #pragma once
 // CUDA kernel backend: device management, device memory, host<->device copies and the elementwise,
-// reduction and protocol-epilogue kernels of the ring (uint64 mod 2^64) and float dtypes. Raw device
-// pointers + sizes + POD parameters only; core/ builds Tensor dispatch on top of it.
+// reduction and protocol-epilogue kernels of the ring (uint64 mod 2^64) and float dtypes. Raw
+// device pointers + sizes + POD parameters only; core/ builds Tensor dispatch on top of it.
 //
 // Builds: with VEIL_WITH_CUDA resolved to ON these are kernels/cuda/*.cu; otherwise
 // kernels/cuda_stub*.cpp, where compiled() is false, device_count() is 0 and every other function
@@ -45,8 +45,8 @@ int device_count();
 
 /// What benchmarks record about a device.
 struct DeviceInfo {
-  std::string name;             ///< e.g. "NVIDIA H100 80GB HBM3"
-  int cc_major = 0;             ///< compute capability
+  std::string name;  ///< e.g. "NVIDIA H100 80GB HBM3"
+  int cc_major = 0;  ///< compute capability
   int cc_minor = 0;
   int sm_count = 0;
   std::size_t total_bytes = 0;  ///< global memory
@@ -120,10 +120,10 @@ void binary(BinaryOp op,
             void* out,
             int device);
 
-/// out[i] = f(a[i]) (same walk as binary). Parameters: kShl/kShrArith/kShrLogical use `bits` (0..63;
-/// kShrArith reads ring elements as int64); kAddScalar/kMulScalar use `scalar_bits` for integer
-/// types (the ring scalar mod 2^64) and `scalar` for floats; kExp/kLog/kRelu/kStep for floats
-/// (kStep: 1 where a > 0 else 0).
+/// out[i] = f(a[i]) (same walk as binary). Parameters: kShl/kShrArith/kShrLogical use `bits`
+/// (0..63; kShrArith reads ring elements as int64); kAddScalar/kMulScalar use `scalar_bits` for
+/// integer types (the ring scalar mod 2^64) and `scalar` for floats; kExp/kLog/kRelu/kStep for
+/// floats (kStep: 1 where a > 0 else 0).
 enum class UnaryOp : uint8_t {
   kNeg,
   kNot,
@@ -165,8 +165,12 @@ void fill(Elem t, int64_t n, uint64_t value_bits, void* dst, int device);
 /// (round half away from zero, bit for bit as the CPU FixedPointEncoder; float32 inputs widen to
 /// double first); |src * 2^f| must be < 2^63 (the caller checks range on the host; out-of-range
 /// values give unspecified ring elements, never a trap). 0 <= frac_bits <= 62.
-void encode_fixed(Elem from /* kF32 or kF64 */, int64_t n, const void* src, int frac_bits,
-                  uint64_t* dst, int device);
+void encode_fixed(Elem from /* kF32 or kF64 */,
+                  int64_t n,
+                  const void* src,
+                  int frac_bits,
+                  uint64_t* dst,
+                  int device);
 /// Decoding: dst[i] = (double)(int64)src[i] / 2^frac_bits, written as kF32 or kF64.
 void decode_fixed(int64_t n, const uint64_t* src, int frac_bits, Elem to, void* dst, int device);
 
@@ -192,8 +196,8 @@ void reduce(ReduceOp op,
 /// The 2-operand mask of a Beaver multiplication: out[i] = x[i] - a[i].
 void ring_mask(int64_t n, const uint64_t* x, const uint64_t* a, uint64_t* out, int device);
 
-/// The elementwise Beaver output in one pass: z = c + e (b + [first] d) + a d (mod 2^64), where e, d
-/// are the opened masked operands and (a, b, c) this party's triple shares. trunc_bits > 0 also
+/// The elementwise Beaver output in one pass: z = c + e (b + [first] d) + a d (mod 2^64), where e,
+/// d are the opened masked operands and (a, b, c) this party's triple shares. trunc_bits > 0 also
 /// applies the 2-party local truncation of SecureML (Mohassel & Zhang, S&P 2017, §4.1): party 0
 /// (first) keeps z >> bits (arithmetic), party 1 -((-z) >> bits); trunc_bits == 0 leaves z as is
 /// (0 <= trunc_bits <= 62). z may be the same array as any input.

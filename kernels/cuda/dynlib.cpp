@@ -1,10 +1,10 @@
 #include "kernels/cuda/dynlib.h"
 
-#include <dlfcn.h>
-
 #include <map>
 #include <mutex>
 #include <string>
+
+#include <dlfcn.h>
 
 namespace veil::kernels::cuda::detail {
 
