@@ -148,12 +148,16 @@ void Communicator::count(int peer, std::string_view tag, int64_t bytes, bool sen
 // ---- point to point
 // ------------------------------------------------------------------------------
 
-void Communicator::send(int to, std::string_view tag, std::span<const std::byte> data) {
+void Communicator::begin_send(int to, std::string_view tag, bool observe) {
   check_peer(to, "send");
   VEIL_CHECK(!tag.empty(), "[send] expected a non-empty tag (to {})", peer_name(to));
-  if (send_observer_) {
+  if (observe && send_observer_) {
     send_observer_(to, tag);
   }
+}
+
+void Communicator::send(int to, std::string_view tag, std::span<const std::byte> data) {
+  begin_send(to, tag);
   send_bytes(to, tag, data);
   count(to, tag, static_cast<int64_t>(data.size()), /*sent=*/true);
 }
@@ -172,10 +176,29 @@ Bytes Communicator::recv(int from, std::string_view tag, int64_t expected_bytes)
   return std::move(m.payload);
 }
 
+void Communicator::send_tensor_once(int to,
+                                    std::string_view tag,
+                                    const core::Tensor& t,
+                                    core::Tensor& keep,
+                                    std::span<const std::byte>& staged,
+                                    bool observe) {
+  begin_send(to, tag, observe);
+  if (t.is_cuda() && send_device(to, tag, t)) {
+    count(to, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/true);
+    return;
+  }
+  if (!keep.defined()) {
+    staged = host_bytes(t, keep);
+  }
+  send_bytes(to, tag, staged);
+  count(to, tag, static_cast<int64_t>(staged.size()), /*sent=*/true);
+}
+
 void Communicator::send_tensor(int to, std::string_view tag, const core::Tensor& t) {
   VEIL_CHECK(t.defined(), "[send_tensor] expected a defined tensor (tag '{}')", tag);
   core::Tensor keep;
-  send(to, tag, host_bytes(t, keep));
+  std::span<const std::byte> staged;
+  send_tensor_once(to, tag, t, keep, staged);
 }
 
 core::Tensor Communicator::recv_tensor(int from,
@@ -184,6 +207,14 @@ core::Tensor Communicator::recv_tensor(int from,
                                        core::DType dtype,
                                        core::Device device) {
   core::Tensor t = core::Tensor::empty(shape, dtype, device);
+  if (t.is_cuda()) {
+    check_peer(from, "recv");
+    VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
+    if (recv_device(from, tag, t)) {
+      count(from, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/false);
+      return t;
+    }
+  }
   const Bytes b = recv(from, tag, static_cast<int64_t>(t.nbytes()));
   if (t.is_cuda()) {
     kernels::cuda::copy_to_device(t.device_ptr(), b.data(), b.size(), device.index);
@@ -218,14 +249,41 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
              tag);
   VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64,
              "[all_reduce] expected a ring64 tensor, got {} (tag '{}')", t.str(), tag);
-  // A device tensor is reduced on the host (one copy down, one up, whatever world_size is) and
-  // the result returned on its device; the bytes sent are the same as for a host tensor.
+  const auto nbytes = static_cast<int64_t>(t.nbytes());
+  if (t.is_cuda() && world_size_ > 1) {
+    // A fresh contiguous copy on the device, reduced in place by a device transport if any.
+    core::Tensor out = t.is_contiguous() ? t.clone() : t.contiguous();
+    for (int p = 0; p < world_size_; ++p) {
+      if (p != rank_ && send_observer_) {
+        send_observer_(p, tag);  // once per peer, whichever path sends
+      }
+    }
+    if (all_reduce_device(tag, out, op)) {
+      for (int p = 0; p < world_size_; ++p) {
+        if (p != rank_) {
+          count(p, tag, nbytes, /*sent=*/true);
+        }
+      }
+      for (int p = 0; p < world_size_; ++p) {
+        if (p != rank_) {
+          count(p, tag, nbytes, /*sent=*/false);
+        }
+      }
+      return out;
+    }
+  }
+  // Otherwise a device tensor is reduced on the host (one copy down, one up, whatever
+  // world_size is: 2 nbytes over PCIe, where reducing on the device would upload the N-1 peers'
+  // parts after downloading this party's, N nbytes) and the result returned on its device.
   core::Tensor keep;
-  const std::span<const std::byte> mine = host_bytes(t, keep);
+  std::span<const std::byte> mine;
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine);
+      send_tensor_once(p, tag, t, keep, mine, /*observe=*/!t.is_cuda());
     }
+  }
+  if (!keep.defined()) {
+    mine = host_bytes(t, keep);
   }
   // Sum (or XOR) mod 2^64 is exact, associative and commutative, so every party gets the same
   // result whatever the order: the first peer's message is added to this party's part while
@@ -261,16 +319,17 @@ std::vector<core::Tensor> Communicator::all_gather(std::string_view tag, const c
              tag);
   VEIL_CHECK(t.defined(), "[all_gather] expected a defined tensor (tag '{}')", tag);
   core::Tensor keep;
-  const std::span<const std::byte> mine = host_bytes(t, keep);
+  std::span<const std::byte> staged;
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine);
+      send_tensor_once(p, tag, t, keep, staged);
     }
   }
   std::vector<core::Tensor> parts(static_cast<std::size_t>(world_size_));
   for (int p = 0; p < world_size_; ++p) {
     parts[static_cast<std::size_t>(p)] =
-        p == rank_ ? keep.clone() : recv_tensor(p, tag, t.shape(), t.dtype(), t.device());
+        p == rank_ ? (t.is_contiguous() ? t.clone() : t.contiguous())
+                   : recv_tensor(p, tag, t.shape(), t.dtype(), t.device());
   }
   return parts;
 }
@@ -292,13 +351,16 @@ core::Tensor Communicator::broadcast(std::string_view tag,
              "[broadcast] root's tensor must be {} {}, got {} (tag '{}')", core::dtype_name(dtype),
              core::shape_str(shape), t.str(), tag);
   core::Tensor keep;
-  const std::span<const std::byte> mine = host_bytes(t, keep);
+  std::span<const std::byte> staged;
   for (int p = 0; p < world_size_; ++p) {
     if (p != rank_) {
-      send(p, tag, mine);
+      send_tensor_once(p, tag, t, keep, staged);
     }
   }
-  return keep.clone();
+  if (t.is_cuda()) {
+    flush_device();
+  }
+  return t.is_contiguous() ? t.clone() : t.contiguous();
 }
 
 void Communicator::barrier(std::string_view tag) {

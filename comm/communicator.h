@@ -97,8 +97,11 @@ class Communicator {
   /// buffer of the calling thread). Cost: one message of t.nbytes() bytes, the same for host and
   /// device tensors. Throws ValueError for an undefined tensor, otherwise as send().
   void send_tensor(int to, std::string_view tag, const core::Tensor& t);
-  /// Receives a tensor of the given shape and dtype onto `device` (size checked: ProtocolError when
-  /// the sender's byte count differs). Otherwise throws as recv().
+  /// Receives a tensor of the given shape and dtype onto `device` (default: host memory; protocol
+  /// code passes the device its shares live on, e.g. `mine.device()`), whatever device the sender's
+  /// tensor was on (size checked: ProtocolError when the sender's byte count differs). Cost: as
+  /// recv() of nbytes, the same for every device. Throws as recv(), and NotCompiledError /
+  /// CudaError when `device` is a CUDA device this build or machine does not have.
   core::Tensor recv_tensor(int from,
                            std::string_view tag,
                            const core::Shape& shape,
@@ -107,11 +110,13 @@ class Communicator {
 
   // ---- collectives over the compute parties (the dealer must not call them) -------------------
   // Every party must call the same collective with the same tag, shape and dtype. Results are
-  // fresh contiguous tensors (never views of the input) on the input's device: CUDA tensors are
-  // staged through pinned host memory and reduced on the host (one copy down and one up), with
-  // the same messages and counted bytes as host tensors. With world_size 1 they communicate
-  // nothing and cost 0 rounds. All throw ValueError when called by the dealer, and CommError /
-  // ProtocolError as send() and recv().
+  // fresh contiguous tensors (never views of the input) on the input's device. CUDA tensors go
+  // through the backend's device transport where it has one (NcclCommunicator); otherwise they are
+  // staged through a pinned host buffer of the calling thread, and all_reduce reduces on the host:
+  // one copy down and one up (2 * nbytes over PCIe), where uploading the peers' parts to reduce
+  // on the device would move N * nbytes. Messages and counted bytes are those of host tensors. With
+  // world_size 1 they communicate nothing and cost 0 rounds. All throw ValueError when called by
+  // the dealer, and CommError / ProtocolError as send() and recv().
 
   /// Element-wise reduction of a ring64 tensor over all parties; every party gets the result.
   /// Every party sends its tensor to every other party and reduces the tensors in rank order, so
@@ -181,12 +186,46 @@ class Communicator {
                              std::chrono::milliseconds timeout) = 0;
   virtual void abort_impl(const std::string& reason) noexcept = 0;
 
+  /// Optional device transport (NcclCommunicator). The base calls these for CUDA tensors after
+  /// validating the peer and tag; a backend that moves device memory itself does so and returns
+  /// true, otherwise returns false and the base stages the bytes through pinned host memory and
+  /// send_bytes / recv_bytes. Either way the base counts the same messages and bytes as for a host
+  /// tensor, so CommStats do not depend on where tensors live or how they travel.
+  /// send_device: `t` (any layout, on any CUDA device) to party `to`; must not block on the
+  /// receiver. recv_device: fills the contiguous CUDA tensor `out` from `from`, throwing
+  /// ProtocolError (tag or size mismatch) and CommError as recv_bytes. all_reduce_device: reduces
+  /// the contiguous CUDA ring tensor `inout` over all parties in place (world_size >= 2), with
+  /// the same result as the host path. flush_device: called when a collective's sends must be on
+  /// their way before it returns (the root of a broadcast).
+  virtual bool send_device(int /*to*/, std::string_view /*tag*/, const core::Tensor& /*t*/) {
+    return false;
+  }
+  virtual bool recv_device(int /*from*/, std::string_view /*tag*/, core::Tensor& /*out*/) {
+    return false;
+  }
+  virtual bool all_reduce_device(std::string_view /*tag*/,
+                                 core::Tensor& /*inout*/,
+                                 ReduceOp /*op*/) {
+    return false;
+  }
+  virtual void flush_device() {}
+
   /// "party 1", or "the dealer" for the dealer endpoint, for error messages.
   std::string peer_name(int rank) const;
 
  private:
   void count(int peer, std::string_view tag, int64_t bytes, bool sent);
   void check_peer(int peer, const char* op) const;
+  // Peer and tag checks plus the send observer, shared by send() and the tensor paths.
+  void begin_send(int to, std::string_view tag, bool observe = true);
+  // Sends tensor `t` to `to`: through send_device when the backend takes it, else its host bytes,
+  // staged once into (keep, staged) and reused for further peers.
+  void send_tensor_once(int to,
+                        std::string_view tag,
+                        const core::Tensor& t,
+                        core::Tensor& keep,
+                        std::span<const std::byte>& staged,
+                        bool observe = true);
 
   int rank_;
   int world_size_;

@@ -1,7 +1,8 @@
 // Device tensors through the communicators: send_tensor / recv_tensor onto a device, all_reduce,
 // all_gather and broadcast of CUDA ring tensors give the host results bit for bit and count the
 // same bytes. Parties share one GPU as threads of one process (in-process transport). The GPU
-// cases print "SKIPPED: no CUDA device" without a device.
+// cases print "SKIPPED: no CUDA device" without a device. NcclCommunicator: refused cleanly without
+// CUDA, without a device and on one shared GPU; the same exchange over NCCL with 2+ GPUs.
 
 #include <cstdio>
 #include <future>
@@ -13,8 +14,10 @@
 
 #include "comm/communicator.h"
 #include "comm/in_process.h"
+#include "comm/nccl_communicator.h"
 #include "core/tensor.h"
 #include "kernels/cuda_backend.h"
+#include "kernels/cuda_nccl.h"
 #include "tests/harness/watchdog.h"
 
 namespace {
@@ -64,13 +67,20 @@ Outcome exchange(Communicator& c, Device device) {
   return o;
 }
 
-std::vector<Outcome> run(int n, const std::function<Device(int)>& device_of) {
+// The exchange on n party threads; over NcclCommunicator (bootstrapped in-process) when `nccl`.
+std::vector<Outcome> run(int n, const std::function<Device(int)>& device_of, bool nccl = false) {
   InProcessHub hub(n, false);
   std::vector<std::future<Outcome>> results;
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
-    std::packaged_task<Outcome()> task(
-        [&hub, r, &device_of] { return exchange(hub.communicator(r), device_of(r)); });
+    std::packaged_task<Outcome()> task([&hub, r, &device_of, nccl] {
+      if (nccl) {
+        veil::comm::NcclCommunicator c(hub.communicator(r),
+                                       veil::comm::NcclOptions{.device = device_of(r).index});
+        return exchange(c, device_of(r));
+      }
+      return exchange(hub.communicator(r), device_of(r));
+    });
     results.push_back(task.get_future());
     threads.emplace_back(std::move(task));
   }
@@ -126,5 +136,94 @@ TEST_CASE("receiving onto a CUDA device without one fails clearly", "[comm]") {
   } catch (const veil::Error& e) {
     CHECK(veil::kernels::cuda::compiled());
     CHECK(std::string(e.what()).find(std::to_string(missing)) != std::string::npos);
+  }
+}
+
+TEST_CASE("NCCL is refused cleanly where it cannot run", "[comm][nccl]") {
+  const int devices = veil::kernels::cuda::device_count();
+  if (!veil::kernels::cuda::compiled()) {
+    CHECK_FALSE(veil::kernels::cuda::nccl_available());
+  }
+  if (devices >= 2) {
+    std::puts("SKIPPED: this machine can run NCCL (see the 2-GPU case)");
+    return;
+  }
+  if (devices == 0) {
+    // GIVEN no device: the raw communicator throws instead of calling NCCL or hanging
+    const veil::kernels::cuda::NcclId id{};
+    try {
+      veil::kernels::cuda::NcclComm comm(id, 2, 0, 0, std::chrono::milliseconds(2000));
+      FAIL("expected an error");
+    } catch (const veil::NotCompiledError& e) {
+      CHECK_FALSE(veil::kernels::cuda::compiled());
+      CHECK(std::string(e.what()).find("VEIL_WITH_CUDA=ON") != std::string::npos);
+    } catch (const veil::kernels::cuda::CudaError&) {
+      CHECK(veil::kernels::cuda::compiled());
+    }
+  }
+  // GIVEN two party threads on the only device (or none) WHEN they build NcclCommunicators
+  // THEN every party throws the same kind of error: NotCompiledError without CUDA, CudaError
+  // without a device, ValueError naming the shared GPU and the way out with one device
+  InProcessHub hub(2, false);
+  hub.communicator(0).set_timeout(std::chrono::milliseconds(10000));
+  hub.communicator(1).set_timeout(std::chrono::milliseconds(10000));
+  std::vector<std::future<std::string>> results;
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    std::packaged_task<std::string()> task([&hub, r]() -> std::string {
+      try {
+        veil::comm::NcclCommunicator c(hub.communicator(r), veil::comm::NcclOptions{.device = 0});
+        return "constructed";
+      } catch (const veil::NotCompiledError& e) {
+        return std::string("NotCompiledError: ") + e.what();
+      } catch (const veil::kernels::cuda::CudaError& e) {
+        return std::string("CudaError: ") + e.what();
+      } catch (const veil::ValueError& e) {
+        return std::string("ValueError: ") + e.what();
+      } catch (const std::exception& e) {
+        return std::string("other: ") + e.what();
+      }
+    });
+    results.push_back(task.get_future());
+    threads.emplace_back(std::move(task));
+  }
+  veil::testing::join_with_watchdog(results, threads, std::chrono::milliseconds(30000),
+                                    [&] { hub.communicator(0).abort("watchdog"); });
+  for (auto& f : results) {
+    const std::string what = f.get();
+    INFO(what);
+    if (!veil::kernels::cuda::compiled()) {
+      CHECK(what.rfind("NotCompiledError: ", 0) == 0);
+      CHECK(what.find("VEIL_WITH_CUDA=ON") != std::string::npos);
+    } else if (devices == 0) {
+      CHECK(what.rfind("CudaError: ", 0) == 0);
+    } else {
+      CHECK(what.rfind("ValueError: ", 0) == 0);
+      CHECK(what.find("same GPU") != std::string::npos);
+      CHECK(what.find("in-process or gRPC") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("CUDA tensors cross NCCL like host tensors", "[comm][nccl][cuda]") {
+  const int devices = veil::kernels::cuda::device_count();
+  if (devices < 2) {
+    std::puts("SKIPPED: needs 2 CUDA devices");
+    return;
+  }
+  REQUIRE(veil::kernels::cuda::nccl_available());
+  for (int n = 2; n <= std::min(devices, 3); ++n) {
+    INFO("parties: " << n);
+    // GIVEN the exchange with host tensors, and over NCCL with party r on cuda:r
+    const auto host = run(n, [](int) { return Device::cpu(); });
+    const auto gpu = run(
+        n, [](int r) { return Device::cuda(r); }, /*nccl=*/true);
+    for (int r = 0; r < n; ++r) {
+      const auto i = static_cast<std::size_t>(r);
+      // THEN results are bit-identical, stay on the GPU, and count the same bytes
+      CHECK(gpu[i].values == host[i].values);
+      CHECK(gpu[i].on_device);
+      CHECK(gpu[i].bytes_sent == host[i].bytes_sent);
+    }
   }
 }

@@ -50,7 +50,7 @@ TEST_CASE("NCCL send, recv and ring all-reduce between two GPUs", "[kernels][ncc
   }
   setenv("NCCL_SOCKET_IFNAME", "lo", 0);  // bootstrap over loopback only
   const cuda::NcclId id = cuda::nccl_make_id();
-  constexpr int64_t kN = 100003;
+  constexpr std::size_t kN = 100003;
   std::vector<std::vector<uint64_t>> host(2, std::vector<uint64_t>(kN));
   std::mt19937_64 gen(7);
   for (auto& h : host) {
@@ -64,12 +64,13 @@ TEST_CASE("NCCL send, recv and ring all-reduce between two GPUs", "[kernels][ncc
   std::vector<std::exception_ptr> errors(2);
   for (int r = 0; r < 2; ++r) {
     threads.emplace_back([&, r] {
+      const auto ri = static_cast<std::size_t>(r);
       try {
         cuda::NcclComm comm(id, 2, r, r);
         const std::size_t bytes = kN * sizeof(uint64_t);
         auto* buf = static_cast<uint64_t*>(cuda::device_alloc(bytes, r));
         auto* in = static_cast<uint64_t*>(cuda::device_alloc(bytes, r));
-        cuda::copy_to_device(buf, host[r].data(), bytes, r);
+        cuda::copy_to_device(buf, host[ri].data(), bytes, r);
         if (r == 0) {
           comm.send(buf, bytes, 1);
           comm.recv(in, bytes, 1);
@@ -77,13 +78,13 @@ TEST_CASE("NCCL send, recv and ring all-reduce between two GPUs", "[kernels][ncc
           comm.recv(in, bytes, 0);
           comm.send(buf, bytes, 0);
         }
-        cuda::copy_to_host(received[r].data(), in, bytes, r);
-        comm.all_reduce_sum_u64(buf, kN);
-        cuda::copy_to_host(reduced[r].data(), buf, bytes, r);
+        cuda::copy_to_host(received[ri].data(), in, bytes, r);
+        comm.all_reduce_sum_u64(buf, static_cast<int64_t>(kN));
+        cuda::copy_to_host(reduced[ri].data(), buf, bytes, r);
         cuda::device_free(buf, r);
         cuda::device_free(in, r);
       } catch (...) {
-        errors[static_cast<std::size_t>(r)] = std::current_exception();
+        errors[ri] = std::current_exception();
       }
     });
   }
@@ -98,7 +99,7 @@ TEST_CASE("NCCL send, recv and ring all-reduce between two GPUs", "[kernels][ncc
   // THEN each rank got the other's buffer, and both hold the sum mod 2^64
   CHECK(received[0] == host[1]);
   CHECK(received[1] == host[0]);
-  for (int64_t i = 0; i < kN; ++i) {
+  for (std::size_t i = 0; i < kN; ++i) {
     const uint64_t want = host[0][i] + host[1][i];
     if (reduced[0][i] != want || reduced[1][i] != want) {
       FAIL("all-reduce differs at element " << i);
