@@ -35,32 +35,12 @@ kc::Elem elem(DType t) {
   VEIL_INTERNAL_ASSERT(false, "unknown dtype {}", static_cast<int>(t));
 }
 
-namespace {
-template <class F>
-auto with_type(DType t, F&& f) {
-  switch (t) {
-    case DType::kFloat32:
-      return f.template operator()<float>();
-    case DType::kFloat64:
-      return f.template operator()<double>();
-    case DType::kInt64:
-      return f.template operator()<int64_t>();
-    case DType::kRing64:
-      return f.template operator()<uint64_t>();
-    case DType::kUInt8:
-      return f.template operator()<uint8_t>();
-  }
-  VEIL_INTERNAL_ASSERT(false, "unknown dtype {}", static_cast<int>(t));
-}
-}  // namespace
-
 const void* ptr(const Tensor& t) {
-  return with_type(t.dtype(),
-                   [&]<class T>() { return static_cast<const void*>(t.device_data<T>()); });
+  return t.device_ptr();
 }
 
 void* ptr(Tensor& t) {
-  return with_type(t.dtype(), [&]<class T>() { return static_cast<void*>(t.device_data<T>()); });
+  return t.device_ptr();
 }
 
 void layouts(const Shape& shape,

@@ -518,15 +518,20 @@ void fill(Elem t, int64_t n, uint64_t value_bits, void* dst, int device) {
   check_launch("fill", n_str(n));
 }
 
+// The fixed-point scale 2^frac_bits must be exact in a double and leave room for the sign.
+static void check_frac_bits(const char* op, int frac_bits) {
+  if (frac_bits < 0 || frac_bits > 62) {
+    throw Error(std::string("[cuda::") + op + "] expected 0 <= frac_bits <= 62, got " +
+                std::to_string(frac_bits));
+  }
+}
+
 void encode_fixed(Elem from, int64_t n, const void* src, int frac_bits, uint64_t* dst, int device) {
   if (!ops::is_float(from)) {
     throw Error(std::string("[cuda::encode_fixed] expected float32 or float64 input, got ") +
                 elem_name(from));
   }
-  if (frac_bits < 0 || frac_bits > 62) {
-    throw Error("[cuda::encode_fixed] expected 0 <= frac_bits <= 62, got " +
-                std::to_string(frac_bits));
-  }
+  check_frac_bits("encode_fixed", frac_bits);
   if (n <= 0) {
     return;
   }
@@ -544,10 +549,7 @@ void decode_fixed(int64_t n, const uint64_t* src, int frac_bits, Elem to, void* 
     throw Error(std::string("[cuda::decode_fixed] expected float32 or float64 output, got ") +
                 elem_name(to));
   }
-  if (frac_bits < 0 || frac_bits > 62) {
-    throw Error("[cuda::decode_fixed] expected 0 <= frac_bits <= 62, got " +
-                std::to_string(frac_bits));
-  }
+  check_frac_bits("decode_fixed", frac_bits);
   if (n <= 0) {
     return;
   }
