@@ -5,7 +5,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(cmake ninja-build g++ pkg-config libfmt-dev catch2 libssl-dev zlib1g-dev libcli11-dev
           nlohmann-json3-dev dataset-fashion-mnist libgrpc++-dev protobuf-compiler-grpc
-          libprotobuf-dev protobuf-compiler python3 iproute2)
+          libprotobuf-dev protobuf-compiler python3 iproute2 libonnx-dev python3-onnx
+          python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
