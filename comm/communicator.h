@@ -19,11 +19,12 @@
 #include <string_view>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/tensor.h"
 
 namespace veil::comm {
 
-using Bytes = std::vector<std::byte>;
+using Bytes = std::vector<std::byte, core::HostPoolAllocator<std::byte>>;
 
 /// Counters of one party.
 struct OpStats {

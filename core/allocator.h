@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace veil::core {
 
@@ -36,5 +37,31 @@ HostCacheStats host_cache_stats();
 void host_cache_release();
 /// The pool's byte limit.
 std::size_t host_cache_limit();
+
+/// A standard allocator over host_alloc / host_free, so containers of large buffers (message
+/// payloads: comm::Bytes) reuse pooled blocks instead of faulting in fresh pages every time.
+template <class T>
+struct HostPoolAllocator {
+  using value_type = T;
+  HostPoolAllocator() = default;
+  template <class U>
+  explicit HostPoolAllocator(const HostPoolAllocator<U>& /*other*/) noexcept {}
+  T* allocate(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    return static_cast<T*>(bytes < kCacheMinBytes ? ::operator new(bytes) : host_alloc(bytes));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes < kCacheMinBytes) {
+      ::operator delete(p);
+    } else {
+      host_free(p, bytes);
+    }
+  }
+  template <class U>
+  bool operator==(const HostPoolAllocator<U>& /*other*/) const noexcept {
+    return true;
+  }
+};
 
 }  // namespace veil::core

@@ -192,7 +192,7 @@ grpc::ByteBuffer make_small_frame(const wire::Header& header, std::span<const st
   return grpc::ByteBuffer(&slice, 1);
 }
 
-void DecodedFrame::append_data_to(std::vector<std::byte>& out) const {
+void DecodedFrame::append_data_to(Bytes& out) const {
   std::size_t left = data_size;
   std::size_t offset = data_offset;
   for (std::size_t i = data_slice; left > 0 && i < slices.size(); ++i) {

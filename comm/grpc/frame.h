@@ -15,6 +15,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
+#include "comm/communicator.h"
 #include "comm/grpc/veil.pb.h"
 
 namespace veil::comm::grpc_transport {
@@ -43,7 +44,7 @@ struct DecodedFrame {
   bool has_header = false;
 
   /// Appends the data bytes to `out` (one copy, straight from the received slices).
-  void append_data_to(std::vector<std::byte>& out) const;
+  void append_data_to(Bytes& out) const;
 };
 
 /// Parses `buffer` (consumed: cleared afterwards). Returns false with `error` set (no payload
