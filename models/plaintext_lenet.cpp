@@ -482,11 +482,37 @@ double PlaintextLeNet::train_step(const Tensor& x,
   std::vector<Tensor> params;
   std::vector<Tensor> grads;
   for (std::size_t i = 0; i < kNumParams; ++i) {
-    params.push_back(parameters_[i].second);
-    grads.push_back(g.parameters[i].second);
+    if (frozen_.empty() || !frozen_[i]) {
+      params.push_back(parameters_[i].second);
+      grads.push_back(g.parameters[i].second);
+    }
   }
-  optimizer.step(params, grads);
+  if (!params.empty()) {
+    optimizer.step(params, grads);
+  }
   return g.loss;
+}
+
+void PlaintextLeNet::load_buffers(const NamedTensors& buffers) {
+  for (const auto& [name, value] : buffers) {
+    auto it = std::ranges::find_if(buffers_, [&](const auto& b) { return b.first == name; });
+    VEIL_CHECK(it != buffers_.end(), "[PlaintextLeNet::load_buffers] unknown buffer '{}'", name);
+    VEIL_CHECK(value.dtype() == core::DType::kFloat64 && value.shape() == it->second.shape(),
+               "[PlaintextLeNet::load_buffers] '{}': expected float64 {}, got {}", name,
+               core::shape_str(it->second.shape()), value.str());
+    it->second = value.contiguous().clone();
+  }
+}
+
+void PlaintextLeNet::set_frozen(const std::vector<std::string>& prefixes) {
+  frozen_.assign(parameters_.size(), false);
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    for (const std::string& p : prefixes) {
+      if (parameters_[i].first.starts_with(p)) {
+        frozen_[i] = true;
+      }
+    }
+  }
 }
 
 Tensor PlaintextLeNet::predict(const Tensor& x) const {

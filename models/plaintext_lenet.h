@@ -112,6 +112,14 @@ class PlaintextLeNet {
   /// bn1.running_mean, bn1.running_var, bn2.running_mean, bn2.running_var.
   const NamedTensors& buffers() const { return buffers_; }
   const LeNetConfig& config() const { return config_; }
+  /// Replaces running statistics by name (a subset of buffers(), float64 of the same shape; e.g. a
+  /// pretrained model's). Throws ValueError naming the entry for an unknown name or a shape or
+  /// dtype mismatch.
+  void load_buffers(const NamedTensors& buffers);
+  /// Parameters whose names start with one of `prefixes` are left unchanged by train_step (their
+  /// gradients are still computed; the optimizer sees only the others, so its state is kept for
+  /// those). Set it before the first train_step.
+  void set_frozen(const std::vector<std::string>& prefixes);
 
  private:
   struct Cache;
@@ -124,6 +132,7 @@ class PlaintextLeNet {
   LeNetConfig config_;
   NamedTensors parameters_;
   NamedTensors buffers_;
+  std::vector<bool> frozen_;
   bool training_ = true;
 };
 

@@ -34,11 +34,19 @@ double seconds_since(Clock::time_point t0) {
 MpcTensor share_partitioned(crypto::Party& party,
                             int64_t n,
                             const core::Shape& row_shape,
-                            const std::function<core::Tensor(int64_t, int64_t)>& rows_of) {
+                            const std::function<core::Tensor(int64_t, int64_t)>& rows_of,
+                            const std::vector<int64_t>& rows_per_party = {}) {
   core::Shape shape = row_shape;
   shape.insert(shape.begin(), n);
   core::Tensor table = crypto::zero_share(party, shape);
-  const RowRange mine = partition_rows(n, party.world_size(), party.rank());
+  RowRange mine = partition_rows(n, party.world_size(), party.rank());
+  if (!rows_per_party.empty()) {
+    mine.begin = 0;
+    for (int r = 0; r < party.rank(); ++r) {
+      mine.begin += rows_per_party[static_cast<std::size_t>(r)];
+    }
+    mine.end = mine.begin + rows_per_party[static_cast<std::size_t>(party.rank())];
+  }
   if (mine.size() > 0) {
     core::Tensor block = table.slice(0, mine.begin, mine.end);
     const core::Tensor enc = party.encoder().encode(rows_of(mine.begin, mine.end), "share");
@@ -243,6 +251,15 @@ core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options)
   return core::mul_scalar(core::add_scalar(images, -kFashionMnistMean), 1.0 / kFashionMnistStd);
 }
 
+bool matches_prefix(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const std::string& p : prefixes) {
+    if (name.starts_with(p)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 double accuracy(const std::vector<int64_t>& predictions, const core::Tensor& labels) {
   const auto lv = labels.to_vector<int64_t>();
   VEIL_CHECK(lv.size() == predictions.size(), "[accuracy] {} predictions for {} labels",
@@ -300,18 +317,47 @@ PartyReport train_private(crypto::Party& party,
   auto t0 = Clock::now();
   const int64_t n = train.size();
   const int64_t features = train.images.size(1);
-  const MpcTensor x_all = share_partitioned(party, n, {features}, [&](int64_t lo, int64_t hi) {
-    return preprocess(train.images.slice(0, lo, hi), options);
-  });
-  const MpcTensor y_all = share_partitioned(party, n, {classes}, [&](int64_t lo, int64_t hi) {
-    return core::one_hot(train.labels.slice(0, lo, hi).contiguous(), classes);
-  });
+  if (!options.rows_per_party.empty()) {
+    int64_t sum = 0;
+    bool nonneg = true;
+    for (const int64_t r : options.rows_per_party) {
+      sum += r;
+      nonneg = nonneg && r >= 0;
+    }
+    VEIL_CHECK(nonneg && sum == n &&
+                   std::ssize(options.rows_per_party) == static_cast<int64_t>(party.world_size()),
+               "[train_private] expected rows_per_party to hold {} non-negative counts summing to "
+               "the {} training rows, got {} counts summing to {}",
+               party.world_size(), n, options.rows_per_party.size(), sum);
+  }
+  const MpcTensor x_all = share_partitioned(
+      party, n, {features},
+      [&](int64_t lo, int64_t hi) { return preprocess(train.images.slice(0, lo, hi), options); },
+      options.rows_per_party);
+  const MpcTensor y_all = share_partitioned(
+      party, n, {classes},
+      [&](int64_t lo, int64_t hi) {
+        return core::one_hot(train.labels.slice(0, lo, hi).contiguous(), classes);
+      },
+      options.rows_per_party);
   report.share_seconds = seconds_since(t0);
 
   // ---- model from public initial weights, encrypted by party 0 ---------------------------------
   const PrivateModel model = build_model(options, party);
+  if (options.prepare_model) {
+    options.prepare_model(*model.module, party);
+  }
   model.module->encrypt(0);
-  std::vector<MpcTensor> params = model.module->parameters();
+  // the optimizer gets only the parameters that are trained
+  std::vector<MpcTensor> params;
+  for (auto& [name, prm] : model.module->named_parameters()) {
+    if (matches_prefix(name, options.frozen_prefixes)) {
+      prm.set_requires_grad(false);
+    } else {
+      params.push_back(prm);
+    }
+  }
+  VEIL_CHECK(!params.empty(), "[train_private] every parameter is frozen (frozen_prefixes)");
   const std::unique_ptr<optim::Optimizer> opt = build_optimizer(options, params);
 
   // ---- training ---------------------------------------------------------------------------------
@@ -483,6 +529,9 @@ PartyReport train_private(crypto::Party& party,
     report.eval_seconds = seconds_since(t0);
     report.eval_stats = comm.stats() - stats1;
   }
+  if (options.after_training) {
+    options.after_training(*model.module, party);
+  }
   return report;
 }
 
@@ -499,7 +548,25 @@ PlaintextReport train_plaintext_twin(const Dataset& train,
   PlaintextOptimizer opt(optimizer_config(options));
   const auto t0 = Clock::now();
   if (options.model == ModelKind::kLeNet) {
-    PlaintextLeNet net = PlaintextLeNet::from_seed(options.lenet, options.seed);
+    NamedTensors init = init_lenet_parameters(options.lenet, options.seed);
+    NamedTensors buffers;
+    for (const auto& [name, value] : options.twin_initial_state) {
+      bool found = false;
+      for (auto& [pname, pvalue] : init) {
+        if (pname == name) {
+          pvalue = value;
+          found = true;
+        }
+      }
+      if (!found) {
+        buffers.emplace_back(name, value);
+      }
+    }
+    PlaintextLeNet net(options.lenet, init);
+    if (!buffers.empty()) {
+      net.load_buffers(buffers);
+    }
+    net.set_frozen(options.frozen_prefixes);
     for (int64_t e = 0; e < options.epochs; ++e) {
       for (const auto& rows : order.epoch(e)) {
         report.losses.push_back(

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "models/data.h"
 #include "models/plaintext_lenet.h"
 #include "models/plaintext_optim.h"
+#include "nn/module.h"
 
 namespace veil::models {
 
@@ -104,7 +106,33 @@ struct TrainOptions {
   /// and tests (e.g. corrupting a value to exercise the guard). Anything it communicates, every
   /// party must do alike.
   std::function<void(int64_t step, const std::vector<MpcTensor>& params)> after_step;
+
+  // ---- fine-tuning (veil-finetune; defaults leave the runs above unchanged) ----------------------
+  /// Training rows owned by each party, in rank order: party r owns the block after those of ranks
+  /// 0..r-1 (a party may own none). Empty: partition_rows' even blocks. Must sum to the training
+  /// set's size (ValueError otherwise).
+  std::vector<int64_t> rows_per_party;
+  /// Called on every party after the model is built with its public initial parameters and
+  /// before it is encrypted from party 0 (tensors the hook made secret stay as they are): e.g.
+  /// load a pretrained model shared from its owner (models/weights.h). Whatever it communicates,
+  /// every party must do alike.
+  std::function<void(nn::Module& model, crypto::Party& party)> prepare_model;
+  /// Parameters that are not trained: every parameter whose dotted name starts with one of these
+  /// prefixes ("conv1.", "bn1.") has requires_grad false, gets no gradient (backward skips the
+  /// weight gradients of those layers) and is left bit for bit unchanged by the optimizer; the
+  /// twin keeps the same ones fixed. BatchNorm layers still update their running statistics.
+  std::vector<std::string> frozen_prefixes;
+  /// Called on every party after training and evaluation, with the trained model (e.g. deliver
+  /// it to one party: models/weights.h save_revealed_to). Every party must do alike.
+  std::function<void(nn::Module& model, crypto::Party& party)> after_training;
+  /// The twin only: initial parameters and buffers (float64, veil layout, names as
+  /// init_lenet_parameters) that replace the seed's values for the names they contain (the LeNet
+  /// only). Empty: the seed's values.
+  NamedTensors twin_initial_state;
 };
+
+/// Whether `name` starts with one of `prefixes`.
+bool matches_prefix(const std::string& name, const std::vector<std::string>& prefixes);
 
 /// What one party measured.
 struct PartyReport {

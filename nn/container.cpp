@@ -26,6 +26,17 @@ const std::shared_ptr<Module>& ModuleListImpl::operator[](std::size_t i) const {
   return modules_[i];
 }
 
+void ModuleListImpl::on_child_replaced(const std::string& name,
+                                       const std::shared_ptr<Module>& module,
+                                       const UnaryForward& /*forward*/) {
+  for (std::size_t i = 0; i < modules_.size(); ++i) {
+    if (std::to_string(i) == name) {
+      modules_[i] = module;
+      return;
+    }
+  }
+}
+
 // ---- ModuleDict ---------------------------------------------------------------------------------
 
 ModuleDictImpl::ModuleDictImpl(const Items& items) {
@@ -53,6 +64,17 @@ const std::shared_ptr<Module>& ModuleDictImpl::operator[](const std::string& key
                                [&key](const Item& item) { return item.first == key; });
   VEIL_CHECK(it != items_.end(), "[ModuleDict] no module under key '{}'", key);
   return it->second;
+}
+
+void ModuleDictImpl::on_child_replaced(const std::string& name,
+                                       const std::shared_ptr<Module>& module,
+                                       const UnaryForward& /*forward*/) {
+  for (Item& item : items_) {
+    if (item.first == name) {
+      item.second = module;
+      return;
+    }
+  }
 }
 
 bool ModuleDictImpl::contains(const std::string& key) const {

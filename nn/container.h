@@ -83,6 +83,12 @@ class ModuleListImpl : public Module {
   ConstIterator begin() const { return modules_.begin(); }
   ConstIterator end() const { return modules_.end(); }
 
+ protected:
+  /// Keeps operator[] in step with Module::replace_module("<i>", ...).
+  void on_child_replaced(const std::string& name,
+                         const std::shared_ptr<Module>& module,
+                         const UnaryForward& forward) override;
+
  private:
   Entries modules_;
 };
@@ -146,6 +152,12 @@ class ModuleDictImpl : public Module {
   /// Iteration over (key, module) pairs in insertion order.
   ConstIterator begin() const { return items_.begin(); }
   ConstIterator end() const { return items_.end(); }
+
+ protected:
+  /// Keeps operator[] in step with Module::replace_module("<key>", ...).
+  void on_child_replaced(const std::string& name,
+                         const std::shared_ptr<Module>& module,
+                         const UnaryForward& forward) override;
 
  private:
   Items items_;

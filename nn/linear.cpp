@@ -36,4 +36,13 @@ void LinearImpl::load_weights(const core::Tensor& w, const core::Tensor& b) {
   detail::load_weight_and_bias("Linear::load_weights", weight, bias, w, b);
 }
 
+core::Tensor LinearImpl::to_torch_layout(const std::string& name, const core::Tensor& value) const {
+  return name == "weight" && value.dim() == 2 ? value.t() : value;
+}
+
+core::Tensor LinearImpl::from_torch_layout(const std::string& name,
+                                           const core::Tensor& value) const {
+  return name == "weight" && value.dim() == 2 ? value.t() : value;
+}
+
 }  // namespace veil::nn

@@ -1,10 +1,12 @@
 #pragma once
 // Linear layer y = x @ W + b. Note the weight layout: W is stored as [in_features, out_features]
 // (the transpose of torch.nn.Linear's [out, in]), so forward is one matmul with no transpose and
-// the layout matches models::init_mlp_weights / PlaintextMlp.
+// the layout matches models::init_mlp_weights / PlaintextMlp. Files in PyTorch's layout go through
+// to_torch_layout / from_torch_layout (models/weights.h).
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "autograd/mpc_tensor.h"
 #include "core/tensor.h"
@@ -74,6 +76,12 @@ class LinearImpl : public Module {
 
   /// The options the layer was built with.
   const LinearOptions& options() const { return options_; }
+
+  /// PyTorch layout of "weight": the transpose, [in, out] -> [out, in] (a view); other names
+  /// unchanged. Used by models::save_safetensors / load_safetensors_into.
+  core::Tensor to_torch_layout(const std::string& name, const core::Tensor& value) const override;
+  /// veil layout of "weight" from PyTorch's [out, in]: the transpose (a view); others unchanged.
+  core::Tensor from_torch_layout(const std::string& name, const core::Tensor& value) const override;
 
   /// [in_features, out_features].
   MpcTensor weight;

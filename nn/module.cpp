@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 namespace veil::nn {
 
 void Module::check_name(const std::string& name, const char* op) const {
@@ -151,6 +153,113 @@ void Module::load_state_dict(const std::vector<std::pair<std::string, MpcTensor>
       VEIL_CHECK(seen[i], "[load_state_dict] missing entry '{}'", mine[i].first);
     }
   }
+}
+
+// ---- PyTorch layouts and fine-tuning ------------------------------------------------------------
+
+core::Tensor Module::to_torch_layout(const std::string& /*name*/, const core::Tensor& value) const {
+  return value;
+}
+
+core::Tensor Module::from_torch_layout(const std::string& /*name*/,
+                                       const core::Tensor& value) const {
+  return value;
+}
+
+Module& Module::requires_grad_(bool requires_grad) {
+  for (MpcTensor& t : parameters()) {
+    t.set_requires_grad(requires_grad);
+  }
+  return *this;
+}
+
+std::vector<std::pair<std::string, MpcTensor>> Module::named_trainable_parameters(
+    bool recurse) const {
+  std::vector<std::pair<std::string, MpcTensor>> out;
+  for (auto& [name, t] : named_parameters(recurse)) {
+    if (t.requires_grad()) {
+      out.emplace_back(name, t);
+    }
+  }
+  return out;
+}
+
+std::vector<MpcTensor> Module::trainable_parameters(bool recurse) const {
+  std::vector<MpcTensor> out;
+  for (auto& [name, t] : named_trainable_parameters(recurse)) {
+    out.push_back(t);
+  }
+  return out;
+}
+
+namespace {
+
+std::string child_names(const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& kids) {
+  if (kids.empty()) {
+    return "it has no submodules";
+  }
+  std::string out = "its submodules are";
+  for (std::size_t i = 0; i < kids.size(); ++i) {
+    out += (i == 0 ? " '" : ", '") + kids[i].first + "'";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Module> Module::get_submodule(const std::string& target) const {
+  VEIL_CHECK(!target.empty(),
+             "[get_submodule] expected a dotted path such as 'features.0', got ''");
+  std::shared_ptr<Module> current;
+  const Module* at = this;
+  std::string walked;
+  std::size_t start = 0;
+  while (start <= target.size()) {
+    const std::size_t dot = std::min(target.find('.', start), target.size());
+    const std::string part = target.substr(start, dot - start);
+    const auto it = std::find_if(at->children_.begin(), at->children_.end(),
+                                 [&part](const auto& kv) { return kv.first == part; });
+    VEIL_CHECK(it != at->children_.end(), "[get_submodule] no submodule '{}' in {} ({})", part,
+               walked.empty() ? std::string("the root module") : "'" + walked + "'",
+               child_names(at->children_));
+    current = it->second;
+    at = current.get();
+    walked += (walked.empty() ? "" : ".") + part;
+    start = dot + 1;
+  }
+  return current;
+}
+
+void Module::on_child_replaced(const std::string& /*name*/,
+                               const std::shared_ptr<Module>& /*module*/,
+                               const UnaryForward& /*forward*/) {}
+
+void Module::replace_descendant(const std::string& name,
+                                std::shared_ptr<Module> module,
+                                const UnaryForward& forward) {
+  VEIL_CHECK(!name.empty(), "[replace_module] expected the name of a submodule, got ''");
+  VEIL_CHECK(module != nullptr, "[replace_module] the module for '{}' is empty", name);
+  const std::size_t dot = name.rfind('.');
+  Module* parent = this;
+  std::shared_ptr<Module> parent_holder;
+  std::string local = name;
+  if (dot != std::string::npos) {
+    try {
+      parent_holder = get_submodule(name.substr(0, dot));
+    } catch (const ValueError& e) {
+      throw ValueError(fmt::format("[replace_module] cannot replace '{}': {}", name, e.what()));
+    }
+    parent = parent_holder.get();
+    local = name.substr(dot + 1);
+  }
+  const auto it = std::find_if(parent->children_.begin(), parent->children_.end(),
+                               [&local](const auto& kv) { return kv.first == local; });
+  VEIL_CHECK(it != parent->children_.end(), "[replace_module] no submodule '{}' to replace ({})",
+             name, child_names(parent->children_));
+  VEIL_CHECK(module.get() != parent && module.get() != this,
+             "[replace_module] a module cannot contain itself ('{}')", name);
+  parent->on_child_replaced(local, module, forward);  // may throw: nothing changed yet
+  it->second = std::move(module);
 }
 
 }  // namespace veil::nn

@@ -13,6 +13,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -94,7 +95,91 @@ class Module {
   void load_state_dict(const std::vector<std::pair<std::string, MpcTensor>>& state,
                        bool strict = true);
 
+  // ---- PyTorch layouts and fine-tuning (models/weights.h reads and writes PyTorch files) --------
+
+  /// Converts the value of this module's own parameter or buffer `name` (its local name, e.g.
+  /// "weight", not "fc.weight") from veil's layout to PyTorch's. `value` is a plaintext tensor
+  /// (float64 or int64) of the registered shape; the result may be a view of it. The default is
+  /// the identity; LinearImpl transposes its weight ([in, out] -> [out, in]). Override it in a
+  /// module whose parameters are stored differently from its PyTorch counterpart.
+  virtual core::Tensor to_torch_layout(const std::string& name, const core::Tensor& value) const;
+  /// The inverse of to_torch_layout: a tensor in PyTorch's layout (any dtype) -> veil's layout.
+  /// Shapes are not checked here (models::load_safetensors_into checks them first).
+  virtual core::Tensor from_torch_layout(const std::string& name, const core::Tensor& value) const;
+
+  /// Freezes (false) or unfreezes (true) every parameter of this module and of its descendants:
+  /// sets requires_grad on each, public or secret. Buffers are untouched. Gradients already
+  /// accumulated are kept (PyTorch's semantics; call zero_grad() to drop them). A frozen public
+  /// layer applied to a secret input costs only public·secret products (no Beaver triple) and
+  /// its backward computes no weight gradient. Returns *this. No communication.
+  Module& requires_grad_(bool requires_grad = true);
+  /// named_parameters() restricted to those that require grad (in the same order).
+  std::vector<std::pair<std::string, MpcTensor>> named_trainable_parameters(
+      bool recurse = true) const;
+  /// The handles of named_trainable_parameters(): what to give an optimizer when fine-tuning.
+  std::vector<MpcTensor> trainable_parameters(bool recurse = true) const;
+
+  /// The descendant at the dotted path `target` ("features.0"; "" is this module). Throws
+  /// ValueError "[get_submodule] ..." naming the first unknown component and listing the
+  /// children available there.
+  std::shared_ptr<Module> get_submodule(const std::string& target) const;
+
+  /// Replaces the registered submodule at the dotted path `name` (e.g. "fc", "classifier.2") by
+  /// `holder`, at the same position in the registration order, so named_parameters() keeps its
+  /// order and the new module's parameters get the old dotted prefix ("fc.weight"). Containers
+  /// follow: a Sequential then runs the new module at that position (it must have
+  /// forward(const MpcTensor&)), ModuleList / ModuleDict return it. A model that also keeps the
+  /// child in a member assigns the result: `fc = replace_module("fc", nn::Linear(512, 10));`.
+  /// Throws ValueError "[replace_module] ..." for an unknown name (listing the children), an
+  /// empty holder, or a module that would contain itself; the module is unchanged then.
+  template <class Holder>
+  requires requires(const Holder& h) {
+    typename Holder::ImplType;
+    { h.ptr() } -> std::convertible_to<std::shared_ptr<Module>>;
+  }
+  Holder replace_module(const std::string& name, Holder holder) {
+    replace_descendant(name, holder.ptr(), unary_forward_of(holder.ptr()));
+    return holder;
+  }
+  /// Same for a module given as a shared_ptr.
+  template <std::derived_from<Module> M>
+  std::shared_ptr<M> replace_module(const std::string& name, std::shared_ptr<M> module) {
+    replace_descendant(name, module, unary_forward_of(module));
+    return module;
+  }
+
+  /// A module's forward as a function of one MpcTensor (empty when it has no such forward).
+  using UnaryForward = std::function<MpcTensor(const MpcTensor&)>;
+
+ protected:
+  /// Called by replace_module on the parent before its child `name` is swapped for `module`
+  /// (`forward`: the new module's unary forward, or empty). Containers that keep their own list
+  /// of children (Sequential, ModuleList, ModuleDict) override it to stay in step; throwing
+  /// leaves everything unchanged. The default does nothing.
+  virtual void on_child_replaced(const std::string& name,
+                                 const std::shared_ptr<Module>& module,
+                                 const UnaryForward& forward);
+
  private:
+  template <class M>
+  static UnaryForward unary_forward_of(const std::shared_ptr<M>& module) {
+    if constexpr (requires(M & m, const MpcTensor& x) {
+                    { m.forward(x) } -> std::convertible_to<MpcTensor>;
+                  }) {
+      if (module == nullptr) {
+        return {};
+      }
+      return [module](const MpcTensor& x) {
+        return MpcTensor(module->forward(x));
+      };
+    } else {
+      return {};
+    }
+  }
+  void replace_descendant(const std::string& name,
+                          std::shared_ptr<Module> module,
+                          const UnaryForward& forward);
+
   void check_name(const std::string& name, const char* op) const;
   void add_child(std::string name, std::shared_ptr<Module> module);
   void collect(const std::string& prefix,

@@ -16,4 +16,19 @@ std::shared_ptr<Module> SequentialImpl::ptr(std::size_t i) const {
   return entries_[i].module;
 }
 
+void SequentialImpl::on_child_replaced(const std::string& name,
+                                       const std::shared_ptr<Module>& module,
+                                       const UnaryForward& forward) {
+  VEIL_CHECK(forward != nullptr,
+             "[replace_module] Sequential entry '{}' needs a module with forward(const MpcTensor&)",
+             name);
+  const auto kids = named_children();
+  for (std::size_t i = 0; i < kids.size() && i < entries_.size(); ++i) {
+    if (kids[i].first == name) {
+      entries_[i] = {module, forward};
+      return;
+    }
+  }
+}
+
 }  // namespace veil::nn

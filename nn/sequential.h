@@ -59,6 +59,13 @@ class SequentialImpl : public Module {
   /// The i-th module. Throws ValueError when i >= size().
   std::shared_ptr<Module> ptr(std::size_t i) const;
 
+ protected:
+  /// Keeps forward() in step with Module::replace_module: the replaced position runs the new
+  /// module. Throws ValueError when it has no forward(const MpcTensor&).
+  void on_child_replaced(const std::string& name,
+                         const std::shared_ptr<Module>& module,
+                         const UnaryForward& forward) override;
+
  private:
   struct Entry {
     std::shared_ptr<Module> module;
