@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "crypto/digest.h"
 #include "crypto/fingerprint.h"
 #include "kernels/cuda_backend.h"
 
@@ -46,11 +47,13 @@ void check_party_endpoint(const comm::Communicator& comm) {
 }
 
 // Sends this party's fingerprint to every other party (and the dealer), receives theirs and
-// refuses to go on when any field differs.
+// refuses to go on when any field differs. Resumed sessions add their resume point, so parties
+// resuming different checkpoints (or a fresh party among resumed ones) are refused.
 void exchange_fingerprints(comm::Communicator& comm,
                            const PartyOptions& options,
                            bool with_dealer) {
-  const SetupFingerprint mine = party_fingerprint(options, comm.world_size());
+  SetupFingerprint mine = party_fingerprint(options, comm.world_size());
+  mine.fields["resume"] = options.resume ? options.resume->resume_point() : "no";
   const std::string text = mine.serialize();
   const auto bytes = std::as_bytes(std::span<const char>(text));
   constexpr const char* kTag = "setup#fingerprint";
@@ -84,7 +87,7 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
     : comm_((check_party_endpoint(comm), comm)),
       options_(options),
       encoder_(options.frac_bits),
-      own_prg_(make_key(options, comm.rank(), KeyUse::kOwn)),
+      own_prg_(Prg::Seed{}),
       next_prg_(Prg::Seed{}),
       prev_prg_(Prg::Seed{}),
       common_prg_(Prg::Seed{}) {
@@ -108,13 +111,32 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
                "devices visible to this process)",
                options_.device.index, devices);
   }
+  // The resume state (if any) is this party's; it must fit the setup. Its keys replace the OS's.
+  const SessionState* resume = options_.resume ? &*options_.resume : nullptr;
+  if (resume != nullptr) {
+    const auto diffs =
+        resume->mismatches(rank(), world_size(), options_.frac_bits, options_.provider);
+    VEIL_CHECK(diffs.empty(), "[Party] the resume state does not fit this party: {}",
+               fmt::join(diffs, "; "));
+  }
+  auto key = [&](KeyUse use, const PrgState SessionState::*stream) {
+    return resume != nullptr ? (resume->*stream).key : make_key(options_, rank(), use);
+  };
+  auto start = [&](Prg& prg, const PrgState SessionState::*stream) {
+    if (resume != nullptr) {
+      prg.seek((resume->*stream).position);
+    }
+  };
+  own_key_ = key(KeyUse::kOwn, &SessionState::own);
+  own_prg_ = Prg(own_key_);
+  start(own_prg_, &SessionState::own);
   comm_.set_timeout(options_.timeout);
   if (rank() == 0 && tfp) {
     core::log_warning(
         "INSECURE: trusted-first-party provider: party 0 generates (and learns) all correlated "
         "randomness. Use only for benchmarks.");
   }
-  if (rank() == 0 && options_.insecure_seed) {
+  if (rank() == 0 && options_.insecure_seed && resume == nullptr) {
     core::log_warning(
         "INSECURE: every key is derived from a public seed (reproducibility runs only); anyone "
         "who knows the seed learns every share.");
@@ -123,41 +145,85 @@ Party::Party(comm::Communicator& comm, const PartyOptions& options)
   const int n = world_size();
   const int next = (rank() + 1) % n;
   const int prev = (rank() + n - 1) % n;
-  // Pairwise zero-sharing keys: send ours to the successor, receive the predecessor's.
-  const Prg::Seed next_seed = make_key(options_, rank(), KeyUse::kPairwise);
-  next_prg_ = Prg(next_seed);
-  comm_.send(next, "setup#przs", as_bytes(next_seed));
-  prev_prg_ = Prg(to_seed(comm_.recv(prev, "setup#przs", sizeof(Prg::Seed)), "przs seed"));
-  // Common public key: xor of everyone's contribution.
-  Prg::Seed contrib = make_key(options_, rank(), KeyUse::kCommon);
-  core::Tensor t = core::Tensor::empty({2}, core::DType::kRing64);
-  std::memcpy(t.data<uint64_t>(), contrib.data(), contrib.size());
-  core::Tensor common = comm_.all_reduce("setup#common", t, comm::ReduceOp::kXor);
-  Prg::Seed common_seed{};
-  std::memcpy(common_seed.data(), common.data<uint64_t>(), common_seed.size());
-  common_prg_ = Prg(common_seed);
-  // Seed shared with the dealer (or, insecurely, with party 0).
-  const Prg::Seed dealer_seed = make_key(options_, rank(), KeyUse::kDealer);
+  // Pairwise zero-sharing keys: send ours to the successor, receive the predecessor's. A resumed
+  // party sends its restored key again, so its successor can check that both resume one run.
+  next_key_ = key(KeyUse::kPairwise, &SessionState::next);
+  next_prg_ = Prg(next_key_);
+  start(next_prg_, &SessionState::next);
+  comm_.send(next, "setup#przs", as_bytes(next_key_));
+  prev_key_ = to_seed(comm_.recv(prev, "setup#przs", sizeof(Prg::Seed)), "przs seed");
+  if (resume != nullptr) {
+    VEIL_CHECK_WITH(ProtocolError, prev_key_ == resume->prev.key,
+                    "[setup] party {} refuses to resume: the pairwise key of party {} differs "
+                    "from the one in this party's resume state (the parties resume checkpoints "
+                    "of different runs)",
+                    rank(), prev);
+  }
+  prev_prg_ = Prg(prev_key_);
+  start(prev_prg_, &SessionState::prev);
+  // Common public key: xor of everyone's contribution (restored when resuming; the fingerprint
+  // exchange above has checked that every party resumes the same run, hence the same key).
+  if (resume == nullptr) {
+    Prg::Seed contrib = make_key(options_, rank(), KeyUse::kCommon);
+    core::Tensor t = core::Tensor::empty({2}, core::DType::kRing64);
+    std::memcpy(t.data<uint64_t>(), contrib.data(), contrib.size());
+    core::Tensor common = comm_.all_reduce("setup#common", t, comm::ReduceOp::kXor);
+    std::memcpy(common_key_.data(), common.data<uint64_t>(), common_key_.size());
+  } else {
+    common_key_ = resume->common.key;
+  }
+  common_prg_ = Prg(common_key_);
+  start(common_prg_, &SessionState::common);
+  run_id_ = run_id_for(common_key_);
+  if (resume != nullptr) {
+    VEIL_CHECK(run_id_ == resume->run_id,
+               "[Party] the resume state is inconsistent: its run id '{}' does not belong to its "
+               "common key (edited or corrupt state)",
+               resume->run_id);
+    op_counter_ = resume->op_counter;
+    node_counter_ = resume->node_counter;
+    resumed_from_ = resume->resume_point();
+  }
+  // Stream shared with the dealer (or, insecurely, with party 0): key and start position.
+  dealer_key_ = key(KeyUse::kDealer, &SessionState::dealer);
+  const uint64_t dealer_position = resume != nullptr ? resume->dealer.position : 0;
   std::vector<Prg::Seed> mirrors;
+  std::vector<uint64_t> mirror_positions;
   if (!tfp) {
-    comm_.send(comm_.dealer_rank(), kDealerSeedTag, as_bytes(dealer_seed));
+    comm_.send(comm_.dealer_rank(), kDealerSeedTag,
+               encode_dealer_stream(dealer_key_, dealer_position));
   } else if (rank() != 0) {
-    comm_.send(0, kDealerSeedTag, as_bytes(dealer_seed));
+    comm_.send(0, kDealerSeedTag, encode_dealer_stream(dealer_key_, dealer_position));
   } else {
     mirrors.resize(static_cast<std::size_t>(n));
-    mirrors[0] = dealer_seed;
+    mirror_positions.resize(static_cast<std::size_t>(n));
+    mirrors[0] = dealer_key_;
+    mirror_positions[0] = dealer_position;
     for (int j = 1; j < n; ++j) {
-      mirrors[static_cast<std::size_t>(j)] =
-          to_seed(comm_.recv(j, kDealerSeedTag, sizeof(Prg::Seed)), "dealer seed");
+      const auto [seed, position] = decode_dealer_stream(
+          comm_.recv(j, kDealerSeedTag, static_cast<int64_t>(kDealerStreamBytes)));
+      mirrors[static_cast<std::size_t>(j)] = seed;
+      mirror_positions[static_cast<std::size_t>(j)] = position;
     }
   }
-  provider_ = std::make_unique<SeededProvider>(comm_, options_.provider, dealer_seed, mirrors,
-                                               options_.device);
+  provider_ = std::make_unique<SeededProvider>(comm_, options_.provider, dealer_key_, mirrors,
+                                               options_.device, dealer_position, mirror_positions);
+  for (Prg::Seed& m : mirrors) {
+    secure_wipe(std::span<uint8_t>(m));
+  }
+  // Keep no second copy of the restored keys in the options.
+  if (options_.resume) {
+    secure_wipe(*options_.resume);
+    options_.resume.reset();
+  }
 }
 
 Party::~Party() {
   if (tl_current_party == this) {
     tl_current_party = nullptr;
+  }
+  for (Prg::Seed* k : {&own_key_, &next_key_, &prev_key_, &common_key_, &dealer_key_}) {
+    secure_wipe(std::span<uint8_t>(*k));
   }
 }
 
@@ -167,6 +233,52 @@ std::string Party::next_tag(std::string_view op) {
 
 void Party::finish() {
   provider_->finish();
+}
+
+SessionState Party::session_state() const {
+  SessionState s;
+  s.rank = rank();
+  s.world_size = world_size();
+  s.frac_bits = frac_bits();
+  s.provider = options_.provider;
+  s.run_id = run_id_;
+  s.own = {own_key_, own_prg_.position()};
+  s.next = {next_key_, next_prg_.position()};
+  s.prev = {prev_key_, prev_prg_.position()};
+  s.common = {common_key_, common_prg_.position()};
+  s.dealer = {dealer_key_, provider_->position()};
+  s.op_counter = op_counter_;
+  s.node_counter = node_counter_;
+  return s;
+}
+
+void Party::restore_streams(const SessionState& state) {
+  const auto diffs = state.mismatches(rank(), world_size(), frac_bits(), options_.provider);
+  VEIL_CHECK(diffs.empty(), "[Party::restore_streams] the state does not fit this party: {}",
+             fmt::join(diffs, "; "));
+  const bool same_keys = state.own.key == own_key_ && state.next.key == next_key_ &&
+                         state.prev.key == prev_key_ && state.common.key == common_key_ &&
+                         state.dealer.key == dealer_key_;
+  VEIL_CHECK(state.run_id == run_id_ && same_keys,
+             "[Party::restore_streams] the state belongs to another session (run '{}', this "
+             "session is run '{}'{}): resume the session from it first (PartyOptions::resume)",
+             state.run_id, run_id_, state.run_id == run_id_ ? " with other keys" : "");
+  VEIL_CHECK(state.resume_point() == resumed_from_,
+             "[Party::restore_streams] expected the state this session was resumed from (resume "
+             "point '{}'), got one of resume point '{}'",
+             resumed_from_.empty() ? std::string("none: a fresh session") : resumed_from_,
+             state.resume_point());
+  VEIL_CHECK(state.op_counter == op_counter_ && state.dealer.position == provider_->position(),
+             "[Party::restore_streams] expected no communication and no correlated randomness "
+             "since the state was exported or the session resumed (op counter {} in the state, "
+             "{} now; dealer stream at byte {} in the state, {} now): restore before running any "
+             "protocol",
+             state.op_counter, op_counter_, state.dealer.position, provider_->position());
+  own_prg_.seek(state.own.position);
+  next_prg_.seek(state.next.position);
+  prev_prg_.seek(state.prev.position);
+  common_prg_.seek(state.common.position);
+  node_counter_ = state.node_counter;
 }
 
 Party& current_party() {

@@ -13,6 +13,7 @@
 #include "crypto/fixed_point.h"
 #include "crypto/prg.h"
 #include "crypto/providers/provider.h"
+#include "crypto/session_state.h"
 
 namespace veil::crypto {
 
@@ -37,17 +38,32 @@ struct PartyOptions {
   /// common, dealer, own) from this public seed instead of the OS, so two runs of a program give
   /// bit-identical results whatever the transport. Anyone knowing the seed learns every share.
   std::optional<uint64_t> insecure_seed;
+  /// Resume a checkpointed session (crypto/session_state.h, models/checkpoint.h): instead of new
+  /// keys from the OS, setup restores this party's keys and stream positions from the state, sends
+  /// the dealer (or, in trusted-first-party mode, party 0) its stream's key and position, and
+  /// continues the op and node counters, so the session goes on bit for bit like the one that
+  /// exported the state. Every party must resume a state exported at the same point of the same
+  /// run (compared at setup as the fingerprint field "resume"); a fresh party and a resumed one,
+  /// or states of different runs or steps, are refused before any protocol runs. The state must
+  /// have this party's rank, world size, frac_bits and provider (ValueError listing the fields).
+  /// Takes precedence over insecure_seed. The state holds secret keys: see session_state.h.
+  std::optional<SessionState> resume;
 };
 
 class Party {
  public:
   /// Collective setup over `comm` (all parties, and the dealer service when provider == kDealer):
-  /// the setup fingerprint (crypto/fingerprint.h) sent to every peer and the dealer and compared
-  /// (ValueError listing the differing fields on a mismatch), pairwise PRZS keys (each party sends
-  /// 16 bytes to its successor), a common public key (one all_gather of 16 bytes), and the dealer
-  /// seed (16 bytes to the dealer; in trusted-first-party mode to party 0 instead). Cost: 3 rounds,
-  /// a few hundred bytes per party (tags "setup#..."). Throws ValueError for world_size < 2, the
-  /// dealer endpoint, a missing dealer, or trusted-first-party without `insecure`.
+  /// the setup fingerprint (crypto/fingerprint.h, plus the field "resume": "no" or the resume
+  /// point of PartyOptions::resume) sent to every peer and the dealer and compared (ValueError
+  /// listing the differing fields on a mismatch), pairwise PRZS keys (each party sends 16 bytes to
+  /// its successor), a common public key (one XOR all_reduce of 16 bytes, 16(N-1) bytes sent;
+  /// skipped when resuming: the key is restored), and the dealer stream (24 bytes: key and start
+  /// position, to the dealer; in trusted-first-party mode to party 0 instead). Cost: 3 rounds (2
+  /// when resuming), a few hundred bytes per party (tags "setup#..."). Throws ValueError for
+  /// world_size < 2, the dealer endpoint, a missing dealer, trusted-first-party without `insecure`,
+  /// a resume state of another rank, world size, frac_bits or provider, and ProtocolError when a
+  /// resumed party's pairwise key differs from the one its predecessor restored (checkpoints of
+  /// different runs).
   Party(comm::Communicator& comm, const PartyOptions& options);
   ~Party();
   Party(const Party&) = delete;
@@ -83,6 +99,30 @@ class Party {
   /// Ends the session: party 0 releases the dealer. Call once after the last protocol.
   void finish();
 
+  // ---- checkpoints (crypto/session_state.h) ----------------------------------------------------
+
+  /// This party's session state now: keys, stream positions, op and node counters. Export it at
+  /// the same point of the program on every party (e.g. between training steps, with no pending
+  /// deferred value that the continuation would force). Local; the result is secret (keys).
+  SessionState session_state() const;
+  /// Rewinds the local streams (own, next, prev, common) and the node counter to `state`, which
+  /// must be the state this session was resumed from (PartyOptions::resume): building the model
+  /// again in the resumed program draws initial weights and masks from those streams, and this
+  /// discards the draws (the checkpoint's values then replace whatever was built from them). The
+  /// discarded draws never left this party, so replaying them reveals nothing. Throws ValueError
+  /// when the state belongs to another session (run id or keys differ), is not the one this
+  /// session was resumed from (another step, or a fresh session), or when this party ran a
+  /// protocol or drew correlated randomness since setup (op counter or dealer stream position
+  /// moved: load the checkpoint before running any protocol). Local; no communication.
+  void restore_streams(const SessionState& state);
+  /// Identifier of the run (16 hex digits, the same on every party, kept across resumes).
+  const std::string& run_id() const { return run_id_; }
+  /// The resume point this session was set up from (SessionState::resume_point()), or "" for a
+  /// fresh session.
+  const std::string& resumed_from() const { return resumed_from_; }
+  /// Tags made so far (the op counter of next_tag).
+  uint64_t op_count() const { return op_counter_; }
+
  private:
   comm::Communicator& comm_;
   PartyOptions options_;
@@ -91,9 +131,17 @@ class Party {
   Prg next_prg_;
   Prg prev_prg_;
   Prg common_prg_;
-  std::unique_ptr<Provider> provider_;
+  // The keys of the streams above (secret; wiped by the destructor), for session_state().
+  Prg::Seed own_key_{};
+  Prg::Seed next_key_{};
+  Prg::Seed prev_key_{};
+  Prg::Seed common_key_{};
+  Prg::Seed dealer_key_{};
+  std::unique_ptr<SeededProvider> provider_;
   uint64_t op_counter_ = 0;
   uint64_t node_counter_ = 0;
+  std::string run_id_;
+  std::string resumed_from_;
 };
 
 /// The party of the calling thread (set by launch() or a CurrentPartyGuard). Throws ValueError

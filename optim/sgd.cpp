@@ -48,6 +48,18 @@ void SGD::step() {
   }
 }
 
+void SGD::set_state(std::size_t i, const MpcTensor& momentum_buffer) {
+  VEIL_CHECK(i < params_.size(), "[SGD::set_state] parameter index {} out of range [0, {})", i,
+             params_.size());
+  if (momentum_buffer.defined()) {
+    const core::Shape& shape = params_[i].shape();
+    VEIL_CHECK(momentum_buffer.shape() == shape,
+               "[SGD::set_state] expected a momentum buffer of shape {} (parameter {}), got {}",
+               core::shape_str(shape), i, core::shape_str(momentum_buffer.shape()));
+  }
+  buffers_[i] = momentum_buffer.defined() ? momentum_buffer.detach() : MpcTensor();
+}
+
 void SGD::set_lr(double lr) {
   VEIL_CHECK(lr > 0 && std::isfinite(lr), "[SGD::set_lr] expected a positive finite lr, got {}",
              lr);

@@ -77,6 +77,11 @@ class SGD : public Optimizer {
   SGDOptions& options() { return options_; }
   /// The momentum buffer of parameter i (undefined before its first step with momentum).
   const MpcTensor& momentum_buffer(std::size_t i) const { return buffers_.at(i); }
+  /// Restores the momentum buffer of parameter i (checkpoints): a tensor as returned by
+  /// momentum_buffer(i) (public or secret, kept as given, detached), or undefined for "no step
+  /// taken yet" (the next step then starts the buffer from the gradient). Throws ValueError for an
+  /// index out of range or a shape other than the parameter's.
+  void set_state(std::size_t i, const MpcTensor& momentum_buffer);
 
  private:
   SGDOptions options_;

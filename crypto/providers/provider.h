@@ -1,7 +1,11 @@
 #pragma once
 // Providers of correlated randomness (the preprocessing of Beaver-style protocols).
 
+#include <cstddef>
 #include <memory>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "core/tensor.h"
@@ -81,11 +85,15 @@ class SeededProvider : public Provider {
   /// `device`: where the arithmetic correlations (Beaver triples, truncation pairs) are drawn:
   /// this party's share of them comes from the PRG on that device (the GPU PRG gives the same
   /// stream), and party 0's correction is copied there.
+  /// `position` and `mirror_positions` (empty: all 0) are the stream positions to start at: a
+  /// resumed session continues the streams of its checkpoint (crypto/session_state.h).
   SeededProvider(comm::Communicator& comm,
                  ProviderKind kind,
                  const Prg::Seed& seed,
                  const std::vector<Prg::Seed>& mirrors,
-                 core::Device device = {});
+                 core::Device device = {},
+                 uint64_t position = 0,
+                 const std::vector<uint64_t>& mirror_positions = {});
 
   BeaverTriple beaver(const BilinearOp& op) override;
   BinaryTriple binary_triple(const core::Shape& shape) override;
@@ -93,6 +101,10 @@ class SeededProvider : public Provider {
   RandomBits random_bits(const core::Shape& shape) override;
   CircuitCorrelation circuit(const CircuitSpec& spec, int64_t n) override;
   void finish() override;
+
+  /// Position of this party's stream shared with the dealer (keystream bytes drawn so far): what
+  /// a checkpoint records and the dealer seeks to when the session resumes.
+  uint64_t position() const { return prg_.position(); }
 
  private:
   std::vector<core::Tensor> request(const CorrelationRequest& req);
@@ -109,8 +121,9 @@ class SeededProvider : public Provider {
   core::Device device_;
 };
 
-/// The dealer endpoint's service loop. Receives the parties' fingerprints and seeds, then serves
-/// party 0 until it sends a shutdown.
+/// The dealer endpoint's service loop. Receives the parties' fingerprints and their streams (seed
+/// and start position: a resumed session continues where its checkpoint stopped, so the dealer
+/// itself keeps no state across restarts), then serves party 0 until it sends a shutdown.
 ///
 /// Push protocol: for request number k the dealer pushes to party 0, unasked, its prediction of
 /// the request (the one that followed request k-1 last time: training repeats the same sequence
@@ -146,5 +159,14 @@ class DealerService {
 std::string dealer_tag(uint64_t seq);
 /// Tag under which parties send their dealer seeds at setup.
 inline constexpr const char* kDealerSeedTag = "setup#dealer_seed";
+
+/// Bytes of the setup message under kDealerSeedTag: the 16-byte key, then the stream position as
+/// 8 little-endian bytes (0 in a fresh session; a resumed one continues its checkpoint's stream).
+inline constexpr std::size_t kDealerStreamBytes = sizeof(Prg::Seed) + sizeof(uint64_t);
+
+/// The setup message announcing a dealer stream: key then position (kDealerStreamBytes bytes).
+std::vector<std::byte> encode_dealer_stream(const Prg::Seed& key, uint64_t position);
+/// Decodes encode_dealer_stream()'s message. Throws ProtocolError for a message of another size.
+std::pair<Prg::Seed, uint64_t> decode_dealer_stream(std::span<const std::byte> message);
 
 }  // namespace veil::crypto

@@ -29,14 +29,42 @@ std::string dealer_tag(uint64_t seq) {
   return fmt::format("dealer#{}", seq);
 }
 
+std::vector<std::byte> encode_dealer_stream(const Prg::Seed& key, uint64_t position) {
+  std::vector<std::byte> out(kDealerStreamBytes);
+  std::memcpy(out.data(), key.data(), key.size());
+  for (std::size_t i = 0; i < sizeof(uint64_t); ++i) {
+    out[key.size() + i] = static_cast<std::byte>(position >> (8 * i));
+  }
+  return out;
+}
+
+std::pair<Prg::Seed, uint64_t> decode_dealer_stream(std::span<const std::byte> message) {
+  VEIL_CHECK_WITH(ProtocolError, message.size() == kDealerStreamBytes,
+                  "[setup] expected a dealer stream message of {} bytes, got {}",
+                  kDealerStreamBytes, message.size());
+  Prg::Seed key{};
+  std::memcpy(key.data(), message.data(), key.size());
+  uint64_t position = 0;
+  for (std::size_t i = 0; i < sizeof(uint64_t); ++i) {
+    position |= static_cast<uint64_t>(message[key.size() + i]) << (8 * i);
+  }
+  return {key, position};
+}
+
 SeededProvider::SeededProvider(comm::Communicator& comm,
                                ProviderKind kind,
                                const Prg::Seed& seed,
                                const std::vector<Prg::Seed>& mirrors,
-                               core::Device device)
+                               core::Device device,
+                               uint64_t position,
+                               const std::vector<uint64_t>& mirror_positions)
     : comm_(comm), kind_(kind), prg_(seed), device_(device) {
-  for (const auto& s : mirrors) {
-    mirrors_.emplace_back(s);
+  VEIL_INTERNAL_ASSERT(mirror_positions.empty() || mirror_positions.size() == mirrors.size(),
+                       "one start position per mirrored stream");
+  prg_.seek(position);
+  for (std::size_t j = 0; j < mirrors.size(); ++j) {
+    mirrors_.emplace_back(mirrors[j]);
+    mirrors_.back().seek(mirror_positions.empty() ? 0 : mirror_positions[j]);
   }
   VEIL_INTERNAL_ASSERT(kind_ == ProviderKind::kDealer || comm_.rank() != 0 ||
                            static_cast<int>(mirrors_.size()) == comm_.world_size(),
@@ -239,14 +267,15 @@ void DealerService::serve() {
   }
   VEIL_CHECK(diffs.empty(), "[setup] the dealer refuses the session: setup fingerprints differ: {}",
              fmt::join(diffs, "; "));
+  // Each party's stream: its key and where to start (0, or a resumed checkpoint's position).
   seeds_.clear();
+  positions_.clear();
   for (int j = 0; j < n; ++j) {
-    const auto bytes = comm_.recv(j, kDealerSeedTag, sizeof(Prg::Seed));
-    Prg::Seed seed{};
-    std::memcpy(seed.data(), bytes.data(), seed.size());
+    const auto bytes = comm_.recv(j, kDealerSeedTag, static_cast<int64_t>(kDealerStreamBytes));
+    const auto [seed, position] = decode_dealer_stream(bytes);
     seeds_.push_back(seed);
+    positions_.push_back(position);
   }
-  positions_.assign(static_cast<std::size_t>(n), 0);
   // Learned request order: the request that followed a context of the last kContext requests
   // (one request alone is ambiguous: the same triple shape recurs at several places of a step).
   constexpr std::size_t kContext = 4;
