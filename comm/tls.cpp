@@ -28,10 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/error.h"
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "core/file_io.h"
 
 namespace veil::comm {
 
@@ -181,61 +178,8 @@ struct Cleansed {
   }
 };
 
-/// Writes `content` to `path` atomically: a fresh temp file in the same directory, created with
-/// `mode` (O_EXCL: never an existing file or a planted symlink), fsync'ed, then renamed over path.
-void write_file_atomic(const std::filesystem::path& path, std::string_view content, mode_t mode) {
-  uint64_t nonce = 0;
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(&nonce), sizeof(nonce)) != 1) {
-    nonce = std::random_device{}();
-  }
-  const std::filesystem::path tmp =
-      path.parent_path() / fmt::format(".{}.tmp-{:016x}", path.filename().string(), nonce);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) {
-    throw IoError(fmt::format("[generate_test_pki] cannot create '{}': {}", tmp.string(),
-                              std::strerror(errno)));
-  }
-  std::size_t done = 0;
-  bool ok = true;
-  int err = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      ok = false;
-      err = errno;
-      break;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (ok && ::fchmod(fd, mode) != 0) {  // umask may have narrowed the mode (never widened it)
-    ok = false;
-    err = errno;
-  }
-  if (ok && ::fsync(fd) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw IoError(
-        fmt::format("[generate_test_pki] cannot write '{}': {}", tmp.string(), std::strerror(err)));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw IoError(fmt::format("[generate_test_pki] cannot rename '{}' to '{}': {}", tmp.string(),
-                              path.string(), ec.message()));
-  }
+void write_file_atomic(const std::filesystem::path& path, std::string_view content, unsigned mode) {
+  core::write_file_atomically(path.string(), content, "generate_test_pki", mode);
 }
 
 }  // namespace

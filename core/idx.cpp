@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+#include "core/file_io.h"
+
 #include <zlib.h>
 
 namespace veil::core {
@@ -337,30 +339,9 @@ void write_idx(const std::string& path, const Tensor& t) {
     big_endian_inplace(data, count, width);
   }
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
-    if (!os) {
-      throw IoError(
-          fmt::format("[write_idx] cannot open '{}' for writing: {}", tmp, std::strerror(errno)));
-    }
-    os.write(reinterpret_cast<const char*>(bytes.data()),
-             static_cast<std::streamsize>(bytes.size()));
-    os.close();
-    if (!os) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw IoError(fmt::format("[write_idx] writing {} bytes to '{}' failed", bytes.size(), tmp));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw IoError(
-        fmt::format("[write_idx] cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
-  }
+  write_file_atomically(path,
+                        std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                        "write_idx");
 }
 
 }  // namespace veil::core

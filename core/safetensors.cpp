@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/file_io.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -293,31 +295,6 @@ void read_at(std::ifstream& in,
   }
 }
 
-// Writes all of `data` to fd; returns errno or 0.
-int write_all(int fd, const std::byte* data, std::size_t n) {
-  std::size_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::write(fd, data + done, n - done);
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return errno;
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  return 0;
-}
-
-std::string temp_name(const std::filesystem::path& path) {
-  static std::atomic<uint64_t> counter{0};
-  std::random_device rd;
-  const uint64_t nonce = (uint64_t{rd()} << 32) ^ rd() ^ counter.fetch_add(1);
-  return (path.parent_path() /
-          fmt::format(".{}.tmp-{}-{:016x}", path.filename().string(), ::getpid(), nonce))
-      .string();
-}
-
 }  // namespace
 
 const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
@@ -485,52 +462,16 @@ void write_safetensors(const std::string& path,
   text.append((8 - text.size() % 8) % 8, ' ');
   const auto header_len = static_cast<uint64_t>(text.size());
 
-  // Write to a fresh temporary file next to `path`, fsync, rename.
-  const std::filesystem::path target(path);
-  const std::string tmp = temp_name(target);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) {
-    throw IoError(fmt::format("[write_safetensors] cannot create '{}' (next to '{}'): {}", tmp,
-                              path, std::strerror(errno)));
-  }
   std::array<std::byte, 8> len_bytes{};
   std::memcpy(len_bytes.data(), &header_len, 8);
-  int err = write_all(fd, len_bytes.data(), len_bytes.size());
-  if (err == 0) {
-    err = write_all(fd, reinterpret_cast<const std::byte*>(text.data()), text.size());
-  }
-  for (std::size_t i = 0; err == 0 && i < hosts.size(); ++i) {
-    if (hosts[i].numel() > 0) {
-      const auto bytes = hosts[i].bytes();
-      err = write_all(fd, bytes.data(), bytes.size());
+  std::vector<std::span<const std::byte>> parts{
+      len_bytes, std::as_bytes(std::span<const char>(text.data(), text.size()))};
+  for (const Tensor& h : hosts) {
+    if (h.numel() > 0) {
+      parts.push_back(h.bytes());
     }
   }
-  if (err == 0 && ::fsync(fd) != 0) {
-    err = errno;
-  }
-  if (::close(fd) != 0 && err == 0) {
-    err = errno;
-  }
-  std::error_code ignored;
-  if (err != 0) {
-    std::filesystem::remove(tmp, ignored);
-    throw IoError(
-        fmt::format("[write_safetensors] writing '{}' failed: {}", path, std::strerror(err)));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, target, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ignored);
-    throw IoError(
-        fmt::format("[write_safetensors] cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
-  }
-  // Make the rename itself durable (best effort: some file systems refuse to sync a directory).
-  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  write_file_atomically(path, parts, "write_safetensors");
 }
 
 }  // namespace veil::core

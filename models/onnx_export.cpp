@@ -19,12 +19,10 @@
 
 #include "autograd/autograd.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "models/lenet.h"
 #include "models/onnx_import.h"
 #include "nn/nn.h"
-
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace veil::models {
 
@@ -515,55 +513,6 @@ OnnxGraph graph_of_onnx_model(const OnnxModelImpl& m) {
   return g;
 }
 
-void write_atomically(const std::string& path, const std::string& bytes) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / (target.filename().string() + ".tmp.XXXXXX")).string();
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    throw IoError(fmt::format("[{}] {}: cannot create a temporary file in {}: {}", kOp, path,
-                              dir.string(), std::strerror(errno)));
-  }
-  auto cleanup = [&](const std::string& what) {
-    const std::string err = std::strerror(errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw IoError(fmt::format("[{}] {}: {}: {}", kOp, path, what, err));
-  };
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      cleanup("write failed");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    cleanup("fsync failed");
-  }
-  if (::close(fd) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw IoError(fmt::format("[{}] {}: close failed: {}", kOp, path, err));
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    ::unlink(tmp.c_str());
-    throw IoError(fmt::format("[{}] {}: rename failed: {}", kOp, path, ec.message()));
-  }
-  // Make the rename itself durable.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
 }  // namespace
 
 OnnxGraph onnx_graph_of(const nn::Module& model, const OnnxExportOptions& options) {
@@ -591,7 +540,7 @@ std::string export_onnx_bytes(const nn::Module& model, const OnnxExportOptions& 
 void export_onnx(const nn::Module& model,
                  const std::string& path,
                  const OnnxExportOptions& options) {
-  write_atomically(path, export_onnx_bytes(model, options));
+  core::write_file_atomically(path, export_onnx_bytes(model, options), kOp);
 }
 
 }  // namespace veil::models

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/autograd.h"
+#include "core/file_io.h"
 #include "core/ops.h"
 #include "crypto/launch.h"
 #include "models/data.h"
@@ -49,18 +50,7 @@ double seconds_since(Clock::time_point t0) {
 }
 
 void write_json_atomically(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) {
-      throw veil::IoError(fmt::format("[veil-finetune] cannot write '{}'", tmp));
-    }
-    out << j.dump(2) << "\n";
-    if (!out.flush()) {
-      throw veil::IoError(fmt::format("[veil-finetune] write to '{}' failed", tmp));
-    }
-  }
-  std::filesystem::rename(tmp, path);
+  veil::core::write_file_atomically(path, j.dump(2) + "\n", "veil-finetune");
 }
 
 // The rows of `data` whose label lies in [lo, hi), in order, at most `limit` (-1: all).

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "comm/config.h"
+#include "core/file_io.h"
 #include "core/parallel.h"
 #include "crypto/launch.h"
 #include "crypto/process.h"
@@ -28,18 +29,7 @@
 namespace {
 
 void write_json_atomically(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) {
-      throw veil::IoError(fmt::format("[veil-train] cannot write '{}'", tmp));
-    }
-    out << j.dump(2) << "\n";
-    if (!out.flush()) {
-      throw veil::IoError(fmt::format("[veil-train] write to '{}' failed", tmp));
-    }
-  }
-  std::filesystem::rename(tmp, path);
+  veil::core::write_file_atomically(path, j.dump(2) + "\n", "veil-train");
 }
 
 // FNV-1a over the predicted labels: a compact way to compare runs bit for bit.
