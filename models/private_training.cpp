@@ -2,7 +2,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -11,6 +14,7 @@
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
+#include "models/checkpoint.h"
 #include "models/lenet.h"
 #include "models/mlp.h"
 #include "models/plaintext_mlp.h"
@@ -251,6 +255,36 @@ core::Tensor preprocess(const core::Tensor& images, const TrainOptions& options)
   return core::mul_scalar(core::add_scalar(images, -kFashionMnistMean), 1.0 / kFashionMnistStd);
 }
 
+std::string checkpoint_path(const std::string& dir, int64_t step, int rank) {
+  return fmt::format("{}/step-{:08d}.rank{}.ckpt", dir, step, rank);
+}
+
+int64_t latest_checkpoint_step(const std::string& dir, int world_size) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return -1;
+  }
+  std::map<int64_t, int> ranks_of_step;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    long long step = 0;
+    int rank = 0;
+    int used = 0;
+    // NOLINTNEXTLINE(cert-err34-c): the full match is checked through `used`
+    if (std::sscanf(name.c_str(), "step-%8lld.rank%d.ckpt%n", &step, &rank, &used) == 2 &&
+        static_cast<std::size_t>(used) == name.size() && rank >= 0 && rank < world_size &&
+        name == std::filesystem::path(checkpoint_path(dir, step, rank)).filename().string()) {
+      ++ranks_of_step[step];
+    }
+  }
+  for (auto it = ranks_of_step.rbegin(); it != ranks_of_step.rend(); ++it) {
+    if (it->second == world_size) {
+      return it->first;
+    }
+  }
+  return -1;
+}
+
 bool matches_prefix(const std::string& name, const std::vector<std::string>& prefixes) {
   for (const std::string& p : prefixes) {
     if (name.starts_with(p)) {
@@ -314,6 +348,25 @@ PartyReport train_private(crypto::Party& party,
   auto& comm = party.comm();
 
   // ---- input sharing: every owner shares its own rows (no communication) ----------------------
+  // A resumed run draws the input shares again from the positions of the run that wrote the
+  // checkpoint (the same data under the same masks: the same shares); load_checkpoint then moves
+  // every stream back to the checkpoint.
+  const bool resuming = options.resume_step >= 0;
+  const std::string resume_file =
+      resuming ? checkpoint_path(options.checkpoint_dir, options.resume_step, party.rank()) : "";
+  uint64_t input_next = party.next_prg().position();
+  uint64_t input_prev = party.prev_prg().position();
+  if (resuming) {
+    const CheckpointInfo info = read_checkpoint_info(resume_file);
+    const auto& extra = info.progress.extra;
+    VEIL_CHECK(extra.contains("input_next") && extra.contains("input_prev"),
+               "[train_private] '{}' was not written by train_private (no input positions)",
+               resume_file);
+    input_next = std::stoull(extra.at("input_next"));
+    input_prev = std::stoull(extra.at("input_prev"));
+    party.next_prg().seek(input_next);
+    party.prev_prg().seek(input_prev);
+  }
   auto t0 = Clock::now();
   const int64_t n = train.size();
   const int64_t features = train.images.size(1);
@@ -359,6 +412,18 @@ PartyReport train_private(crypto::Party& party,
   }
   VEIL_CHECK(!params.empty(), "[train_private] every parameter is frozen (frozen_prefixes)");
   const std::unique_ptr<optim::Optimizer> opt = build_optimizer(options, params);
+  VEIL_CHECK(options.checkpoint_every >= 0 &&
+                 (options.checkpoint_every == 0 || !options.checkpoint_dir.empty()) &&
+                 (!resuming || !options.checkpoint_dir.empty()),
+             "[train_private] expected checkpoint_every >= 0 and a checkpoint_dir for writing or "
+             "resuming checkpoints, got checkpoint_every {} and dir '{}'",
+             options.checkpoint_every, options.checkpoint_dir);
+  std::size_t first_step = 0;
+  if (resuming) {
+    const CheckpointProgress progress =
+        load_checkpoint(resume_file, *model.module, opt.get(), party);
+    first_step = static_cast<std::size_t>(progress.step);
+  }
 
   // ---- training ---------------------------------------------------------------------------------
   // Every step of every epoch in order; with the guard a step may be run again (see TrainOptions).
@@ -381,14 +446,25 @@ PartyReport train_private(crypto::Party& party,
   std::optional<TrainState> before_prev;  // state before steps[k - 1] (guard only)
   TrainState before_this;                 // state before steps[k] (guard only)
   int consecutive_failures = 0;           // since the guard last got past `furthest`
-  std::size_t furthest = 0;               // steps completed at most so far
+  std::size_t furthest = first_step;      // steps completed at most so far
   const auto stats0 = comm.stats();
   t0 = Clock::now();
   int64_t seen = 0;
   const int64_t total = n * options.epochs;
   double loss_sum = 0;
   int64_t loss_count = 0;
-  std::size_t k = 0;
+  VEIL_CHECK(first_step <= steps.size(),
+             "[train_private] the checkpoint is at step {}, but this run has only {} steps",
+             first_step, steps.size());
+  if (options.max_steps >= 0 && static_cast<std::size_t>(options.max_steps) < steps.size()) {
+    steps.resize(static_cast<std::size_t>(
+        std::max<int64_t>(options.max_steps, static_cast<int64_t>(first_step))));
+  }
+  const bool stopped_early = options.max_steps >= 0;
+  std::size_t k = first_step;
+  for (std::size_t i = 0; i < first_step; ++i) {
+    seen += static_cast<int64_t>(steps[i].rows.size());
+  }
   while (k <= steps.size()) {
     if (k == steps.size()) {
       // after the last update: a forward pass on the last batch (no gradients, running
@@ -473,6 +549,18 @@ PartyReport train_private(crypto::Party& party,
           before_prev = std::move(before_this);
         }
         ++k;
+        if (options.checkpoint_every > 0 &&
+            k % static_cast<std::size_t>(options.checkpoint_every) == 0) {
+          CheckpointProgress progress;
+          progress.step = static_cast<int64_t>(k);
+          progress.epoch = st.epoch;
+          progress.extra["input_next"] = std::to_string(input_next);
+          progress.extra["input_prev"] = std::to_string(input_prev);
+          std::filesystem::create_directories(options.checkpoint_dir);
+          save_checkpoint(
+              checkpoint_path(options.checkpoint_dir, static_cast<int64_t>(k), party.rank()),
+              *model.module, opt.get(), progress, party);
+        }
         if (k > furthest) {
           furthest = k;
           consecutive_failures = 0;
@@ -503,7 +591,7 @@ PartyReport train_private(crypto::Party& party,
   report.train_stats = comm.stats() - stats0;
 
   // ---- encrypted inference: test rows shared by their owners, only labels revealed -------------
-  if (test.size() > 0) {
+  if (test.size() > 0 && !stopped_early) {
     const auto stats1 = comm.stats();
     t0 = Clock::now();
     NoGradGuard no_grad;

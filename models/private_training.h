@@ -107,7 +107,8 @@ struct TrainOptions {
   /// party must do alike.
   std::function<void(int64_t step, const std::vector<MpcTensor>& params)> after_step;
 
-  // ---- fine-tuning (veil-finetune; defaults leave the runs above unchanged) ----------------------
+  // ---- fine-tuning (veil-finetune; defaults leave the runs above unchanged)
+  // ----------------------
   /// Training rows owned by each party, in rank order: party r owns the block after those of ranks
   /// 0..r-1 (a party may own none). Empty: partition_rows' even blocks. Must sum to the training
   /// set's size (ValueError otherwise).
@@ -129,7 +130,29 @@ struct TrainOptions {
   /// init_lenet_parameters) that replace the seed's values for the names they contain (the LeNet
   /// only). Empty: the seed's values.
   NamedTensors twin_initial_state;
+
+  // ---- checkpoints (models/checkpoint.h) -------------------------------------------------------
+  /// Where every party writes its checkpoints, checkpoint_path(dir, step, rank) (empty: none).
+  std::string checkpoint_dir;
+  /// Write a checkpoint after every k-th optimizer step (0: never). With the guard, the state is
+  /// saved after a step whose loss check passed; a resumed run cannot roll back past it.
+  int64_t checkpoint_every = 0;
+  /// Continue from the checkpoints of this step in checkpoint_dir (-1: start afresh). The session
+  /// must have been set up with PartyOptions::resume = models::read_checkpoint_session(
+  /// checkpoint_path(checkpoint_dir, resume_step, rank)); the run then continues bit for bit like
+  /// the run that wrote the checkpoint (same data and options required: the checkpoint refuses
+  /// another model or optimizer, and the input shares are re-drawn from the saved positions).
+  int64_t resume_step = -1;
+  /// Stop after this many optimizer steps in all (-1: run every epoch), skipping the evaluation:
+  /// e.g. to end a run at a checkpoint.
+  int64_t max_steps = -1;
 };
+
+/// "<dir>/step-<step, 8 digits>.rank<rank>.ckpt".
+std::string checkpoint_path(const std::string& dir, int64_t step, int rank);
+/// The largest step for which `dir` holds a checkpoint of every rank 0..world_size-1 (-1: none, or
+/// no such directory).
+int64_t latest_checkpoint_step(const std::string& dir, int world_size);
 
 /// Whether `name` starts with one of `prefixes`.
 bool matches_prefix(const std::string& name, const std::vector<std::string>& prefixes);

@@ -21,6 +21,7 @@
 #include "core/parallel.h"
 #include "crypto/launch.h"
 #include "crypto/process.h"
+#include "models/checkpoint.h"
 #include "models/data.h"
 #include "models/private_training.h"
 
@@ -174,6 +175,22 @@ int main(int argc, char** argv) {
                  "are bit-identical across transports (reproducibility tests)");
   app.add_option("--data-dir", data_dir, "directory with the Fashion-MNIST IDX files");
   app.add_option("--metrics-json", metrics_json, "write the run's figures to this JSON file");
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  bool resume_latest = false;
+  int64_t resume_step = -1;
+  int64_t max_steps = -1;
+  app.add_option("--checkpoint-dir", checkpoint_dir,
+                 "each party writes its checkpoints here (step-<n>.rank<r>.ckpt)");
+  app.add_option("--checkpoint-every", checkpoint_every, "checkpoint after every k steps")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--resume", resume_latest,
+               "continue from the newest step of --checkpoint-dir that every party saved");
+  app.add_option("--resume-step", resume_step, "continue from this step's checkpoints")
+      ->check(CLI::NonNegativeNumber)
+      ->excludes("--resume");
+  app.add_option("--max-steps", max_steps, "stop after this many steps (no evaluation)")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -225,6 +242,9 @@ int main(int argc, char** argv) {
     opts.weight_decay = weight_decay;
     opts.seed = seed;
     opts.progress_every = progress_every;
+    opts.checkpoint_dir = checkpoint_dir;
+    opts.checkpoint_every = checkpoint_every;
+    opts.max_steps = max_steps;
     const bool tty = isatty(fileno(stdout)) != 0;
     opts.on_progress = [tty](const veil::models::TrainProgress& p) {
       const std::string loss =
@@ -297,12 +317,36 @@ int main(int argc, char** argv) {
     if (my_rank != 0) {
       opts.on_progress = nullptr;
     }
+    // resuming: every party restores its keys and stream positions at setup
+    if (resume_latest || resume_step >= 0) {
+      if (checkpoint_dir.empty()) {
+        throw veil::ValueError("[veil-train] --resume needs --checkpoint-dir");
+      }
+      opts.resume_step = resume_latest
+                             ? veil::models::latest_checkpoint_step(checkpoint_dir, parties)
+                             : resume_step;
+      if (opts.resume_step < 0) {
+        throw veil::ValueError(fmt::format(
+            "[veil-train] no step in '{}' has a checkpoint of every one of the {} parties",
+            checkpoint_dir, parties));
+      }
+      fmt::print("resuming from step {} ({})\n", opts.resume_step,
+                 veil::models::checkpoint_path(checkpoint_dir, opts.resume_step, my_rank));
+    }
+    const auto options_of_rank = [&](int rank) {
+      veil::crypto::PartyOptions o = party_opts;
+      if (opts.resume_step >= 0) {
+        o.resume = veil::models::read_checkpoint_session(
+            veil::models::checkpoint_path(checkpoint_dir, opts.resume_step, rank));
+      }
+      return o;
+    };
     const auto t_all = std::chrono::steady_clock::now();
     std::vector<veil::models::PartyReport> reports;
     if (as_process) {
       veil::models::PartyReport mine;
-      veil::crypto::run_party_process(veil::comm::SessionConfig::from_env(), my_rank, party_opts,
-                                      [&](veil::crypto::Party& p) {
+      veil::crypto::run_party_process(veil::comm::SessionConfig::from_env(), my_rank,
+                                      options_of_rank(my_rank), [&](veil::crypto::Party& p) {
                                         mine = veil::models::train_private(p, train, test, opts);
                                       });
       reports.push_back(std::move(mine));
@@ -310,6 +354,7 @@ int main(int argc, char** argv) {
       veil::crypto::LaunchOptions lo;
       lo.world_size = parties;
       lo.party = party_opts;
+      lo.party_for_rank = options_of_rank;
       lo.threads_per_party = threads;
       reports = veil::crypto::launch<veil::models::PartyReport>(lo, [&](veil::crypto::Party& p) {
         return veil::models::train_private(p, train, test, opts);
@@ -325,6 +370,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     const auto& r0 = reports[0];
+    if (max_steps >= 0) {
+      fmt::print("stopped after step {} as asked (--max-steps): no evaluation{}\n", max_steps,
+                 checkpoint_dir.empty() ? "" : "; resume with --resume");
+      return 0;
+    }
     const double acc = test.size() > 0 ? veil::models::accuracy(r0.predictions, test.labels) : 0.0;
     double mb_sent = 0;
     int64_t rounds = 0;
@@ -394,6 +444,8 @@ int main(int argc, char** argv) {
       j["transport"] = as_process ? "grpc" : "in-process";
       j["losses"] = r0.losses;
       j["predictions_digest"] = predictions_digest(r0.predictions);
+      j["resumed_from_step"] =
+          opts.resume_step >= 0 ? nlohmann::json(opts.resume_step) : nlohmann::json(nullptr);
       write_json_atomically(metrics_json, j);
     }
     return 0;

@@ -5,9 +5,12 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+
+#include "tests/harness/temp_dir.h"
 
 namespace {
 
@@ -67,4 +70,36 @@ TEST_CASE("veil-train exits non-zero on bad input", "[tools]") {
   CHECK(run("--provider tfp --samples 10") != 0);           // insecure without --insecure
   CHECK(run("--provider nonsense --samples 10") != 0);      // unknown provider
   CHECK(run("--data-dir /nonexistent --samples 10") != 0);  // missing dataset files
+}
+
+TEST_CASE("veil-train resumes from a checkpoint bit for bit", "[tools][checkpoint]") {
+  if (!std::filesystem::exists(binary()) || !have_data()) {
+    std::puts("SKIPPED: veil-train or the Fashion-MNIST dataset is not available");
+    return;
+  }
+  const veil::testing::TempDir dir;
+  const std::string ck = (dir.path() / "ck").string();
+  const std::string a = (dir.path() / "a.json").string();
+  const std::string b = (dir.path() / "b.json").string();
+  const std::string common =
+      "--samples 600 --test-samples 200 --batch-size 60 --no-twin --progress-every 1 ";
+  // GIVEN a run (OS keys) that checkpoints every 2 of its 10 steps
+  REQUIRE(run(common + "--checkpoint-dir " + ck + " --checkpoint-every 2 --metrics-json " + a) ==
+          0);
+  // WHEN a new session resumes from step 4 and runs to the end
+  REQUIRE(run(common + "--checkpoint-dir " + ck + " --resume-step 4 --metrics-json " + b) == 0);
+  std::ifstream ina(a);
+  std::ifstream inb(b);
+  const auto ja = nlohmann::json::parse(ina);
+  const auto jb = nlohmann::json::parse(inb);
+  // THEN the revealed losses of steps 5..10 and every test prediction are those of the first run
+  const auto la = ja["losses"].get<std::vector<double>>();
+  const auto lb = jb["losses"].get<std::vector<double>>();
+  REQUIRE(la.size() == 10);
+  CHECK(std::vector<double>(la.begin() + 4, la.end()) == lb);
+  CHECK(ja["predictions_digest"] == jb["predictions_digest"]);
+  CHECK(jb["resumed_from_step"] == 4);
+  // a checkpoint of another model, or none, is refused
+  CHECK(run(common + "--model lenet --checkpoint-dir " + ck + " --resume-step 4") != 0);
+  CHECK(run(common + "--checkpoint-dir " + (dir.path() / "none").string() + " --resume") != 0);
 }
