@@ -46,15 +46,17 @@ max |veil - reference| <= tolerance.
 """
 
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_torch_state_dict import save_file  # noqa: E402  (the one safetensors writer)
 
 U = 2.0 ** -16  # one fixed-point unit at f = 16
 
@@ -625,30 +627,6 @@ def make_old_opset(rng):
 
 # ---- files ------------------------------------------------------------------------------------
 
-def write_safetensors(path, tensors, metadata):
-    """safetensors by hand: 8-byte little-endian header length, JSON header, raw LE data."""
-    header = {"__metadata__": metadata}
-    blobs = []
-    offset = 0
-    for name, arr in tensors.items():
-        data = np.ascontiguousarray(arr, dtype="<f8").tobytes()
-        header[name] = {"dtype": "F64", "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_model(path, model):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -675,8 +653,9 @@ def main():
                 "worst_public": repr(t.err[("worst", False)]),
                 "worst_secret": repr(t.err[("worst", True)]),
                 "rms_public": repr(t.err[("rms", False)]), "rms_secret": repr(t.err[("rms", True)])}
-        write_safetensors(os.path.join(args.out, name + ".safetensors"),
-                          {"input": x, "output": t.v}, meta)
+        save_file({"input": np.asarray(x, dtype=np.float64),
+                   "output": np.asarray(t.v, dtype=np.float64)},
+                  os.path.join(args.out, name + ".safetensors"), meta)
         print("%s: output %s (spread %.3g), tolerance public %.3g, secret %.3g "
               "(first-order bounds %.3g, %.3g; rms %.3g, %.3g)" %
               (name, list(t.v.shape), float(np.ptp(t.v)), tol_public, tol_secret,
