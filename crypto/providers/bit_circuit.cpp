@@ -17,6 +17,55 @@ namespace {
 using Lit = Literal;
 using Term = std::vector<Literal>;
 
+// Compiles each term's expansion into GateType::code. The product of a term's literals
+// (alpha_l ^ beta_l x_l) expands over the subsets u of its literals into the coefficients
+// prod_{l not in u} alpha_l * prod_{l in u} beta_l of the monomials x_u, with alpha_l = q_l,
+// beta_l = 1 for a masked literal, alpha_l = ~q_l, beta_l = 1 for an equal literal and
+// alpha_l = 0, beta_l = ~q_l for a generate literal (q: the public bits). Literal l doubles the
+// live entries: the entry that puts l into u keeps its temporary (beta = 1), the one that leaves
+// it out gets a new temporary ANDed with alpha; a generate literal keeps only the entries with l
+// in u, ANDed with ~q_l in place. The structure depends only on the literal kinds, so it is fixed
+// per gate type; evaluate_level supplies the bits.
+void compile_gate(GateType& g) {
+  for (std::size_t o = 0; o < g.outputs.size(); ++o) {
+    GateType::OutputCode& out = g.code.emplace_back();
+    for (std::size_t ti = 0; ti < g.outputs[o].size(); ++ti) {
+      const Term& t = g.outputs[o][ti];
+      struct Entry {
+        uint16_t slot;
+        uint32_t subset;
+      };
+      std::vector<Entry> live{{0, 0}};
+      uint16_t next_slot = 1;
+      for (std::size_t l = 0; l < t.size(); ++l) {
+        const auto input = static_cast<uint16_t>(t[l].input);
+        const uint32_t bit = 1U << l;
+        if (t[l].kind == Lit::Kind::kGenerate) {
+          for (Entry& e : live) {
+            out.steps.push_back({e.slot, e.slot, input, ~uint64_t{0}});
+            e.subset |= bit;
+          }
+          continue;
+        }
+        const uint64_t flip = t[l].kind == Lit::Kind::kEqual ? ~uint64_t{0} : 0;
+        const std::size_t before = live.size();
+        for (std::size_t i = 0; i < before; ++i) {
+          const uint16_t slot = next_slot++;
+          out.steps.push_back({slot, live[i].slot, input, flip});
+          live.push_back({slot, live[i].subset});
+          live[i].subset |= bit;
+        }
+      }
+      VEIL_INTERNAL_ASSERT(next_slot <= 256, "gate term with more than 256 temporaries");
+      for (const Entry& e : live) {
+        out.sums.push_back({e.slot, static_cast<int16_t>(g.monomial_of[o][ti][e.subset])});
+      }
+      out.terms.push_back(
+          {static_cast<uint32_t>(out.steps.size()), static_cast<uint32_t>(out.sums.size())});
+    }
+  }
+}
+
 // A gate type from its outputs (XORs of products of literals); the dealer's products are every
 // subset of two or more inputs of some term (the monomials of the expansion, see the header).
 GateType make_gate(int k, std::vector<std::vector<Term>> outputs) {
@@ -66,6 +115,7 @@ GateType make_gate(int k, std::vector<std::vector<Term>> outputs) {
       }
     }
   }
+  compile_gate(g);
   return g;
 }
 
@@ -297,45 +347,20 @@ void evaluate_level(const CircuitLevel& level,
     std::copy(sec + g.first, sec + g.first + t.inputs, mono + 1);
     std::copy(products + g.product_offset, products + g.product_offset + t.product_count(),
               mono + 1 + t.inputs);
-    for (std::size_t o = 0; o < t.outputs.size(); ++o) {
+    uint64_t tmp[256];
+    for (const GateType::OutputCode& code : t.code) {
       uint64_t acc = 0;
-      for (std::size_t ti = 0; ti < t.outputs[o].size(); ++ti) {
-        const auto& term = t.outputs[o][ti];
-        const auto& mono_of = t.monomial_of[o][ti];
-        // literal l = alpha_l ^ beta_l x_l; the product expands over the subsets u of the
-        // term's literals: (prod_{l not in u} alpha_l) (prod_{l in u} beta_l) x_u. Expanded one
-        // literal at a time so that prefixes are shared, dropping branches whose coefficient is
-        // zero (a generate literal has alpha = 0).
-        const auto s = static_cast<int>(term.size());
-        uint64_t coef[256];
-        uint32_t subset[256];
-        int live = 1;
-        coef[0] = kOnes;
-        subset[0] = 0;
-        for (int l = 0; l < s; ++l) {
-          const uint64_t ql = q[term[static_cast<std::size_t>(l)].input];
-          const Lit::Kind kind = term[static_cast<std::size_t>(l)].kind;
-          const uint64_t alpha = kind == Lit::Kind::kMasked  ? ql
-                                 : kind == Lit::Kind::kEqual ? ~ql
-                                                             : 0;
-          const uint64_t beta = kind == Lit::Kind::kGenerate ? ~ql : kOnes;
-          const int before = live;
-          for (int i = 0; i < before; ++i) {
-            const uint64_t c = coef[i];
-            coef[live] = c & beta;
-            subset[live] = subset[i] | (1U << l);
-            ++live;
-            coef[i] = c & alpha;
-          }
-          if (alpha == 0 && kind == Lit::Kind::kGenerate) {
-            // every "not in u" branch of this literal is zero: keep only the new half
-            std::copy(coef + before, coef + live, coef);
-            std::copy(subset + before, subset + live, subset);
-            live -= before;
-          }
+      uint32_t step = 0;
+      uint32_t sum = 0;
+      for (const GateType::TermCode& term : code.terms) {
+        tmp[0] = kOnes;
+        for (; step < term.steps_end; ++step) {
+          const GateType::Step& st = code.steps[step];
+          tmp[st.dst] = tmp[st.src] & (q[st.input] ^ st.flip);
         }
-        for (int i = 0; i < live; ++i) {
-          acc ^= coef[i] & mono[1 + mono_of[subset[i]]];
+        for (; sum < term.sums_end; ++sum) {
+          const GateType::Sum& sm = code.sums[sum];
+          acc ^= tmp[sm.slot] & mono[1 + sm.monomial];
         }
       }
       out[at++] = acc;

@@ -94,6 +94,32 @@ struct GateType {
   /// multiplies: -1 the constant, 0..inputs-1 a secret input, inputs + j product j.
   std::vector<std::vector<std::vector<int>>> monomial_of;
 
+  /// The expansion of every output as straight-line code, compiled by make_gate so that
+  /// evaluate_level interprets no literal kinds and looks up no subsets. A term starts with its
+  /// temporary 0 set to all ones; each step ANDs temporary `src` with a public input bit (XOR
+  /// `flip`: all ones for a complemented literal) into temporary `dst`; each sum XORs temporary
+  /// `slot` AND monomial `monomial` (numbered as in monomial_of) into the output.
+  struct Step {
+    uint16_t dst = 0;
+    uint16_t src = 0;
+    uint16_t input = 0;
+    uint64_t flip = 0;
+  };
+  struct Sum {
+    uint16_t slot = 0;
+    int16_t monomial = 0;
+  };
+  struct TermCode {
+    uint32_t steps_end = 0;  ///< end of this term's steps in `steps` of its output
+    uint32_t sums_end = 0;   ///< end of this term's sums in `sums` of its output
+  };
+  struct OutputCode {
+    std::vector<TermCode> terms;
+    std::vector<Step> steps;
+    std::vector<Sum> sums;
+  };
+  std::vector<OutputCode> code;  ///< [output]
+
   int product_count() const { return static_cast<int>(products.size()); }
   int output_count() const { return static_cast<int>(outputs.size()); }
 };
