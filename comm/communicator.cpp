@@ -162,17 +162,34 @@ void Communicator::send(int to, std::string_view tag, std::span<const std::byte>
   count(to, tag, static_cast<int64_t>(data.size()), /*sent=*/true);
 }
 
-Bytes Communicator::recv(int from, std::string_view tag, int64_t expected_bytes) {
+std::span<const std::byte> Communicator::message_bytes(const Message& m) {
+  return m.tensor.defined() ? m.tensor.bytes() : std::span<const std::byte>(m.payload);
+}
+
+Communicator::Message Communicator::recv_checked(int from,
+                                                 std::string_view tag,
+                                                 int64_t expected_bytes) {
   check_peer(from, "recv");
   VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
   Message m = recv_bytes(from, tag, timeout_);
   VEIL_CHECK_WITH(ProtocolError, m.tag == tag, "[recv] expected tag '{}' from {}, got '{}'", tag,
                   peer_name(from), m.tag);
-  const auto got = static_cast<int64_t>(m.payload.size());
+  const auto got = static_cast<int64_t>(message_bytes(m).size());
   VEIL_CHECK_WITH(ProtocolError, expected_bytes < 0 || got == expected_bytes,
                   "[recv] expected {} bytes under tag '{}' from {}, got {}", expected_bytes, tag,
                   peer_name(from), got);
   count(from, tag, got, /*sent=*/false);
+  return m;
+}
+
+Bytes Communicator::recv(int from, std::string_view tag, int64_t expected_bytes) {
+  Message m = recv_checked(from, tag, expected_bytes);
+  if (m.tensor.defined()) {
+    const std::span<const std::byte> b = m.tensor.bytes();
+    Bytes out(b.size());
+    std::ranges::copy(b, out.begin());
+    return out;
+  }
   return std::move(m.payload);
 }
 
@@ -185,6 +202,14 @@ void Communicator::send_tensor_once(int to,
   begin_send(to, tag, observe);
   if (t.is_cuda() && send_device(to, tag, t)) {
     count(to, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/true);
+    return;
+  }
+  if (!t.is_cuda() && accepts_host_tensors()) {
+    // the receiver's own copy (the sender may change t afterwards): the one copy of this send
+    core::Tensor copy = t.is_contiguous() ? t.clone() : t.contiguous();
+    const auto nbytes = static_cast<int64_t>(copy.nbytes());
+    send_host_tensor(to, tag, std::move(copy));
+    count(to, tag, nbytes, /*sent=*/true);
     return;
   }
   if (!keep.defined()) {
@@ -206,21 +231,26 @@ core::Tensor Communicator::recv_tensor(int from,
                                        const core::Shape& shape,
                                        core::DType dtype,
                                        core::Device device) {
-  core::Tensor t = core::Tensor::empty(shape, dtype, device);
-  if (t.is_cuda()) {
+  if (device.type == core::Device::Type::kCUDA) {
+    core::Tensor t = core::Tensor::empty(shape, dtype, device);
     check_peer(from, "recv");
     VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
     if (recv_device(from, tag, t)) {
       count(from, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/false);
       return t;
     }
-  }
-  const Bytes b = recv(from, tag, static_cast<int64_t>(t.nbytes()));
-  if (t.is_cuda()) {
+    const Message m = recv_checked(from, tag, static_cast<int64_t>(t.nbytes()));
+    const std::span<const std::byte> b = message_bytes(m);
     kernels::cuda::copy_to_device(t.device_ptr(), b.data(), b.size(), device.index);
     return t;
   }
-  std::ranges::copy(b, t.mutable_bytes().begin());
+  const auto nbytes = core::shape_numel(shape) * static_cast<int64_t>(core::dtype_size(dtype));
+  Message m = recv_checked(from, tag, nbytes);
+  if (m.tensor.defined() && m.tensor.dtype() == dtype && m.tensor.is_contiguous()) {
+    return m.tensor.reshape(shape);  // handed over: this receiver's own copy
+  }
+  core::Tensor t = core::Tensor::empty(shape, dtype);
+  std::ranges::copy(message_bytes(m), t.mutable_bytes().begin());
   return t;
 }
 
@@ -297,8 +327,8 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
     if (p == rank_) {
       continue;
     }
-    const Bytes b = recv(p, tag, static_cast<int64_t>(n * sizeof(uint64_t)));
-    std::span<const uint64_t> x(reinterpret_cast<const uint64_t*>(b.data()), n);
+    const Message m = recv_checked(p, tag, static_cast<int64_t>(n * sizeof(uint64_t)));
+    std::span<const uint64_t> x(reinterpret_cast<const uint64_t*>(message_bytes(m).data()), n);
     if (first) {
       for (std::size_t i = 0; i < n; ++i) {
         acc[i] = op == ReduceOp::kSum ? own[i] + x[i] : own[i] ^ x[i];

@@ -180,12 +180,24 @@ class Communicator {
   struct Message {
     std::string tag;
     Bytes payload;
+    /// Instead of `payload`: a contiguous host tensor handed over whole (send_host_tensor);
+    /// the receiver owns it exclusively. Its bytes are the message.
+    core::Tensor tensor;
   };
   virtual void send_bytes(int to, std::string_view tag, std::span<const std::byte> data) = 0;
   virtual Message recv_bytes(int from,
                              std::string_view expected_tag,
                              std::chrono::milliseconds timeout) = 0;
   virtual void abort_impl(const std::string& reason) noexcept = 0;
+
+  /// Optional hand-over of host tensors (the in-process transport): when accepts_host_tensors()
+  /// is true, send_tensor and the collectives pass send_host_tensor a private contiguous copy of
+  /// the tensor (the one copy a send makes anyway), which the backend delivers as
+  /// Message::tensor; recv_tensor then returns it without copying it again. Same messages and
+  /// counted bytes as send_bytes. send_host_tensor must not block on the receiver and throws as
+  /// send_bytes.
+  virtual bool accepts_host_tensors() const { return false; }
+  virtual void send_host_tensor(int /*to*/, std::string_view /*tag*/, core::Tensor /*t*/) {}
 
   /// Optional device transport (NcclCommunicator). The base calls these for CUDA tensors after
   /// validating the peer and tag; a backend that moves device memory itself does so and returns
@@ -215,6 +227,10 @@ class Communicator {
   std::string peer_name(int rank) const;
 
  private:
+  // recv_bytes with the tag and size checks of recv() and the count; the message's bytes are its
+  // payload or its tensor (message_bytes).
+  Message recv_checked(int from, std::string_view tag, int64_t expected_bytes);
+  static std::span<const std::byte> message_bytes(const Message& m);
   void count(int peer, std::string_view tag, int64_t bytes, bool sent);
   void check_peer(int peer, const char* op) const;
   // Peer and tag checks plus the send observer, shared by send() and the tensor paths.

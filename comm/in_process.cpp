@@ -20,6 +20,7 @@ struct InProcessHub::State {
   struct Envelope {
     std::string tag;
     Bytes payload;
+    core::Tensor tensor;  // instead of payload: a host tensor handed over whole
   };
   struct Mailbox {
     std::mutex mutex;
@@ -115,7 +116,19 @@ class InProcessCommunicator final : public Communicator {
       state_.throw_aborted();
     }
     // The one copy of the payload, made outside the lock.
-    Envelope e{std::string(tag), Bytes(data.begin(), data.end())};
+    post(to, Envelope{std::string(tag), Bytes(data.begin(), data.end()), {}});
+  }
+
+  // Tensors travel whole: the base made the receiver's own copy, so recv_tensor copies nothing.
+  bool accepts_host_tensors() const override { return true; }
+  void send_host_tensor(int to, std::string_view tag, core::Tensor t) override {
+    if (state_.aborted.load(std::memory_order_acquire)) {
+      state_.throw_aborted();
+    }
+    post(to, Envelope{std::string(tag), {}, std::move(t)});
+  }
+
+  void post(int to, Envelope e) {
     Mailbox& mb = state_.mailbox(rank(), to);
     {
       std::lock_guard<std::mutex> lock(mb.mutex);
@@ -145,7 +158,7 @@ class InProcessCommunicator final : public Communicator {
     }
     Envelope e = std::move(mb.queue.front());
     mb.queue.pop_front();
-    return Message{std::move(e.tag), std::move(e.payload)};
+    return Message{std::move(e.tag), std::move(e.payload), std::move(e.tensor)};
   }
 
   void abort_impl(const std::string& reason) noexcept override { state_.abort(rank(), reason); }

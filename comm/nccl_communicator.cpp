@@ -214,14 +214,14 @@ Communicator::Message NcclCommunicator::recv_bytes(int from,
                                                    std::chrono::milliseconds timeout) {
   if (!is_party(from)) {
     boot_.set_timeout(timeout);
-    return Message{std::string(expected_tag), boot_.recv(from, expected_tag)};
+    return Message{std::string(expected_tag), boot_.recv(from, expected_tag), {}};
   }
   Bytes b = next_message(from, expected_tag, timeout);
   VEIL_CHECK_WITH(ProtocolError, !b.empty(), "[recv] empty frame from {} (tag '{}')",
                   peer_name(from), expected_tag);
   const auto kind = static_cast<uint8_t>(b[0]);
   if (kind == kHost) {
-    return Message{std::string(expected_tag), Bytes(b.begin() + 1, b.end())};
+    return Message{std::string(expected_tag), Bytes(b.begin() + 1, b.end()), {}};
   }
   VEIL_CHECK_WITH(ProtocolError, kind == kDevice && b.size() == 9,
                   "[recv] {} entered a device collective under tag '{}' while this party "
@@ -235,7 +235,7 @@ Communicator::Message NcclCommunicator::recv_bytes(int from,
   }
   Bytes payload(nbytes);
   kc::copy_to_host(payload.data(), tmp.device_ptr(), nbytes, device_);
-  return Message{std::string(expected_tag), std::move(payload)};
+  return Message{std::string(expected_tag), std::move(payload), {}};
 }
 
 void NcclCommunicator::abort_impl(const std::string& reason) noexcept {

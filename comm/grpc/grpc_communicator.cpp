@@ -1098,7 +1098,7 @@ class GrpcCommunicator final : public Communicator {
     if (!mb.queue.empty()) {
       Envelope e = std::move(mb.queue.front());
       mb.queue.pop_front();
-      return Message{std::move(e.tag), std::move(e.payload)};
+      return Message{std::move(e.tag), std::move(e.payload), {}};
     }
     if (ready && mb.closed == Closed::kProtocol) {
       throw ProtocolError(mb.reason);
