@@ -32,30 +32,6 @@ constexpr const char* kOp = "export_onnx";
 constexpr int64_t kMinExportOpset = 13;
 constexpr int64_t kMaxExportOpset = 17;
 
-OnnxAttribute attr_i(const std::string& name, int64_t v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
-OnnxAttribute attr_f(const std::string& name, double v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-
-OnnxAttribute attr_ints(const std::string& name, std::vector<int64_t> v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
 // The float64 value of a public tensor; throws naming it when it is secret.
 core::Tensor public_value(const MpcTensor& t, const std::string& name) {
   VEIL_CHECK(t.defined(), "[{}] '{}' is undefined", kOp, name);
@@ -196,7 +172,7 @@ class ChainBuilder {
     if (l.bias.defined()) {
       in.push_back(param(l.bias, join(p, "bias")));
     }
-    node("Gemm", p.empty() ? "linear" : p, in, {attr_i("transB", 1)});
+    node("Gemm", p.empty() ? "linear" : p, in, {OnnxAttribute::of_int("transB", 1)});
   }
 
   void conv(const MpcTensor& weight,
@@ -227,7 +203,8 @@ class ChainBuilder {
     node("BatchNormalization", p.empty() ? "batchnorm" : p,
          {cur_, w, bb, param(b.running_mean, join(p, "running_mean")),
           param(b.running_var, join(p, "running_var"))},
-         {attr_f("epsilon", opt.eps()), attr_f("momentum", 1.0 - opt.momentum().value_or(0.1))});
+         {OnnxAttribute::of_float("epsilon", opt.eps()),
+          OnnxAttribute::of_float("momentum", 1.0 - opt.momentum().value_or(0.1))});
   }
 
   void pool(const std::string& op,
@@ -237,9 +214,10 @@ class ChainBuilder {
             nn::Size2 pad,
             std::vector<OnnxAttribute> extra) {
     require_rank(4, fmt::format("{} '{}'", op, p));
-    std::vector<OnnxAttribute> attrs{attr_ints("kernel_shape", {k[0], k[1]}),
-                                     attr_ints("strides", {s[0], s[1]}),
-                                     attr_ints("pads", {pad[0], pad[1], pad[0], pad[1]})};
+    std::vector<OnnxAttribute> attrs{
+        OnnxAttribute::of_ints("kernel_shape", {k[0], k[1]}),
+        OnnxAttribute::of_ints("strides", {s[0], s[1]}),
+        OnnxAttribute::of_ints("pads", {pad[0], pad[1], pad[0], pad[1]})};
     for (auto& a : extra) {
       attrs.push_back(std::move(a));
     }
@@ -256,7 +234,7 @@ class ChainBuilder {
     const int64_t out_rank = const_cast<nn::FlattenImpl&>(f).forward(probe).dim();
     const int64_t start = out_rank - 1;
     if (start == 1) {
-      node("Flatten", p.empty() ? "flatten" : p, {cur_}, {attr_i("axis", 1)});
+      node("Flatten", p.empty() ? "flatten" : p, {cur_}, {OnnxAttribute::of_int("axis", 1)});
     } else {
       std::vector<int64_t> shape(static_cast<std::size_t>(start), 0);
       shape.push_back(-1);
@@ -320,18 +298,22 @@ void ChainBuilder::layer(const nn::Module& m, const std::string& p) {
     const int64_t k = o.kernel_size();
     const int64_t pd = o.padding();
     conv(c->weight, c->bias, p, "Conv",
-         {attr_ints("kernel_shape", {k, k}), attr_ints("strides", {o.stride(), o.stride()}),
-          attr_ints("pads", {pd, pd, pd, pd}), attr_ints("dilations", {o.dilation(), o.dilation()}),
-          attr_i("group", o.groups())});
+         {OnnxAttribute::of_ints("kernel_shape", {k, k}),
+          OnnxAttribute::of_ints("strides", {o.stride(), o.stride()}),
+          OnnxAttribute::of_ints("pads", {pd, pd, pd, pd}),
+          OnnxAttribute::of_ints("dilations", {o.dilation(), o.dilation()}),
+          OnnxAttribute::of_int("group", o.groups())});
     return;
   }
   if (const auto* c = dynamic_cast<const nn::Conv1dImpl*>(&m)) {
     require_rank(3, label);
     const auto& o = c->options();
     conv(c->weight, c->bias, p, "Conv",
-         {attr_ints("kernel_shape", {o.kernel_size()}), attr_ints("strides", {o.stride()}),
-          attr_ints("pads", {o.padding(), o.padding()}), attr_ints("dilations", {o.dilation()}),
-          attr_i("group", o.groups())});
+         {OnnxAttribute::of_ints("kernel_shape", {o.kernel_size()}),
+          OnnxAttribute::of_ints("strides", {o.stride()}),
+          OnnxAttribute::of_ints("pads", {o.padding(), o.padding()}),
+          OnnxAttribute::of_ints("dilations", {o.dilation()}),
+          OnnxAttribute::of_int("group", o.groups())});
     return;
   }
   if (const auto* c = dynamic_cast<const nn::ConvTranspose2dImpl*>(&m)) {
@@ -340,10 +322,12 @@ void ChainBuilder::layer(const nn::Module& m, const std::string& p) {
     const int64_t k = o.kernel_size();
     const int64_t pd = o.padding();
     conv(c->weight, c->bias, p, "ConvTranspose",
-         {attr_ints("kernel_shape", {k, k}), attr_ints("strides", {o.stride(), o.stride()}),
-          attr_ints("pads", {pd, pd, pd, pd}), attr_ints("dilations", {o.dilation(), o.dilation()}),
-          attr_i("group", o.groups()),
-          attr_ints("output_padding", {o.output_padding(), o.output_padding()})});
+         {OnnxAttribute::of_ints("kernel_shape", {k, k}),
+          OnnxAttribute::of_ints("strides", {o.stride(), o.stride()}),
+          OnnxAttribute::of_ints("pads", {pd, pd, pd, pd}),
+          OnnxAttribute::of_ints("dilations", {o.dilation(), o.dilation()}),
+          OnnxAttribute::of_int("group", o.groups()),
+          OnnxAttribute::of_ints("output_padding", {o.output_padding(), o.output_padding()})});
     return;
   }
   if (const auto* b = dynamic_cast<const nn::BatchNormImplBase*>(&m)) {
@@ -362,7 +346,8 @@ void ChainBuilder::layer(const nn::Module& m, const std::string& p) {
       in.push_back(param(ln->bias, join(p, "bias")));
     }
     node("LayerNormalization", nm, in,
-         {attr_i("axis", -static_cast<int64_t>(ns.size())), attr_f("epsilon", o.eps())});
+         {OnnxAttribute::of_int("axis", -static_cast<int64_t>(ns.size())),
+          OnnxAttribute::of_float("epsilon", o.eps())});
     return;
   }
   if (dynamic_cast<const nn::ReLUImpl*>(&m) != nullptr) {
@@ -382,7 +367,7 @@ void ChainBuilder::layer(const nn::Module& m, const std::string& p) {
     return;
   }
   if (const auto* a = dynamic_cast<const nn::LeakyReLUImpl*>(&m)) {
-    node("LeakyRelu", nm, {cur_}, {attr_f("alpha", a->negative_slope())});
+    node("LeakyRelu", nm, {cur_}, {OnnxAttribute::of_float("alpha", a->negative_slope())});
     return;
   }
   if (const auto* a = dynamic_cast<const nn::HardtanhImpl*>(&m)) {
@@ -394,23 +379,23 @@ void ChainBuilder::layer(const nn::Module& m, const std::string& p) {
     return;
   }
   if (const auto* a = dynamic_cast<const nn::SoftmaxImpl*>(&m)) {
-    node("Softmax", nm, {cur_}, {attr_i("axis", a->dim())});
+    node("Softmax", nm, {cur_}, {OnnxAttribute::of_int("axis", a->dim())});
     return;
   }
   if (const auto* a = dynamic_cast<const nn::LogSoftmaxImpl*>(&m)) {
-    node("LogSoftmax", nm, {cur_}, {attr_i("axis", a->dim())});
+    node("LogSoftmax", nm, {cur_}, {OnnxAttribute::of_int("axis", a->dim())});
     return;
   }
   if (const auto* mp = dynamic_cast<const nn::MaxPool2dImpl*>(&m)) {
     const auto& o = mp->options();
     pool("MaxPool", nm, o.kernel_size(), o.stride(), o.padding(),
-         {attr_ints("dilations", {o.dilation()[0], o.dilation()[1]})});
+         {OnnxAttribute::of_ints("dilations", {o.dilation()[0], o.dilation()[1]})});
     return;
   }
   if (const auto* ap = dynamic_cast<const nn::AvgPool2dImpl*>(&m)) {
     const auto& o = ap->options();
     pool("AveragePool", nm, o.kernel_size(), o.stride(), o.padding(),
-         {attr_i("count_include_pad", o.count_include_pad() ? 1 : 0)});
+         {OnnxAttribute::of_int("count_include_pad", o.count_include_pad() ? 1 : 0)});
     return;
   }
   if (const auto* ap = dynamic_cast<const nn::AdaptiveAvgPool2dImpl*>(&m)) {
@@ -461,12 +446,12 @@ void ChainBuilder::lenet(const LeNetImpl& m) {
     layer(*conv, cname);
     layer(*bn, bname);
     pool("MaxPool", "pool" + suffix, pool_opt.kernel_size(), pool_opt.stride(), pool_opt.padding(),
-         {attr_ints("dilations", {pool_opt.dilation()[0], pool_opt.dilation()[1]})});
+         {OnnxAttribute::of_ints("dilations", {pool_opt.dilation()[0], pool_opt.dilation()[1]})});
     node("Relu", "relu" + suffix, {cur_}, {});
   };
   stage(m.conv1, m.bn1, "conv1", "bn1", "1");
   stage(m.conv2, m.bn2, "conv2", "bn2", "2");
-  node("Flatten", "flatten", {cur_}, {attr_i("axis", 1)});
+  node("Flatten", "flatten", {cur_}, {OnnxAttribute::of_int("axis", 1)});
   rank_ = 2;
   layer(*m.fc1, "fc1");
   node("Relu", "relu3", {cur_}, {});

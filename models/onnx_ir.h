@@ -76,6 +76,29 @@ struct OnnxAttribute {
   /// ONNX AttributeProto.AttributeType of a kOther attribute (graphs, sparse tensors, ...), for
   /// messages.
   int32_t onnx_type = 0;
+
+  /// An attribute holding one integer, one float or a list of integers.
+  static OnnxAttribute of_int(std::string name, int64_t v) {
+    OnnxAttribute a;
+    a.name = std::move(name);
+    a.kind = Kind::kInt;
+    a.i = v;
+    return a;
+  }
+  static OnnxAttribute of_float(std::string name, double v) {
+    OnnxAttribute a;
+    a.name = std::move(name);
+    a.kind = Kind::kFloat;
+    a.f = v;
+    return a;
+  }
+  static OnnxAttribute of_ints(std::string name, std::vector<int64_t> v) {
+    OnnxAttribute a;
+    a.name = std::move(name);
+    a.kind = Kind::kInts;
+    a.ints = std::move(v);
+    return a;
+  }
 };
 
 /// One graph node. An empty entry in `inputs` or `outputs` is an absent optional argument.

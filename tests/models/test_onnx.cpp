@@ -262,14 +262,6 @@ OnnxNode node(const std::string& op,
   return n;
 }
 
-OnnxAttribute int_attr(const std::string& name, int64_t v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
 // y = relu(x W1^T + b1) @ W2: Gemm (transB, PyTorch layout), Relu, MatMul.
 // x [N, 3], fc1.weight [4, 3], fc1.bias [4], fc2.weight [4, 2].
 OnnxGraph mlp_graph(const Tensor& w1, const Tensor& b1, const Tensor& w2) {
@@ -278,7 +270,8 @@ OnnxGraph mlp_graph(const Tensor& w1, const Tensor& b1, const Tensor& w2) {
   g.inputs = {value_info("x", {-1, 3})};
   g.outputs = {value_info("y")};
   g.initializers = {init("fc1.weight", w1), init("fc1.bias", b1), init("fc2.weight", w2)};
-  g.nodes = {node("Gemm", "fc1", {"x", "fc1.weight", "fc1.bias"}, {"h"}, {int_attr("transB", 1)}),
+  g.nodes = {node("Gemm", "fc1", {"x", "fc1.weight", "fc1.bias"}, {"h"},
+                  {OnnxAttribute::of_int("transB", 1)}),
              node("Relu", "relu", {"h"}, {"r"}), node("MatMul", "fc2", {"r", "fc2.weight"}, {"y"})};
   return g;
 }
@@ -502,7 +495,7 @@ TEST_CASE("onnx: graph errors name the file, the node and the value", "[onnx]") 
   }
   SECTION("unsupported attributes and outputs veil does not compute") {
     OnnxGraph g = mlp_graph(d.w1, d.b1, d.w2);
-    g.nodes[1].attributes.push_back(int_attr("frobnicate", 1));  // Relu
+    g.nodes[1].attributes.push_back(OnnxAttribute::of_int("frobnicate", 1));  // Relu
     g.nodes.push_back(node("Dropout", "drop", {"y"}, {"y2", "mask"}));
     g.outputs.push_back(value_info("mask"));
     const std::string msg =
@@ -949,22 +942,6 @@ Tensor map_ref(const Tensor& x, const std::function<double(double)>& f) {
   return Tensor::from_vector<double>(v, x.shape());
 }
 
-OnnxAttribute float_attr(const std::string& name, double v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kFloat;
-  a.f = v;
-  return a;
-}
-
-OnnxAttribute ints_attr(const std::string& name, std::vector<int64_t> v) {
-  OnnxAttribute a;
-  a.name = name;
-  a.kind = OnnxAttribute::Kind::kInts;
-  a.ints = std::move(v);
-  return a;
-}
-
 Tensor ints(std::vector<int64_t> v) {
   const auto n = static_cast<int64_t>(v.size());
   return Tensor::from_vector<int64_t>(v, {n});
@@ -1008,14 +985,14 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
   unary(
       "Abs", x, [](double v) { return std::abs(v); }, 1.0);
   unary("LeakyRelu", x, [](double v) { return v > 0 ? v : 0.2 * v; }, 1.0,
-        {float_attr("alpha", 0.2)});
+        {OnnxAttribute::of_float("alpha", 0.2)});
   unary("HardSigmoid", x, [](double v) { return std::clamp(0.25 * v + 0.5, 0.0, 1.0); }, 2.0,
-        {float_attr("alpha", 0.25), float_attr("beta", 0.5)});
+        {OnnxAttribute::of_float("alpha", 0.25), OnnxAttribute::of_float("beta", 0.5)});
   unary(
       "HardSwish", x, [](double v) { return v * std::clamp(v / 6.0 + 0.5, 0.0, 1.0); }, 8.0);
   // Clip, opset 9 (attributes, only a lower bound) and 13 (constant inputs).
   cases.push_back({"Clip opset 9",
-                   unary_graph("Clip", {float_attr("min", -0.5)}, 9),
+                   unary_graph("Clip", {OnnxAttribute::of_float("min", -0.5)}, 9),
                    {x},
                    map_ref(x, [](double v) { return std::max(v, -0.5); }),
                    kU});
@@ -1057,12 +1034,12 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
       }
     }
     cases.push_back({"Softmax axis 0",
-                     unary_graph("Softmax", {int_attr("axis", 0)}),
+                     unary_graph("Softmax", {OnnxAttribute::of_int("axis", 0)}),
                      {x},
                      Tensor::from_vector<double>(s, {3, 4}),
                      2 * kU});
     cases.push_back({"LogSoftmax axis 0",
-                     unary_graph("LogSoftmax", {int_attr("axis", 0)}),
+                     unary_graph("LogSoftmax", {OnnxAttribute::of_int("axis", 0)}),
                      {x},
                      Tensor::from_vector<double>(l, {3, 4}),
                      3 * kU});
@@ -1091,7 +1068,7 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
         {"Transpose", unary_graph("Transpose"), {x}, Tensor::from_vector<double>(t, {4, 3}), 0});
     cases.push_back({"Squeeze", unary_graph("Squeeze"), {x.reshape({1, 3, 1, 4})}, x, 0});
     cases.push_back({"Gather scalar",
-                     unary_graph("Gather", {int_attr("axis", 0)}, 13,
+                     unary_graph("Gather", {OnnxAttribute::of_int("axis", 0)}, 13,
                                  {init("i", Tensor::scalar<int64_t>(-1))}, {"i"}),
                      {x},
                      Tensor::from_vector<double>(row, {4}),
@@ -1099,23 +1076,26 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
     cases.push_back(
         {"Slice opset 9",
          unary_graph("Slice",
-                     {ints_attr("starts", {-2}), ints_attr("ends", {100}), ints_attr("axes", {1})},
+                     {OnnxAttribute::of_ints("starts", {-2}), OnnxAttribute::of_ints("ends", {100}),
+                      OnnxAttribute::of_ints("axes", {1})},
                      9),
          {x},
          Tensor::from_vector<double>(sl, {3, 2}),
          0});
-    cases.push_back(
-        {"Pad opset 9",
-         unary_graph("Pad", {ints_attr("pads", {0, 1, 0, 2}), float_attr("value", 0.25)}, 9),
-         {x},
-         Tensor::from_vector<double>(pad, {3, 7}),
-         0});
-    cases.push_back(
-        {"ReduceMean opset 18",
-         unary_graph("ReduceMean", {int_attr("keepdims", 0)}, 18, {init("ax", ints({-1}))}, {"ax"}),
-         {x},
-         Tensor::from_vector<double>(rm, {3}),
-         2 * kU});
+    cases.push_back({"Pad opset 9",
+                     unary_graph("Pad",
+                                 {OnnxAttribute::of_ints("pads", {0, 1, 0, 2}),
+                                  OnnxAttribute::of_float("value", 0.25)},
+                                 9),
+                     {x},
+                     Tensor::from_vector<double>(pad, {3, 7}),
+                     0});
+    cases.push_back({"ReduceMean opset 18",
+                     unary_graph("ReduceMean", {OnnxAttribute::of_int("keepdims", 0)}, 18,
+                                 {init("ax", ints({-1}))}, {"ax"}),
+                     {x},
+                     Tensor::from_vector<double>(rm, {3}),
+                     2 * kU});
     OnnxGraph two = unary_graph("Mean");
     two.inputs.push_back(value_info("x2"));
     two.nodes[0].inputs.push_back("x2");
@@ -1163,7 +1143,7 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
       }
     }
     cases.push_back({"Conv 1-D",
-                     unary_graph("Conv", {ints_attr("pads", {1, 2})}, 13,
+                     unary_graph("Conv", {OnnxAttribute::of_ints("pads", {1, 2})}, 13,
                                  {init("w", cw), init("b", cb)}, {"w", "b"}),
                      {cx},
                      Tensor::from_vector<double>(y, {1, 3, out_len}),
@@ -1190,8 +1170,9 @@ TEST_CASE("onnx: operators against float64 references (public mode)", "[onnx]") 
     cases.push_back(
         {"Gemm transA alpha beta",
          unary_graph("Gemm",
-                     {int_attr("transA", 1), float_attr("alpha", 0.5), float_attr("beta", 1.5)}, 13,
-                     {init("b", gb), init("c", gc)}, {"b", "c"}),
+                     {OnnxAttribute::of_int("transA", 1), OnnxAttribute::of_float("alpha", 0.5),
+                      OnnxAttribute::of_float("beta", 1.5)},
+                     13, {init("b", gb), init("c", gc)}, {"b", "c"}),
          {x},
          Tensor::from_vector<double>(y, {4, 2}),
          // 3 products of |x|, |b| <= 2 (rounding u/2 each), truncations, alpha, C
@@ -1270,25 +1251,25 @@ TEST_CASE("onnx: bad attributes and constants are refused per operator", "[onnx]
   bad.push_back({unary_graph("Pad", {s}, 9), "Pad 'Pad_0' (mode 'reflect' is not supported"});
   bad.push_back({unary_graph("Pow", {}, 13, {init("k", Tensor::scalar<double>(1.5))}, {"k"}),
                  "Pow 'Pow_0' (exponent 1.5 is not supported"});
-  bad.push_back({unary_graph("Softmax", {float_attr("axis", 1.0)}),
+  bad.push_back({unary_graph("Softmax", {OnnxAttribute::of_float("axis", 1.0)}),
                  "Softmax 'Softmax_0' (attribute 'axis' should be an int)"});
-  bad.push_back(
-      {unary_graph("MaxPool", {ints_attr("kernel_shape", {2, 2}), ints_attr("pads", {0, 0, 1, 1})}),
-       "MaxPool 'MaxPool_0' (asymmetric pads [0, 0, 1, 1] are not supported)"});
-  bad.push_back({unary_graph("AveragePool", {ints_attr("kernel_shape", {2, 2, 2})}),
+  bad.push_back({unary_graph("MaxPool", {OnnxAttribute::of_ints("kernel_shape", {2, 2}),
+                                         OnnxAttribute::of_ints("pads", {0, 0, 1, 1})}),
+                 "MaxPool 'MaxPool_0' (asymmetric pads [0, 0, 1, 1] are not supported)"});
+  bad.push_back({unary_graph("AveragePool", {OnnxAttribute::of_ints("kernel_shape", {2, 2, 2})}),
                  "AveragePool 'AveragePool_0' (3-D windows are not supported"});
-  bad.push_back({unary_graph("BatchNormalization", {int_attr("training_mode", 1)}, 15),
+  bad.push_back({unary_graph("BatchNormalization", {OnnxAttribute::of_int("training_mode", 1)}, 15),
                  "BatchNormalization 'BatchNormalization_0' (training_mode 1 is not supported"});
   bad.push_back({unary_graph("Slice", {}, 13,
                              {init("st", ints({0})), init("en", ints({4})), init("ax", ints({0})),
                               init("sp", ints({-1}))},
                              {"st", "en", "ax", "sp"}),
                  "Slice 'Slice_0' (step -1 is not supported"});
-  bad.push_back(
-      {unary_graph("Cast", {int_attr("to", 7)}), "Cast 'Cast_0' (cast to INT64 is not supported"});
+  bad.push_back({unary_graph("Cast", {OnnxAttribute::of_int("to", 7)}),
+                 "Cast 'Cast_0' (cast to INT64 is not supported"});
   bad.push_back({unary_graph("Div", {}, 13, {init("z", Tensor::scalar<double>(0.0))}, {"z"}),
                  "Div 'Div_0' (its constant divisor has a zero or non-finite entry)"});
-  bad.push_back({unary_graph("ConvTranspose", {ints_attr("output_shape", {4, 4})}, 13,
+  bad.push_back({unary_graph("ConvTranspose", {OnnxAttribute::of_ints("output_shape", {4, 4})}, 13,
                              {init("w", vt::uniform({1, 1, 2, 2}, -1, 1, 3))}, {"w"}),
                  "ConvTranspose 'ConvTranspose_0' (attribute 'output_shape' is not supported"});
   auto msgs = crypto::launch<std::vector<std::string>>(vt::test_options(2), [&](Party& p) {
