@@ -45,7 +45,7 @@ core::Tensor public_value(const MpcTensor& t, const std::string& name) {
 // Builds the graph of a forward chain: `cur` is the name of the current value, `rank` its rank.
 class ChainBuilder {
  public:
-  ChainBuilder(const OnnxExportOptions& o, Party* party) : o_(o), party_(party) {
+  explicit ChainBuilder(const OnnxExportOptions& o) : o_(o) {
     VEIL_CHECK(o.opset >= kMinExportOpset && o.opset <= kMaxExportOpset,
                "[{}] opset {} is not supported (13..17)", kOp, o.opset);
     VEIL_CHECK(!o.input_shape.empty(),
@@ -225,14 +225,11 @@ class ChainBuilder {
   }
 
   void flatten(const nn::FlattenImpl& f, const std::string& p) {
-    // FlattenImpl keeps start_dim private: read it off a probe on public zeros of the chain's
-    // rank (a local reshape; nothing is recorded or communicated).
-    VEIL_CHECK(party_ != nullptr, "[{}] cannot probe Flatten '{}' without a party", kOp, p);
-    NoGradGuard no_grad;
-    const MpcTensor probe =
-        MpcTensor::zeros(core::Shape(static_cast<std::size_t>(rank_), 2), *party_);
-    const int64_t out_rank = const_cast<nn::FlattenImpl&>(f).forward(probe).dim();
-    const int64_t start = out_rank - 1;
+    const int64_t start = f.start_dim();
+    VEIL_CHECK(start >= 0 && start < rank_,
+               "[{}] Flatten '{}' flattens from dimension {}, but its input has {} dimensions", kOp,
+               p, start, rank_);
+    const int64_t out_rank = start + 1;
     if (start == 1) {
       node("Flatten", p.empty() ? "flatten" : p, {cur_}, {OnnxAttribute::of_int("axis", 1)});
     } else {
@@ -272,7 +269,6 @@ class ChainBuilder {
   }
 
   const OnnxExportOptions& o_;
-  Party* party_;
   OnnxGraph g_;
   std::set<std::string> names_;
   std::string cur_;
@@ -461,16 +457,6 @@ void ChainBuilder::lenet(const LeNetImpl& m) {
   (void)cfg;
 }
 
-// The party of the first parameter or buffer of `m` (for probes), else the thread's party.
-Party* party_of(const nn::Module& m) {
-  for (const auto& [name, t] : m.state_dict()) {
-    if (t.defined()) {
-      return &t.party();
-    }
-  }
-  return crypto::has_current_party() ? &crypto::current_party() : nullptr;
-}
-
 OnnxGraph graph_of_onnx_model(const OnnxModelImpl& m) {
   OnnxGraph g = m.graph();
   const auto state = m.state_dict();
@@ -509,7 +495,7 @@ OnnxGraph onnx_graph_of(const nn::Module& model, const OnnxExportOptions& option
   if (lenet != nullptr && o.input_shape.empty()) {
     o.input_shape = {-1, 784};
   }
-  ChainBuilder b(o, party_of(model));
+  ChainBuilder b(o);
   if (lenet != nullptr) {
     b.lenet(*lenet);
   } else {

@@ -29,6 +29,8 @@ class FlattenImpl : public Module {
  public:
   explicit FlattenImpl(int64_t start_dim = 1) : start_dim_(start_dim) {}
   MpcTensor forward(const MpcTensor& x);
+  /// The first flattened dimension.
+  int64_t start_dim() const { return start_dim_; }
 
  private:
   int64_t start_dim_;
