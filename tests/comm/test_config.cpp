@@ -14,6 +14,7 @@
 
 #include "comm/config.h"
 #include "core/error.h"
+#include "tests/harness/errors.h"
 #include "tests/harness/temp_dir.h"
 
 #include <unistd.h>
@@ -60,14 +61,7 @@ class EnvGuard {
   std::map<std::string, std::optional<std::string>> saved_;
 };
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const veil::Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using veil::testing::error_of;
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/session_state.h"
+#include "tests/harness/errors.h"
 #include "tests/harness/simulate.h"
 
 using veil::core::Tensor;
@@ -111,14 +112,7 @@ std::vector<std::vector<uint64_t>> resumed(crypto::LaunchOptions o,
   });
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const veil::Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using veil::testing::error_of;
 
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include "nn/nn.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
+#include "tests/harness/errors.h"
 #include "tests/harness/simulate.h"
 #include "tests/harness/temp_dir.h"
 
@@ -169,14 +170,7 @@ std::vector<Final> train_and_save(const vt::TempDir& dir, Opt kind, int steps, c
   });
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const veil::Error& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using veil::testing::error_of;
 
 }  // namespace
 
