@@ -226,6 +226,18 @@ void Communicator::send_tensor(int to, std::string_view tag, const core::Tensor&
   send_tensor_once(to, tag, t, keep, staged);
 }
 
+void Communicator::send_tensor(int to, std::string_view tag, core::Tensor&& t) {
+  VEIL_CHECK(t.defined(), "[send_tensor] expected a defined tensor (tag '{}')", tag);
+  if (!t.is_cuda() && t.is_contiguous() && t.sole_owner() && accepts_host_tensors()) {
+    begin_send(to, tag, /*observe=*/true);
+    const auto nbytes = static_cast<int64_t>(t.nbytes());
+    send_host_tensor(to, tag, std::move(t));
+    count(to, tag, nbytes, /*sent=*/true);
+    return;
+  }
+  send_tensor(to, tag, static_cast<const core::Tensor&>(t));
+}
+
 core::Tensor Communicator::recv_tensor(int from,
                                        std::string_view tag,
                                        const core::Shape& shape,

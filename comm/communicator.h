@@ -98,6 +98,10 @@ class Communicator {
   /// buffer of the calling thread). Cost: one message of t.nbytes() bytes, the same for host and
   /// device tensors. Throws ValueError for an undefined tensor, otherwise as send().
   void send_tensor(int to, std::string_view tag, const core::Tensor& t);
+  /// As send_tensor, for a tensor the caller gives up: over the in-process transport a contiguous
+  /// host tensor that nothing else references is handed to the receiver without the copy. Same
+  /// cost, counting and errors.
+  void send_tensor(int to, std::string_view tag, core::Tensor&& t);
   /// Receives a tensor of the given shape and dtype onto `device` (default: host memory; protocol
   /// code passes the device its shares live on, e.g. `mine.device()`), whatever device the sender's
   /// tensor was on (size checked: ProtocolError when the sender's byte count differs). Cost: as

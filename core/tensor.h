@@ -106,6 +106,9 @@ class Tensor {
   bool is_contiguous() const;
   /// True when both tensors view the same storage.
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+  /// True when this handle is the only one referencing its storage (no other tensor, view or
+  /// copy can observe a write to it).
+  bool sole_owner() const { return storage_ != nullptr && storage_.use_count() == 1; }
 
   /// Host pointer to the first element (storage + offset). Throws ValueError when T does not match
   /// the dtype, and for tensors on a CUDA device (the message says to use .to(Device::cpu()) or

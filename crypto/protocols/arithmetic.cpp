@@ -1,6 +1,7 @@
 #include "crypto/protocols/arithmetic.h"
 
 #include <initializer_list>
+#include <utility>
 
 #include "core/elementwise.h"
 #include "core/ops.h"
@@ -353,12 +354,11 @@ AShare truncate(Party& p, const AShare& x, int bits) {
   }
   const TruncPair pair = p.provider().trunc_pair(x.shape(), bits);
   const std::string tag = p.next_tag("truncate");
-  const core::Tensor masked = core::sub(x.data, pair.r);
+  core::Tensor z = core::sub(x.data, pair.r);  // the masked value, a fresh tensor
   if (p.rank() != 0) {
-    p.comm().send_tensor(0, tag, masked);
+    p.comm().send_tensor(0, tag, std::move(z));
     return {pair.r_shifted, x.frac_bits - bits};
   }
-  core::Tensor z = masked.clone();
   for (int j = 1; j < p.world_size(); ++j) {
     core::add_(z, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64, z.device()));
   }

@@ -410,10 +410,24 @@ BitProducts inject(Party& p,
     }
   }
   // Bits are XOR-opened and the masked multiplicands summed: one message per peer, one round.
-  const std::vector<core::Tensor> parts = p.comm().all_gather(p.next_tag(op), msg);
-  core::Tensor opened = parts[0].clone();
+  std::vector<core::Tensor> parts = p.comm().all_gather(p.next_tag(op), msg);
+  // Accumulate into a peer's message when it is this party's own copy (handed over in-process),
+  // else into a copy of the first part (XOR and + commute).
+  std::size_t acc = 0;
+  for (std::size_t r = 0; r < parts.size(); ++r) {
+    if (static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous()) {
+      acc = r;
+      break;
+    }
+  }
+  core::Tensor opened =
+      static_cast<int>(acc) != p.rank() && parts[acc].sole_owner() ? std::move(parts[acc])
+                                                                   : parts[acc].clone();
   uint64_t* po = opened.data<uint64_t>();
-  for (std::size_t r = 1; r < parts.size(); ++r) {
+  for (std::size_t r = 0; r < parts.size(); ++r) {
+    if (r == acc) {
+      continue;
+    }
     const uint64_t* q = parts[r].data<uint64_t>();
     for (int64_t i = 0; i < blocks; ++i) {
       po[i] ^= q[i];

@@ -330,6 +330,10 @@ const BitCircuit& BitCircuit::get(CircuitKind kind, int width) {
 
 // ---- evaluation -------------------------------------------------------------------------------
 
+// GCC would turn the short copy loops below back into library memcpy calls.
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
 void evaluate_level(const CircuitLevel& level,
                     const uint64_t* pub,
                     const uint64_t* sec,
@@ -342,11 +346,23 @@ void evaluate_level(const CircuitLevel& level,
     const GateType& t = *g.type;
     const uint64_t* q = pub + g.first;
     // the monomial planes: constant, the secret inputs, then the products
+    // (plain loops: a gate has at most 8 inputs and a few dozen products, and a library memmove
+    // call per gate cost more than the copy itself)
     uint64_t mono[1 + 8 + 64];
     mono[0] = constant;
-    std::copy(sec + g.first, sec + g.first + t.inputs, mono + 1);
-    std::copy(products + g.product_offset, products + g.product_offset + t.product_count(),
-              mono + 1 + t.inputs);
+    const uint64_t* s = sec + g.first;
+    const int k = t.inputs;
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      if (i < k) {
+        mono[1 + i] = s[i];
+      }
+    }
+    const uint64_t* pr = products + g.product_offset;
+    const int np = t.product_count();
+    for (int i = 0; i < np; ++i) {
+      mono[1 + k + i] = pr[i];
+    }
     uint64_t tmp[256];
     for (const GateType::OutputCode& code : t.code) {
       uint64_t acc = 0;
@@ -444,14 +460,27 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
                          "circuit correlation draws");
   }
   // The secrets: XOR (planes) and sums (arithmetic masks) of every party's random part.
-  core::Tensor rnd = draws[0][0].clone();
+  // (one pass per further party over three ranges: planes XOR, arithmetic masks add, mask planes
+  // XOR; the first party's draw is read, not copied, by the second's pass)
+  core::Tensor rnd = parties == 1 ? draws[0][0].clone()
+                                  : core::Tensor::empty({lay.random_words}, core::DType::kRing64);
   uint64_t* pr = rnd.data<uint64_t>();
   for (std::size_t j = 1; j < parties; ++j) {
+    const uint64_t* a = j == 1 ? draws[0][0].data<uint64_t>() : pr;
     const uint64_t* q = draws[j][0].data<uint64_t>();
-    for (int64_t i = 0; i < lay.random_words; ++i) {
-      const bool arithmetic = i >= lay.extra_masks && i < lay.mask_stream;
-      pr[i] = arithmetic ? pr[i] + q[i] : pr[i] ^ q[i];
-    }
+    core::parallel_for(0, lay.random_words, 1 << 16, [&](int64_t lo, int64_t hi) {
+      const int64_t x_end = std::clamp(lay.extra_masks, lo, hi);
+      const int64_t a_end = std::clamp(lay.mask_stream, x_end, hi);
+      for (int64_t i = lo; i < x_end; ++i) {
+        pr[i] = a[i] ^ q[i];
+      }
+      for (int64_t i = x_end; i < a_end; ++i) {
+        pr[i] = a[i] + q[i];
+      }
+      for (int64_t i = a_end; i < hi; ++i) {
+        pr[i] = a[i] ^ q[i];
+      }
+    });
   }
   // The true corrected part, then minus (XOR) the other parties' draws.
   core::Tensor k = core::Tensor::zeros({lay.corrected_words}, core::DType::kRing64);
@@ -504,12 +533,15 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
   });
   for (std::size_t j = 1; j < parties; ++j) {
     const uint64_t* q = draws[j][1].data<uint64_t>();
-    for (int64_t i = 0; i < lay.product_stream; ++i) {
-      pk[i] -= q[i];
-    }
-    for (int64_t i = lay.product_stream; i < lay.corrected_words; ++i) {
-      pk[i] ^= q[i];
-    }
+    core::parallel_for(0, lay.corrected_words, 1 << 16, [&](int64_t lo, int64_t hi) {
+      const int64_t a_end = std::clamp(lay.product_stream, lo, hi);
+      for (int64_t i = lo; i < a_end; ++i) {
+        pk[i] -= q[i];
+      }
+      for (int64_t i = a_end; i < hi; ++i) {
+        pk[i] ^= q[i];
+      }
+    });
   }
   return k;
 }

@@ -2,6 +2,7 @@
 #include <deque>
 #include <map>
 #include <span>
+#include <utility>
 
 #include "crypto/fingerprint.h"
 #include "crypto/providers/provider.h"
@@ -292,9 +293,9 @@ void DealerService::serve() {
     }
     const CorrelationRequest predicted = CorrelationRequest::deserialize(to_bytes(next->second));
     pushed_positions = positions_;
-    const core::Tensor correction = compute(predicted, pushed_positions);
+    core::Tensor correction = compute(predicted, pushed_positions);
     comm_.send(0, tag + "/push", to_bytes(next->second));
-    comm_.send_tensor(0, tag + "/push_data", correction);
+    comm_.send_tensor(0, tag + "/push_data", std::move(correction));
   };
   push(0);
   for (;;) {
