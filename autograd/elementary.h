@@ -85,7 +85,7 @@ MpcTensor cos(const MpcTensor& x);
 MpcTensor sin(const MpcTensor& x);
 
 /// Error function. Secret: crypto::erf_with_gaussian (Abramowitz & Stegun 7.1.26 on
-/// min(|x|, 4); 28 rounds with today's comparisons): absolute error <= 1e-3 on [-3, 3]
+/// min(|x|, 4); 32 rounds with today's comparisons): absolute error <= 1e-3 on [-3, 3]
 /// (measured 2.2e-4), saturating to +-1 outside; it also yields e^(-min(|x|,4)^2). Backward:
 /// dx = g (2 / sqrt pi) e^(-x^2) from that factor (one mul, no extra protocol; measured 4.5e-4).
 MpcTensor erf(const MpcTensor& x);

@@ -226,14 +226,14 @@ MpcTensor leaky_relu(const MpcTensor& x, double negative_slope = 0.01);
 /// p outside [0, 1).
 MpcTensor dropout(const MpcTensor& x, double p = 0.5, bool training = true);
 
-/// 1 / (1 + e^-x) elementwise. Secret: crypto::sigmoid (27 rounds for N = 2; absolute error
+/// 1 / (1 + e^-x) elementwise. Secret: crypto::sigmoid (21 rounds for N = 2; absolute error
 /// <= 2e-3 on [-10, 10], saturating outside). Public: float64, encoded. Backward:
 /// dx = g s (1 - s) with the saved output s (2 Beaver muls if secret).
 MpcTensor sigmoid(const MpcTensor& x);
-/// tanh elementwise. Secret: crypto::tanh (2 sigmoid(2x) - 1; 27 rounds; <= 4e-3 on [-10, 10]).
+/// tanh elementwise. Secret: crypto::tanh (2 sigmoid(2x) - 1; 21 rounds; <= 4e-3 on [-10, 10]).
 /// Backward: dx = g (1 - t^2) with the saved output t.
 MpcTensor tanh(const MpcTensor& x);
-/// GELU(x) = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2. Secret: crypto::erf (33 rounds) and
+/// GELU(x) = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2. Secret: crypto::erf (32 rounds) and
 /// one mul; absolute error <= 3e-3 on [-6, 6]. Backward: dx = g (Phi(x) + x phi(x)) with
 /// phi(x) = exp(-x^2 / 2) / sqrt(2 pi) (crypto::exp, 10 rounds, and 3 muls if secret).
 MpcTensor gelu(const MpcTensor& x);

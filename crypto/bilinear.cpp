@@ -13,6 +13,10 @@ BilinearOp BilinearOp::mul(const core::Shape& x, const core::Shape& y) {
   return {Kind::kMul, x, y, {}, {}};
 }
 
+BilinearOp BilinearOp::square(const core::Shape& shape) {
+  return {Kind::kSquare, shape, shape, {}, {}};
+}
+
 BilinearOp BilinearOp::matmul(const core::Shape& x, const core::Shape& y) {
   VEIL_CHECK(x.size() == 2 && y.size() == 2 && x[1] == y[0],
              "[matmul] expected [m, k] @ [k, n], got {} @ {}", core::shape_str(x),
@@ -47,6 +51,8 @@ core::Shape BilinearOp::out_shape() const {
   switch (kind) {
     case Kind::kMul:
       return core::broadcast_shapes(x_shape, y_shape, "mul");
+    case Kind::kSquare:
+      return x_shape;
     case Kind::kMatmul:
       return {x_shape[0], y_shape[1]};
     case Kind::kConv2d:
@@ -64,6 +70,7 @@ core::Tensor BilinearOp::apply(const core::Tensor& x, const core::Tensor& y) con
                        str(), core::shape_str(x.shape()), core::shape_str(y.shape()));
   switch (kind) {
     case Kind::kMul:
+    case Kind::kSquare:
       return core::mul(x, y);
     case Kind::kMatmul:
       return core::matmul(x, y);
@@ -89,6 +96,8 @@ const char* BilinearOp::name() const {
       return "conv2d_input_grad";
     case Kind::kConv2dWeightGrad:
       return "conv2d_weight_grad";
+    case Kind::kSquare:
+      return "square";
   }
   return "?";
 }
@@ -129,9 +138,16 @@ std::vector<std::byte> BilinearOp::serialize() const {
 BilinearOp BilinearOp::deserialize(std::span<const std::byte> bytes) {
   WireReader r(bytes, "BilinearOp::deserialize");
   const uint64_t k = r.u64();
-  VEIL_CHECK_WITH(ProtocolError, k <= 4, "[BilinearOp::deserialize] unknown kind {}", k);
+  VEIL_CHECK_WITH(ProtocolError, k <= 5, "[BilinearOp::deserialize] unknown kind {}", k);
   core::Shape x = r.shape();
   core::Shape y = r.shape();
+  if (k == 5) {
+    r.finish();
+    VEIL_CHECK_WITH(ProtocolError, x == y,
+                    "[BilinearOp::deserialize] square with operand shapes {} and {}",
+                    core::shape_str(x), core::shape_str(y));
+    return square(x);
+  }
   if (k < 2) {
     r.finish();
     return k == 0 ? mul(x, y) : matmul(x, y);

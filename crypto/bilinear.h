@@ -17,7 +17,15 @@
 namespace veil::crypto {
 
 struct BilinearOp {
-  enum class Kind : uint8_t { kMul, kMatmul, kConv2d, kConv2dInputGrad, kConv2dWeightGrad };
+  /// Wire codes 0..5 in this order.
+  enum class Kind : uint8_t {
+    kMul,
+    kMatmul,
+    kConv2d,
+    kConv2dInputGrad,
+    kConv2dWeightGrad,
+    kSquare
+  };
   Kind kind = Kind::kMul;
   core::Shape x_shape;        ///< shape of the left operand
   core::Shape y_shape;        ///< shape of the right operand
@@ -28,6 +36,11 @@ struct BilinearOp {
 
   /// Elementwise product x * y with broadcasting. Throws ValueError when shapes do not broadcast.
   static BilinearOp mul(const core::Shape& x, const core::Shape& y);
+  /// Elementwise square x * x (x_shape == y_shape == shape). Its correlation is a square pair
+  /// (a, a^2): the triple's b is its a, so the protocol opens only x - a (8(N-1) bytes per element
+  /// instead of 16(N-1)) and every party draws one mask instead of two. Source: the square pairs
+  /// of SPDZ-style preprocessing (Damgard et al., CRYPTO 2012, §2).
+  static BilinearOp square(const core::Shape& shape);
   /// Matrix product x [m, k] @ y [k, n]. Throws ValueError on a shape mismatch.
   static BilinearOp matmul(const core::Shape& x, const core::Shape& y);
 
@@ -56,8 +69,15 @@ struct BilinearOp {
   core::Shape out_shape() const;
   /// f(x, y) on ring64 tensors (mod 2^64). x and y may be strided views.
   core::Tensor apply(const core::Tensor& x, const core::Tensor& y) const;
-  /// "mul", "matmul", "conv2d", "conv2d_input_grad" or "conv2d_weight_grad": the op part of
-  /// protocol tags.
+  /// True for kSquare: the operands are one value, and its triple has b == a.
+  bool is_square() const { return kind == Kind::kSquare; }
+  /// True for the elementwise products of equal shapes (kMul without broadcasting, kSquare),
+  /// which the fused elementwise paths serve.
+  bool is_elementwise() const {
+    return kind == Kind::kSquare || (kind == Kind::kMul && x_shape == y_shape);
+  }
+  /// "mul", "matmul", "conv2d", "conv2d_input_grad", "conv2d_weight_grad" or "square": the op
+  /// part of protocol tags.
   const char* name() const;
   /// "matmul [128, 784] x [784, 128]".
   std::string str() const;
@@ -66,7 +86,7 @@ struct BilinearOp {
   /// u64 kind, x_shape, y_shape, and for kConv2d seven u64 params (stride_h, stride_w, pad_h,
   /// pad_w, dilation_h, dilation_w, groups) appended; kConv2dInputGrad (kind 3) and
   /// kConv2dWeightGrad (kind 4) append the same seven params and then the two u64 of `spatial`;
-  /// mul and matmul carry no params.
+  /// mul, matmul and square (kind 5) carry no params.
   std::vector<std::byte> serialize() const;
   static BilinearOp deserialize(std::span<const std::byte> bytes);
 };

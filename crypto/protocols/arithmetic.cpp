@@ -261,8 +261,12 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     VEIL_CHECK(xs[i].shape() == ops[i].x_shape && ys[i].shape() == ops[i].y_shape,
                "[{}] operands {} and {} do not match {}", ops[i].name(),
                core::shape_str(xs[i].shape()), core::shape_str(ys[i].shape()), ops[i].str());
+    // a square's right operand is its left one: only x - a is opened
+    VEIL_INTERNAL_ASSERT(!ops[i].is_square() || (xs[i].data.shares_storage_with(ys[i].data) &&
+                                                 xs[i].frac_bits == ys[i].frac_bits),
+                         "square of two different operands");
     triples.push_back(p.provider().beaver(ops[i]));
-    total += xs[i].numel() + ys[i].numel();
+    total += xs[i].numel() + (ops[i].is_square() ? 0 : ys[i].numel());
   }
   // Masked operands of every product, packed into one message: [e_0, d_0, e_1, d_1, ...].
   const core::Device device = m == 0 ? core::Device::cpu() : xs[0].data.device();
@@ -289,7 +293,9 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
   };
   for (std::size_t i = 0; i < m; ++i) {
     pack(xs[i].data, triples[i].a);
-    pack(ys[i].data, triples[i].b);
+    if (!ops[i].is_square()) {
+      pack(ys[i].data, triples[i].b);
+    }
   }
   const std::string tag = p.next_tag(m == 1 ? ops[0].name() : "beaver_batch");
   const core::Tensor opened = p.comm().all_reduce(tag, masked, comm::ReduceOp::kSum);
@@ -299,13 +305,16 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
   for (std::size_t i = 0; i < m; ++i) {
     const core::Tensor e = opened.slice(0, at, at + xs[i].numel()).reshape(ops[i].x_shape);
     at += xs[i].numel();
-    const core::Tensor d = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
-    at += ys[i].numel();
+    core::Tensor d = e;  // a square: the same opened value (its triple has b = a)
+    if (!ops[i].is_square()) {
+      d = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
+      at += ys[i].numel();
+    }
     const int frac = xs[i].frac_bits + ys[i].frac_bits;
     const int target = rescale_to.empty() ? frac : rescale_to[i];
     VEIL_CHECK(target <= frac, "[rescale] cannot raise frac_bits from {} to {}", frac, target);
     // z_i = c_i + f(e, b_i + [i = 0] d) + f(a_i, d)
-    if (ops[i].kind == BilinearOp::Kind::kMul && ops[i].x_shape == ops[i].y_shape) {
+    if (ops[i].is_elementwise()) {
       const int fused = p.world_size() == 2 ? frac - target : 0;
       result.push_back(rescale(
           p, {elementwise_beaver_output(p.rank() == 0, e, d, triples[i], fused), frac - fused},
@@ -386,7 +395,7 @@ AShare matmul(Party& p, const AShare& x, const AShare& y) {
 }
 
 AShare square(Party& p, const AShare& x) {
-  return mul(p, x, x);
+  return beaver_batch_rescaled(p, {BilinearOp::square(x.shape())}, {x}, {x}, {x.frac_bits})[0];
 }
 
 }  // namespace veil::crypto

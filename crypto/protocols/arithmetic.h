@@ -81,7 +81,8 @@ AShare sum(const AShare& x, int64_t dim, bool keepdim = false);
 // ---- multiplication ----------------------------------------------------------------------------
 
 /// f(x, y) for the bilinear op `op` with one Beaver triple, no rescaling: the result has
-/// x.frac_bits + y.frac_bits fractional bits. Cost: 1 round, 8(N-1)(|x| + |y|) bytes.
+/// x.frac_bits + y.frac_bits fractional bits. Cost: 1 round, 8(N-1)(|x| + |y|) bytes
+/// (BilinearOp::square: 8(N-1)|x|; pass x as both operands).
 AShare beaver(Party& p, const BilinearOp& op, const AShare& x, const AShare& y);
 /// Several independent Beaver products opened in a single round.
 std::vector<AShare> beaver_batch(Party& p,
@@ -112,7 +113,11 @@ AShare mul(Party& p, const AShare& x, const AShare& y);
 /// Matrix product [m, k] @ [k, n], rescaled like mul. Cost: 1 round, 8(N-1)(mk + kn) bytes
 /// (+ truncation for N > 2).
 AShare matmul(Party& p, const AShare& x, const AShare& y);
-/// x * x.
+/// x * x, rescaled to x.frac_bits, from a square pair (a, a^2): z = c + 2 a e + [i = 0] e^2 with
+/// e = x - a opened. Cost: 1 round, 8(N-1) bytes per element (half of mul) + the truncation
+/// (N > 2: 1 round); the dealer sends the same 8 bytes per element to P0, and every party draws
+/// 2 words per element instead of 3. Accuracy as mul. Throws ValueError for an undefined share.
+/// Source: square pairs in SPDZ-style preprocessing (Damgard et al., CRYPTO 2012).
 AShare square(Party& p, const AShare& x);
 
 }  // namespace veil::crypto

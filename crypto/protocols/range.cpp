@@ -426,7 +426,8 @@ std::vector<AShare> powers(Party& p, const AShare& t, int degree) {
     std::vector<AShare> lhs;
     std::vector<AShare> rhs;
     for (int i = have + 1; i <= next; ++i) {
-      ops.push_back(BilinearOp::mul(t.shape(), t.shape()));
+      ops.push_back(i == 2 * have ? BilinearOp::square(t.shape())
+                                  : BilinearOp::mul(t.shape(), t.shape()));
       lhs.push_back(pw[static_cast<std::size_t>(have - 1)]);
       rhs.push_back(pw[static_cast<std::size_t>(i - have - 1)]);
     }

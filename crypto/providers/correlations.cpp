@@ -141,8 +141,9 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
   std::vector<core::Tensor> out;
   switch (req.kind) {
     case Kind::kBeaver:
+      // a square pair draws no b: its b is its a (undefined here)
       out.push_back(prg.ring(req.op.x_shape, device));
-      out.push_back(prg.ring(req.op.y_shape, device));
+      out.push_back(req.op.is_square() ? core::Tensor() : prg.ring(req.op.y_shape, device));
       out.push_back(rank == 0 ? core::Tensor() : prg.ring(req.op.out_shape(), device));
       break;
     case Kind::kBinaryTriple:
@@ -177,16 +178,17 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
 }
 
 bool is_streamable_mul(const CorrelationRequest& req) {
-  return req.kind == Kind::kBeaver && req.op.kind == BilinearOp::Kind::kMul &&
-         req.op.x_shape == req.op.y_shape;
+  return req.kind == Kind::kBeaver && req.op.is_elementwise();
 }
 
 core::Tensor streamed_mul_correction(int64_t n,
                                      const std::vector<Prg*>& prgs,
                                      const uint64_t* a0,
-                                     const uint64_t* b0) {
-  VEIL_INTERNAL_ASSERT(!prgs.empty() && (prgs[0] != nullptr || (a0 != nullptr && b0 != nullptr)),
-                       "streamed_mul_correction: party 0's a and b");
+                                     const uint64_t* b0,
+                                     bool square) {
+  VEIL_INTERNAL_ASSERT(
+      !prgs.empty() && (prgs[0] != nullptr || (a0 != nullptr && (square || b0 != nullptr))),
+      "streamed_mul_correction: party 0's a and b");
   const std::size_t parties = prgs.size();
   const auto un = static_cast<uint64_t>(n);
   std::vector<uint64_t> start(parties, 0);
@@ -196,7 +198,8 @@ core::Tensor streamed_mul_correction(int64_t n,
       start[j] = prgs[j]->position();
     }
   }
-  // Party j's stream: a at start, b at start + 8n, and (j >= 1) c at start + 16n.
+  // Party j's stream: a at start, b at start + 8n (not for a square), and (j >= 1) c after them.
+  const uint64_t c_component = square ? 1 : 2;
   auto draw = [&](std::size_t j, uint64_t component, int64_t lo, uint64_t* out, int64_t m) {
     const uint64_t at = start[j] + 8 * (component * un + static_cast<uint64_t>(lo));
     if (prgs[j]->position() != at) {
@@ -217,26 +220,33 @@ core::Tensor streamed_mul_correction(int64_t n,
     const int64_t m = std::min(kChunk, n - lo);
     if (prgs[0] == nullptr) {
       std::copy(a0 + lo, a0 + lo + m, sa);
-      std::copy(b0 + lo, b0 + lo + m, sb);
+      if (!square) {
+        std::copy(b0 + lo, b0 + lo + m, sb);
+      }
     } else {
       draw(0, 0, lo, sa, m);
-      draw(0, 1, lo, sb, m);
+      if (!square) {
+        draw(0, 1, lo, sb, m);
+      }
     }
     for (std::size_t j = 1; j < parties; ++j) {
       draw(j, 0, lo, tmp, m);
       for (int64_t i = 0; i < m; ++i) {
         sa[i] += tmp[i];
       }
-      draw(j, 1, lo, tmp, m);
-      for (int64_t i = 0; i < m; ++i) {
-        sb[i] += tmp[i];
+      if (!square) {
+        draw(j, 1, lo, tmp, m);
+        for (int64_t i = 0; i < m; ++i) {
+          sb[i] += tmp[i];
+        }
       }
     }
+    const uint64_t* right = square ? sa : sb;
     for (int64_t i = 0; i < m; ++i) {
-      po[lo + i] = sa[i] * sb[i];
+      po[lo + i] = sa[i] * right[i];
     }
     for (std::size_t j = 1; j < parties; ++j) {
-      draw(j, 2, lo, tmp, m);
+      draw(j, c_component, lo, tmp, m);
       for (int64_t i = 0; i < m; ++i) {
         po[lo + i] -= tmp[i];
       }
@@ -244,7 +254,7 @@ core::Tensor streamed_mul_correction(int64_t n,
   }
   for (std::size_t j = 0; j < parties; ++j) {
     if (prgs[j] != nullptr) {
-      prgs[j]->seek(start[j] + 8 * (j == 0 ? 2 : 3) * un);
+      prgs[j]->seek(start[j] + 8 * (c_component + (j == 0 ? 0 : 1)) * un);
     }
   }
   return out;
@@ -254,7 +264,8 @@ core::Tensor correlation_correction(const CorrelationRequest& req,
                                     const std::vector<std::vector<core::Tensor>>& draws) {
   switch (req.kind) {
     case Kind::kBeaver: {
-      const core::Tensor c = req.op.apply(ring_sum(draws, 0), ring_sum(draws, 1));
+      const core::Tensor a = ring_sum(draws, 0);
+      const core::Tensor c = req.op.apply(a, req.op.is_square() ? a : ring_sum(draws, 1));
       return minus_others(c, draws, 2);
     }
     case Kind::kBinaryTriple: {

@@ -9,6 +9,7 @@
 //
 // Correlations (shares marked * are P_0's corrections):
 //   beaver(op):     a, b, c*       with sum c = op(sum a, sum b)          (Beaver, CRYPTO'91)
+//                   (op square: a, c* with sum c = (sum a)^2; no b is drawn, b = a)
 //   binary_triple:  a, b, c*       with xor c = (xor a) & (xor b)
 //   trunc_pair(d):  r, r_d*        with sum r_d = (sum r) >> d (arithmetic) (ABY3 §5.1.1)
 //   random_bits:    r_B, r_A*      with r = xor r_B in {0,1} (bit 0) and sum r_A = r
@@ -69,7 +70,7 @@ core::Tensor correlation_correction(const CorrelationRequest& req,
                                     const std::vector<std::vector<core::Tensor>>& draws);
 
 /// True for the requests that streamed_mul_correction serves: an elementwise Beaver product of
-/// equal shapes (no broadcasting).
+/// equal shapes (no broadcasting) or a square pair.
 bool is_streamable_mul(const CorrelationRequest& req);
 
 /// P_0's correction c_0 = (sum_j a_j)(sum_j b_j) - sum_{j>=1} c_j of an elementwise Beaver request
@@ -78,11 +79,13 @@ bool is_streamable_mul(const CorrelationRequest& req);
 /// prgs[j] ends positioned after them, exactly as draw_correlation would leave it. prgs[j] ==
 /// nullptr means party j's a and b are given instead (only j = 0: a0, b0, contiguous n elements;
 /// the trusted-first-party mode). Same result as correlation_correction on full draws; about 5x
-/// less memory traffic (1 write of n words instead of ~15 passes).
+/// less memory traffic (1 write of n words instead of ~15 passes). `square`: a square pair
+/// (no b drawn; c_0 = (sum_j a_j)^2 - sum_{j>=1} c_j; b0 is ignored).
 core::Tensor streamed_mul_correction(int64_t n,
                                      const std::vector<Prg*>& prgs,
                                      const uint64_t* a0,
-                                     const uint64_t* b0);
+                                     const uint64_t* b0,
+                                     bool square = false);
 
 /// Index of the corrected component in the draw vector.
 std::size_t correction_index(const CorrelationRequest& req);

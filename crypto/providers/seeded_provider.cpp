@@ -104,8 +104,10 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
     for (std::size_t j = 1; j < mirrors_.size(); ++j) {
       prgs[j] = &mirrors_[j];
     }
+    const bool square = req.op.is_square();
     mine[k] = streamed_mul_correction(core::shape_numel(req.op.out_shape()), prgs,
-                                      mine[0].data<uint64_t>(), mine[1].data<uint64_t>());
+                                      mine[0].data<uint64_t>(),
+                                      square ? nullptr : mine[1].data<uint64_t>(), square);
     return mine;
   }
   std::vector<std::vector<core::Tensor>> all(mirrors_.size());
@@ -128,7 +130,7 @@ BeaverTriple SeededProvider::beaver(const BilinearOp& op) {
   req.kind = Kind::kBeaver;
   req.op = op;
   auto t = request(req);
-  return {t[0], t[1], t[2]};
+  return {t[0], op.is_square() ? t[0] : t[1], t[2]};
 }
 
 BinaryTriple SeededProvider::binary_triple(const core::Shape& shape) {
@@ -238,8 +240,8 @@ core::Tensor DealerService::compute(const CorrelationRequest& req,
       prgs.back().seek(positions[j]);
       ptrs.push_back(&prgs.back());
     }
-    core::Tensor c0 =
-        streamed_mul_correction(core::shape_numel(req.op.out_shape()), ptrs, nullptr, nullptr);
+    core::Tensor c0 = streamed_mul_correction(core::shape_numel(req.op.out_shape()), ptrs,
+                                              nullptr, nullptr, req.op.is_square());
     for (std::size_t j = 0; j < n; ++j) {
       positions[j] = prgs[j].position();
     }

@@ -481,7 +481,7 @@ TEST_CASE("max and min over all elements, and ties", "[autograd][reduce_ops]") {
              Catch::StartsWith("ValueError: [min] expected a non-empty tensor"));
 }
 
-TEST_CASE("max costs the tournament rounds; backward one eq and one mul",
+TEST_CASE("max costs the tournament rounds, backward one eq and one mul",
           "[autograd][reduce_ops][cost]") {
   // GIVEN secret x [4, 6]: the forward costs exactly crypto::max_lastdim's rounds
   const Tensor x = q_uniform({4, 6}, -3, 3, 8);

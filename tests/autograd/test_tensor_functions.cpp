@@ -85,7 +85,7 @@ Tensor with_points(
 
 }  // namespace
 
-TEST_CASE("hardtanh and relu6 clamp exactly; the gradient vanishes at and outside the bounds",
+TEST_CASE("hardtanh and relu6 clamp exactly, the gradient vanishes at and outside the bounds",
           "[autograd][activations_ext]") {
   // GIVEN x [4, 6] in [-3, 8] including the bounds themselves
   const Tensor x = with_points({4, 6}, -3, 8, 1, {-1.0, 1.0, 0.0, 6.0, -0.5, 0.5});

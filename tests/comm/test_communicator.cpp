@@ -274,7 +274,7 @@ TEST_CASE("all_gather returns every party's tensor indexed by rank", "[comm]") {
   }
 }
 
-TEST_CASE("broadcast delivers root's tensor; only root sends", "[comm]") {
+TEST_CASE("broadcast delivers root's tensor, only root sends", "[comm]") {
   // GIVEN 3 parties; root 1 holds a float64 [3] tensor, the others pass an undefined tensor
   auto hub = std::make_shared<InProcessHub>(3, false);
   const std::vector<double> v = {3.5, -0.25, 1e300};
@@ -435,7 +435,7 @@ TEST_CASE("stats of a scripted session with a dealer", "[comm]") {
   }
 }
 
-TEST_CASE("rounds: a new round whenever the tag changes; snapshot differences", "[comm]") {
+TEST_CASE("rounds: a new round whenever the tag changes, snapshot differences", "[comm]") {
   // GIVEN 2 parties; party 0 runs a#1 send, a#1 recv, b#2 send, a#1 send, then (after a snapshot)
   // one all_reduce of 4 elements
   auto hub = std::make_shared<InProcessHub>(2, false);

@@ -149,7 +149,7 @@ TEST_CASE("expand repeats size-1 dimensions with stride 0", "[tensor]") {
   CHECK_THROWS_AS(col.expand({3}), veil::ValueError);
 }
 
-TEST_CASE("contiguous and clone copy; copy_ checks shapes", "[tensor]") {
+TEST_CASE("contiguous and clone copy, copy_ checks shapes", "[tensor]") {
   const Tensor t = iota({3, 4});
   CHECK(t.contiguous().shares_storage_with(t));
   const Tensor c = t.t().contiguous();
@@ -170,7 +170,7 @@ TEST_CASE("contiguous and clone copy; copy_ checks shapes", "[tensor]") {
   CHECK_THROWS_AS(t.t().bytes(), veil::ValueError);
 }
 
-TEST_CASE("to() converts dtypes; ring <-> signed values via two's complement", "[tensor]") {
+TEST_CASE("to() converts dtypes, ring <-> signed values via two's complement", "[tensor]") {
   const Tensor f = Tensor::from_vector<double>({-3.0, 2.7, -2.7, 0.0}, {4});
   const std::vector<uint64_t> ring = f.to(DType::kRing64).to_vector<uint64_t>();
   CHECK(ring == std::vector<uint64_t>{std::numeric_limits<uint64_t>::max() - 2, 2,

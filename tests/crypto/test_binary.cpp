@@ -277,7 +277,7 @@ TEST_CASE("binary: strided views and empty tensors", "[crypto][binary]") {
   CHECK(vt::max_abs_diff(got[0][1], core::max(xt, 1)) <= vt::ulp() / 2);
 }
 
-TEST_CASE("binary: circuit requests round trip; malformed ones are protocol errors",
+TEST_CASE("binary: circuit requests round trip, malformed ones are protocol errors",
           "[crypto][binary]") {
   crypto::CorrelationRequest req;
   req.kind = crypto::CorrelationRequest::Kind::kCircuit;

@@ -141,6 +141,26 @@ TEST_CASE("cost of the masked-open comparisons, relu, lt, eq matches the formula
   }
 }
 
+TEST_CASE("cost of a square: half the bytes of a product", "[crypto][cost]") {
+  for (int n : {2, 3}) {
+    INFO("parties " << n);
+    const int64_t m = 301;
+    const Cost sq =
+        cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::square(p, a); });
+    const Cost mul =
+        cost(n, {m}, {m}, [](Party& p, const AShare& a, const AShare& b) { crypto::mul(p, a, b); });
+    // one round (N > 2: + the truncation round, 8 bytes per element from party 1 to party 0)
+    CHECK(sq.rounds == (n == 2 ? 1 : 2));
+    CHECK(sq.bytes == 8 * (n - 1) * m + (n > 2 ? 8 * m : 0));
+    CHECK(mul.bytes == 16 * (n - 1) * m + (n > 2 ? 8 * m : 0));
+    // the dealer sends party 0 its c correction (and, N > 2, the truncation pair's r_d): m words
+    // each, plus the request framing
+    const int64_t corrections = n > 2 ? 2 : 1;
+    CHECK(sq.dealer_bytes >= 8 * m * corrections);
+    CHECK(sq.dealer_bytes <= 8 * m * corrections + 1024);
+  }
+}
+
 TEST_CASE("cost of max over 10 classes, softmax and sigmoid", "[crypto][cost][binary]") {
   for (int n : {2, 3}) {
     INFO("parties " << n);
@@ -168,15 +188,17 @@ TEST_CASE("cost of max over 10 classes, softmax and sigmoid", "[crypto][cost][bi
              [](Party& p, const AShare& a, const AShare&) { crypto::softmax(p, a); });
     CHECK(c.rounds <= 60);
     if (n == 2) {
-      // sigmoid and tanh: clamped |x| 4 + e^-|x| 9 + 2 Newton steps with the select folded in 4
+      // sigmoid and tanh: clamped |x| 8 (two comparisons in sequence) + e^-|x| 9 + 2 Newton
+      // steps with the select folded in 4
       const int64_t m = 37;
       c = cost(n, {m}, {1},
                [](Party& p, const AShare& a, const AShare&) { crypto::sigmoid(p, a); });
-      CHECK(c.rounds == 17);
-      // 3 comparisons in one, then 11 Beaver products for e^-|x| and 6 for the Newton steps
-      CHECK(c.bytes == ltz_bytes(n, 3 * m) + inject_bytes(n, 3 * m, 0) + 17 * 16 * m);
+      CHECK(c.rounds == 21);
+      // 2 comparisons, then e^-|x| (y^2, y^4, y^6 and 6 squarings are square pairs: 9 x 8 bytes;
+      // y^3, y^5: 2 x 16) and 6 products for the Newton steps
+      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (9 * 8 + 8 * 16) * m);
       c = cost(n, {37}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::tanh(p, a); });
-      CHECK(c.rounds == 17);
+      CHECK(c.rounds == 21);
     }
   }
 }

@@ -39,7 +39,7 @@ Tensor map_double(const Tensor& x, double (*f)(double)) {
 
 }  // namespace
 
-TEST_CASE("share and reveal round trip; reveal_to opens to one party only", "[crypto]") {
+TEST_CASE("share and reveal round trip, reveal_to opens to one party only", "[crypto]") {
   for (auto s : settings()) {
     // GIVEN values across the fixed-point range, including negatives
     const Tensor x = vt::uniform({7, 5}, -1000, 1000, 1);
@@ -97,6 +97,49 @@ TEST_CASE("Beaver mul, broadcast mul and matmul match float64", "[crypto]") {
   }
 }
 
+TEST_CASE("square pairs: c = a^2 from every provider, and square matches float64", "[crypto]") {
+  for (auto s : settings()) {
+    INFO("parties " << s.n << ", provider " << crypto::provider_name(s.kind));
+    // GIVEN a square pair drawn twice (the second draw must differ: fresh randomness)
+    struct Opened {
+      Tensor a, c, a2;
+      bool b_is_a = false;
+    };
+    auto got = crypto::launch<Opened>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const auto t = p.provider().beaver(crypto::BilinearOp::square({3, 67}));
+      const auto t2 = p.provider().beaver(crypto::BilinearOp::square({3, 67}));
+      return Opened{crypto::reveal(p, {t.a, 0}), crypto::reveal(p, {t.c, 0}),
+                    crypto::reveal(p, {t2.a, 0}), t.b.shares_storage_with(t.a)};
+    });
+    // THEN the opened c is the opened a squared in the ring, bit for bit, and b is a
+    const Tensor a = got[0].a;
+    CHECK(got[0].b_is_a);
+    CHECK(got[0].c.to_vector<uint64_t>() == core::mul(a, a).to_vector<uint64_t>());
+    CHECK(a.to_vector<uint64_t>() != got[0].a2.to_vector<uint64_t>());
+    // AND square() of a secret matches float64 like mul does
+    const Tensor x = vt::uniform({6, 9}, -10, 10, 3);
+    const Tensor sq = run_unary_op(s, x, [](Party& p, const AShare& v) {
+      return crypto::square(p, v);
+    });
+    CHECK(vt::max_abs_diff(sq, core::mul(x, x)) <= 12 * vt::ulp());
+    // AND inside a batch, after an ordinary product of other operands
+    const Tensor y = vt::uniform({6, 9}, -10, 10, 4);
+    const Tensor b2 = run_binary_op(s, x, y, [](Party& p, const AShare& v, const AShare& w) {
+      const auto z = crypto::beaver_batch(
+          p, {crypto::BilinearOp::mul(v.shape(), w.shape()), crypto::BilinearOp::square(w.shape())},
+          {v, w}, {w, w});
+      return crypto::rescale(p, z[1], w.frac_bits);
+    });
+    CHECK(vt::max_abs_diff(b2, core::mul(y, y)) <= 12 * vt::ulp());
+  }
+  // bad input: an undefined operand names the op
+  auto bad = crypto::launch<int>(vt::test_options(2), [](Party& p) {
+    CHECK_THROWS_WITH(crypto::square(p, AShare{}), Catch::Contains("[square]"));
+    return 0;
+  });
+  CHECK(bad.size() == 2);
+}
+
 TEST_CASE("public operands: add_public, mul_public, matmul_public", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({4, 3}, -10, 10, 7);
@@ -119,7 +162,7 @@ TEST_CASE("truncation divides by 2^d within one unit", "[crypto]") {
   }
 }
 
-TEST_CASE("A2B gives the two's complement bits; ltz and b2a agree with plaintext", "[crypto]") {
+TEST_CASE("A2B gives the two's complement bits, ltz and b2a agree with plaintext", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({200}, -1e6, 1e6, 10);
     crypto::FixedPointEncoder enc(16);
@@ -201,7 +244,7 @@ TEST_CASE("log: absolute error <= 3e-3 on [1, 20] (reference target 1e-2)", "[cr
   }
 }
 
-TEST_CASE("softmax over 10 classes within 1e-3; max and argmax exact", "[crypto]") {
+TEST_CASE("softmax over 10 classes within 1e-3, max and argmax exact", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({32, 10}, -8, 8, 16);
     auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
@@ -274,6 +317,18 @@ TEST_CASE("dealer requests round trip and malformed ones are protocol errors", "
   const auto back = crypto::CorrelationRequest::deserialize(bytes);
   CHECK(back.op.str() == req.op.str());
   CHECK(back.correction_shape() == veil::core::Shape{128, 128});
+  // a square pair round trips; a square whose two operand shapes differ is refused
+  crypto::CorrelationRequest sq;
+  sq.op = crypto::BilinearOp::square({5, 7});
+  const auto sq_back = crypto::CorrelationRequest::deserialize(sq.serialize());
+  CHECK(sq_back.op.is_square());
+  CHECK(sq_back.op.str() == "square [5, 7] x [5, 7]");
+  crypto::BilinearOp odd = crypto::BilinearOp::square({5, 7});
+  odd.y_shape = {7, 5};
+  crypto::CorrelationRequest odd_req;
+  odd_req.op = odd;
+  CHECK_THROWS_AS(crypto::CorrelationRequest::deserialize(odd_req.serialize()),
+                  veil::ProtocolError);
   // truncated, trailing bytes, unknown kind
   CHECK_THROWS_AS(crypto::CorrelationRequest::deserialize(
                       std::span<const std::byte>(bytes).first(bytes.size() - 3)),

@@ -51,7 +51,7 @@ TEST_CASE("fingerprint text round trip and diff", "[crypto][setup]") {
   CHECK_THROWS_AS(crypto::SetupFingerprint::parse("no equals sign\n"), veil::ProtocolError);
 }
 
-TEST_CASE("insecure deterministic keys make runs bit-identical; they need the flag",
+TEST_CASE("insecure deterministic keys make runs bit-identical, they need the flag",
           "[crypto][setup]") {
   const Tensor x = vt::uniform({16, 10}, -4, 4, 3);
   auto run = [&](uint64_t seed) {

@@ -507,7 +507,7 @@ TEST_CASE("weights: a PyTorch state dict from the script loads and matches numpy
   }
 }
 
-TEST_CASE("weights: load_pretrained errors reach every party; bad arguments", "[models][weights]") {
+TEST_CASE("weights: load_pretrained errors reach every party, bad arguments", "[models][weights]") {
   vt::TempDir dir("veil_weights_err");
   // GIVEN an owner whose file does not exist; WHEN load_pretrained; THEN IoError everywhere
   const std::string missing = dir.file("none.safetensors");

@@ -47,7 +47,7 @@ TEST_CASE("Dropout keeps about 1-p of the elements, scales them, and is the iden
   CHECK(vt::max_abs_diff(out[0][2], x) <= vt::ulp());
 }
 
-TEST_CASE("Flatten reshapes [N, C, H, W] to [N, C*H*W]; bad p and start_dim throw",
+TEST_CASE("Flatten reshapes [N, C, H, W] to [N, C*H*W], bad p and start_dim throw",
           "[nn][dropout]") {
   auto shapes = veil::crypto::launch<int64_t>(vt::test_options(2), [](veil::Party& p) {
     auto x = veil::MpcTensor::from_public(vt::uniform({2, 3, 4, 5}, -1, 1, 3), p);
@@ -70,7 +70,7 @@ TEST_CASE("Flatten reshapes [N, C, H, W] to [N, C*H*W]; bad p and start_dim thro
   CHECK(shapes[0] == 60 * 10 + 2);
 }
 
-TEST_CASE("state_dict round trip into a second model; bad entries are named", "[nn][state_dict]") {
+TEST_CASE("state_dict round trip into a second model, bad entries are named", "[nn][state_dict]") {
   auto out =
       veil::crypto::launch<std::vector<std::string>>(vt::test_options(2), [](veil::Party& p) {
         veil::nn::Sequential a(veil::nn::Linear(4, 3), veil::nn::ReLU(), veil::nn::Linear(3, 2));
