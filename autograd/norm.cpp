@@ -73,6 +73,17 @@ std::vector<MpcTensor> mul_raw_batch(Party& p, const std::vector<Pair>& pairs) {
   return out;
 }
 
+// d * d with 2 f_d fractional bits, not truncated; a secret d from a square pair (one round,
+// 8(N-1) bytes per element: half of mul_raw_batch's product of two operands).
+MpcTensor square_raw(Party& p, const MpcTensor& d) {
+  if (!d.is_secret()) {
+    return mul_raw_batch(p, {{d, d}})[0];
+  }
+  const crypto::AShare a = d.ashare();
+  return MpcTensor::from_secret(crypto::beaver(p, crypto::BilinearOp::square(a.shape()), a, a),
+                                p);
+}
+
 // Rescales every value to f fractional bits: public ones by an arithmetic shift, secret ones by
 // crypto::truncate; for N > 2 all secrets with the same shift share one truncation (one round).
 std::vector<MpcTensor> rescale_all(Party& p, std::vector<MpcTensor> xs, int f) {
@@ -264,7 +275,7 @@ MpcTensor batch_norm(const MpcTensor& x,
     if (training) {
       mean = div_n_all(p, {sum_ns(x3)}, n)[0];
       d = sub(x3, mean);
-      const MpcTensor sq = mul_raw_batch(p, {{d, d}})[0];  // 2f bits, summed before truncation
+      const MpcTensor sq = square_raw(p, d);  // 2f bits, summed before truncation
       var = div_n_all(p, {sum_ns(sq)}, n)[0];
     } else {
       mean = reshape(running_mean.detach(), stat_shape);
@@ -399,7 +410,7 @@ MpcTensor layer_norm(const MpcTensor& x,
     const MpcTensor x2 = reshape(x.detach(), {m, n});
     const MpcTensor mean = div_n_all(p, {sum(x2, 1, true)}, n)[0];  // [M, 1]
     const MpcTensor d = sub(x2, mean);
-    const MpcTensor sq = mul_raw_batch(p, {{d, d}})[0];  // 2f bits
+    const MpcTensor sq = square_raw(p, d);  // 2f bits
     const MpcTensor var = div_n_all(p, {sum(sq, 1, true)}, n)[0];
     inv_std = inv_sqrt_of(add(var, eps), kOp);
     x_hat = mul_batch(p, {{d, inv_std}})[0];

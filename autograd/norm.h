@@ -64,10 +64,11 @@ namespace veil {
 /// Cost (x and weight secret, X = |x|, T = [N > 2]; bytes per party, truncation bytes from
 /// parties other than P0):
 ///   training forward: 3 + 6T rounds + ISQ(C);
-///     bytes 8(N-1)(4X + 2C) + ISQ(C) + T 8(2X + 6C): the square (x - mean)^2 (2X opened), x_hat
+///     bytes 8(N-1)(3X + 2C) + ISQ(C) + T 8(2X + 6C): the square (x - mean)^2 (a square pair: X
+///     opened), x_hat
 ///     (X + C) and the affine product (X + C); the truncation batches: mean and var (two each,
 ///     2C), x_hat with the running-statistics update (X + 2C), affine (X). Without running
-///     buffers T 8(2X + 4C); with a public weight the affine is local: 8(N-1)(3X + C).
+///     buffers T 8(2X + 4C); with a public weight the affine is local: 8(N-1)(2X + C).
 ///   training backward: 3 + 5T rounds; bytes 8(N-1)(4X + 4C) + T 8(2X + 6C): round 1 opens
 ///     g x_hat and inv_std weight, round 2 x_hat mean(g x_hat), round 3 the product with
 ///     inv_std weight. Local where g (e.g. the seed of sum(y)) or the operands are public.
@@ -100,8 +101,8 @@ MpcTensor batch_norm(const MpcTensor& x,
 /// prod(normalized_shape) trailing values of each of the M = |x| / n rows.
 /// Encoding: as batch_norm.
 /// Cost (x and weight secret, X = |x|, M rows, P = n parameters, T = [N > 2]):
-///   forward: 3 + 6T rounds + ISQ(M); bytes 8(N-1)(4X + M + P) + ISQ(M) + T 8(2X + 4M)
-///     (square, x_hat, affine; truncations as batch_norm).
+///   forward: 3 + 6T rounds + ISQ(M); bytes 8(N-1)(3X + M + P) + ISQ(M) + T 8(2X + 4M)
+///     (square pair, x_hat, affine; truncations as batch_norm).
 ///   backward: 3 + 5T rounds; bytes 8(N-1)(7X + P + 2M) + T 8(3X + P + 4M): round 1 opens
 ///     g weight, g (x_hat weight) (the saved forward product) and g x_hat in one batch; round 2
 ///     x_hat mean(g_hat x_hat); round 3 the product with inv_std.

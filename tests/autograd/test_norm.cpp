@@ -523,7 +523,7 @@ TEST_CASE("batch_norm and layer_norm cost matches the documented formulas",
            << out[7].bytes);
     // batch_norm training forward
     CHECK(out[1].rounds == isq.rounds + 3 + 6 * t);
-    CHECK(out[1].bytes == isq.bytes + 8 * peers * (4 * xn + 2 * c) + t * (16 * xn + 48 * c));
+    CHECK(out[1].bytes == isq.bytes + 8 * peers * (3 * xn + 2 * c) + t * (16 * xn + 48 * c));
     // batch_norm training backward
     CHECK(out[2].rounds == mul_bw.rounds + 3 + 5 * t);
     CHECK(out[2].bytes == mul_bw.bytes + 8 * peers * (4 * xn + 4 * c) + t * (16 * xn + 48 * c));
@@ -538,7 +538,7 @@ TEST_CASE("batch_norm and layer_norm cost matches the documented formulas",
     const int64_t pn = 5;
     const Cost isq18 = out[5];
     CHECK(out[6].rounds == isq18.rounds + 3 + 6 * t);
-    CHECK(out[6].bytes == isq18.bytes + 8 * peers * (4 * xn + m + pn) + t * (16 * xn + 32 * m));
+    CHECK(out[6].bytes == isq18.bytes + 8 * peers * (3 * xn + m + pn) + t * (16 * xn + 32 * m));
     CHECK(out[7].rounds == mul_bw.rounds + 3 + 5 * t);
     CHECK(out[7].bytes ==
           mul_bw.bytes + 8 * peers * (7 * xn + pn + 2 * m) + t * (24 * xn + 8 * pn + 32 * m));
