@@ -130,6 +130,12 @@ MpcTensor raw_mul(const MpcTensor& x, const MpcTensor& y, const char* op) {
   return MpcTensor::from_secret(crypto::rescale(p, raw, out_frac), p);
 }
 
+MpcTensor raw_square(const MpcTensor& x, const char* op) {
+  Party& p = party_of(x, op);
+  return x.is_secret() ? MpcTensor::from_secret(crypto::square(p, x.ashare()), p)
+                       : raw_mul(x, x, op);
+}
+
 MpcTensor raw_mul_scalar(const MpcTensor& x, double c, const char* op) {
   Party& p = party_of(x, op);
   if (x.is_secret()) {
@@ -265,6 +271,16 @@ MpcTensor mul(const MpcTensor& x, const MpcTensor& y) {
                   return Grads{needs[0] ? sum_to(raw_mul(g, ys, "mul"), xs.shape()) : MpcTensor(),
                                needs[1] ? sum_to(raw_mul(g, xs, "mul"), ys.shape()) : MpcTensor()};
                 });
+}
+
+MpcTensor square(const MpcTensor& x) {
+  // x: S -> x * x: S
+  constexpr const char* kOp = "square";
+  MpcTensor out = raw_square(x, kOp);  // first: it names the op for an undefined x
+  return record(kOp, std::move(out), {x}, [xs = x.detach()](const MpcTensor& g, const Needs&) {
+    const MpcTensor gx = raw_mul(g, xs, kOp);  // dx = 2 g x
+    return Grads{raw_add(gx, gx, kOp)};
+  });
 }
 
 MpcTensor mul(const MpcTensor& x, double c) {

@@ -47,6 +47,10 @@ MpcTensor neg(const MpcTensor& x);
 /// truncation (local for N = 2); none when one operand is an integer (frac_bits 0).
 /// Backward: dx = sum_to(g * y, x.shape), dy = sum_to(g * x, y.shape).
 MpcTensor mul(const MpcTensor& x, const MpcTensor& y);
+/// Elementwise x * x, same frac_bits as x. Secret: one square pair (crypto::square): 1 round,
+/// 8(N-1)|x| bytes (half of mul(x, x)) + truncation; public: exactly x * x. Backward:
+/// dx = 2 g x (one product, no extra truncation for the doubling).
+MpcTensor square(const MpcTensor& x);
 /// x * c for a public double c (encoded with the party's frac_bits): one truncation, no triple.
 /// Backward: dx = g * c.
 MpcTensor mul(const MpcTensor& x, double c);

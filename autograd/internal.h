@@ -38,6 +38,9 @@ MpcTensor raw_neg(const MpcTensor& x, const char* op);
 MpcTensor raw_sub(const MpcTensor& x, const MpcTensor& y, const char* op);
 /// x * y (broadcasting) with frac_bits max(f_x, f_y): truncation by min(f_x, f_y).
 MpcTensor raw_mul(const MpcTensor& x, const MpcTensor& y, const char* op);
+/// x * x with x's frac_bits: a secret x from a square pair (half the bytes of raw_mul(x, x)), a
+/// public one exactly as raw_mul(x, x).
+MpcTensor raw_square(const MpcTensor& x, const char* op);
 /// x * c for a public double c encoded with the party's frac_bits (one truncation).
 MpcTensor raw_mul_scalar(const MpcTensor& x, double c, const char* op);
 /// 2-D matrix product with frac_bits max(f_x, f_w).

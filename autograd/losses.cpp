@@ -179,11 +179,7 @@ MpcTensor mse_loss(const MpcTensor& input, const MpcTensor& target, Reduction re
   {
     NoGradGuard no_grad;
     d = input.detach() - target.detach();
-    // a secret d squares from a square pair (half the bytes of d * d); a public one as d * d
-    loss = reduce_raw(d.is_secret()
-                          ? MpcTensor::from_secret(crypto::square(d.party(), d.ashare()), d.party())
-                          : d * d,
-                      reduction);
+    loss = reduce_raw(square(d), reduction);  // a square pair: half the bytes of d * d
   }
   return record(kOp, std::move(loss), {input, target},
                 [d, reduction, n](const MpcTensor& g, const Needs& needs) {

@@ -59,7 +59,7 @@ MpcTensor var_last(const MpcTensor& x, int64_t correction) {
   const MpcTensor mean =
       raw_mul_scalar(raw_sum(x, last, true, "var"), 1.0 / static_cast<double>(n), "var");
   const MpcTensor d = raw_sub(x, mean, "var");  // [..., n]
-  MpcTensor out = raw_mul_scalar(raw_sum(raw_mul(d, d, "var"), last, false, "var"), inv_dof, "var");
+  MpcTensor out = raw_mul_scalar(raw_sum(raw_square(d, "var"), last, false, "var"), inv_dof, "var");
   return record("var", std::move(out), {x}, [d, last, inv_dof](const MpcTensor& g, const Needs&) {
     // g: [...];  dx = (2 / (n - c)) g * d  (g broadcast along the last dim)
     const MpcTensor g2 = raw_mul_scalar(g, 2.0 * inv_dof, "var");

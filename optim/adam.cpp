@@ -200,7 +200,7 @@ void AdamBase::update_group(const std::vector<std::size_t>& idx, int64_t t) {
 
   // Bias-corrected moments of G: M <- M + k1 (G - M), V <- V + k2 (G^2 - V); M = G, V = G^2 at t =
   // 1
-  const MpcTensor g2 = g * g;
+  const MpcTensor g2 = square(g);  // a square pair: half the bytes of g * g
   MpcTensor m;
   MpcTensor v;
   if (t == 1) {

@@ -51,9 +51,9 @@
 // Cost per step, all parameters with a gradient batched into one vector of n elements (the rounds
 // do not grow with the number of tensors), for secret gradients and N parties:
 //   rounds (N = 2) = 1 (G^2) + R_lt(4n) + 1 (V mu, M kappa) + R_isq(n) + 1 (M kappa y)
-//   bytes          = 64(N-1)n + B_lt(4n) + B_isq(n)
+//   bytes          = 56(N-1)n + B_lt(4n) + B_isq(n)   (G^2 from a square pair: 8(N-1)n)
 // where R_lt/B_lt are the rounds/bytes of crypto::lt and R_isq/B_isq those of crypto::inv_sqrt
-// (measured by tests/optim/test_adam.cpp: 4 + 9 + 3 = 16 rounds and 586 bytes per element for
+// (measured by tests/optim/test_adam.cpp: 4 + 9 + 3 = 16 rounds and 578 bytes per element for
 // N = 2 with 4-round comparisons; 8 + 20 + 3 = 31 rounds with the 8-round ones). With the eps
 // term: + 1 (kappa y) + R_rec + 1 rounds (the M kappa product moves after the reciprocal). For
 // N > 2 each truncation stage adds 1 round and 8n bytes (every party but P0): G^2, W, M kappa y,

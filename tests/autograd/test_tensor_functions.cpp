@@ -120,6 +120,42 @@ TEST_CASE("hardtanh and relu6 clamp exactly, the gradient vanishes at and outsid
              Catch::StartsWith("ValueError: [hardtanh] expected min_val < max_val"));
 }
 
+TEST_CASE("square: x * x from a square pair, gradient 2 g x, half the bytes of mul",
+          "[autograd][square]") {
+  const Tensor x = with_points({5, 7}, -6, 6, 12, {0.0, -1.0, 1.0});
+  OpCase c{"square",
+           {x},
+           {true},
+           [](const MV& v) { return veil::square(v[0]); },
+           [](const TV& v) { return map(v[0], [](double e) { return e * e; }); },
+           // inputs on the grid: the product is exact before its one truncation
+           2 * kUlp,
+           // g x with |r| <= 1 and |x| <= 6: the product's truncation, doubled
+           8 * kUlp};
+  c.grad_ref = [](const TV& v, const Tensor& r) {
+    return TV{zip(v[0], r, [](double e, double g) { return 2 * e * g; })};
+  };
+  // public: exactly floor(enc(x)^2 / 2^16), as x * x
+  c.emulate = [](const TV& v) {
+    return map(v[0], [](double e) { return dec(fmul(enc(e), enc(e))); });
+  };
+  check_all(c);
+  // cost: one round and 8(N-1) bytes per element for 2 parties; mul(x, x) sends 16
+  for (int n : {2, 3}) {
+    const auto sq = cost_of(n, [&](Party& p) { (void)veil::square(secret(x, p)); });
+    const auto mul = cost_of(n, [&](Party& p) {
+      const MpcTensor s = secret(x, p);
+      (void)veil::mul(s, s);
+    });
+    const int64_t t = n > 2 ? 1 : 0;  // the truncation round (N > 2), 8 bytes per element
+    CHECK(sq.first == 1 + t);
+    CHECK(sq.second == 8 * (n - 1) * x.numel() + 8 * t * x.numel());
+    CHECK(mul.second == 16 * (n - 1) * x.numel() + 8 * t * x.numel());
+  }
+  CHECK_THAT(error_of([](Party&) { (void)veil::square(MpcTensor()); }),
+             Catch::StartsWith("ValueError: [square]"));
+}
+
 TEST_CASE("leaky_relu is exact for x > 0 and one truncation below", "[autograd][activations_ext]") {
   const Tensor x = with_points({4, 6}, -3, 3, 2, {0.0, -1.0, 1.0});
   const double slope = 0.1;

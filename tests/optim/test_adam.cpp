@@ -477,8 +477,8 @@ TEST_CASE("Adam step cost matches its formula", "[optim][adam][cost]") {
     })[1];
     const int64_t peers = n - 1;
     const int64_t trunc = n == 2 ? 0 : 1;
-    // G^2; V mu and M kappa; M kappa y: 16(N-1) bytes per element each
-    const int64_t products = 4 * 16 * peers * n_elems;
+    // G^2 (a square pair: 8(N-1) bytes per element); V mu and M kappa; M kappa y: 16(N-1) each
+    const int64_t products = (8 + 3 * 16) * peers * n_elems;
     INFO(n << " parties: lt " << got[0] << " rounds, inv_sqrt " << got[2] << " rounds, steps "
            << got[4] << " / " << got[6] << " rounds");
     // step 1: truncation stages G^2, W, M kappa y, lr
