@@ -265,7 +265,16 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     VEIL_INTERNAL_ASSERT(!ops[i].is_square() || (xs[i].data.shares_storage_with(ys[i].data) &&
                                                  xs[i].frac_bits == ys[i].frac_bits),
                          "square of two different operands");
-    triples.push_back(p.provider().beaver(ops[i]));
+    BeaverTriple t = p.provider().beaver(ops[i]);
+    // a GPU party's triples are drawn on its GPU; operands it holds on the host (a protocol step
+    // that runs on the CPU, see host_copy) get host copies (no communication)
+    const core::Device d = xs[i].data.device();
+    if (t.a.device() != d) {
+      t.a = t.a.to(d);
+      t.b = ops[i].is_square() ? t.a : t.b.to(d);
+      t.c = t.c.to(d);
+    }
+    triples.push_back(std::move(t));
     total += xs[i].numel() + (ops[i].is_square() ? 0 : ys[i].numel());
   }
   // Masked operands of every product, packed into one message: [e_0, d_0, e_1, d_1, ...].
@@ -361,7 +370,11 @@ AShare truncate(Party& p, const AShare& x, int bits) {
     });
     return {out, x.frac_bits - bits};
   }
-  const TruncPair pair = p.provider().trunc_pair(x.shape(), bits);
+  TruncPair pair = p.provider().trunc_pair(x.shape(), bits);
+  if (pair.r.device() != x.data.device()) {  // as for Beaver triples: a host step of a GPU party
+    pair.r = pair.r.to(x.data.device());
+    pair.r_shifted = pair.r_shifted.to(x.data.device());
+  }
   const std::string tag = p.next_tag("truncate");
   core::Tensor z = core::sub(x.data, pair.r);  // the masked value, a fresh tensor
   if (p.rank() != 0) {
@@ -392,6 +405,16 @@ AShare mul(Party& p, const AShare& x, const AShare& y) {
 AShare matmul(Party& p, const AShare& x, const AShare& y) {
   const AShare z = beaver(p, BilinearOp::matmul(x.shape(), y.shape()), x, y);
   return rescale(p, z, std::max(x.frac_bits, y.frac_bits));
+}
+
+AShare host_copy(const AShare& x) {
+  return x.data.defined() && x.data.is_cuda() ? AShare{x.data.to(core::Device::cpu()), x.frac_bits}
+                                              : x;
+}
+
+AShare to_device(const AShare& x, core::Device device) {
+  return x.data.defined() && x.data.device() != device ? AShare{x.data.to(device), x.frac_bits}
+                                                       : x;
 }
 
 AShare square(Party& p, const AShare& x) {

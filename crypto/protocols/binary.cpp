@@ -7,6 +7,7 @@
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "crypto/protocols/arithmetic.h"
 #include "crypto/providers/bit_circuit.h"
 
 #include <immintrin.h>
@@ -479,6 +480,30 @@ void check_ring(const AShare& x, const char* op) {
              "[{}] expected a ring64 share, got {}", op, x.data.str());
 }
 
+// The bit-sliced circuits run on the party's CPU: a share on a GPU is copied to the party's host
+// memory for the circuit, and the circuit's results are copied back to that GPU. Only the party's
+// own memory is involved: the messages, the dealer's correlation and the results are those of a
+// CPU party, bit for bit.
+AShare on_host(const AShare& x) {
+  return host_copy(x);
+}
+std::vector<AShare> on_host(const std::vector<AShare>& xs) {
+  std::vector<AShare> out;
+  out.reserve(xs.size());
+  for (const AShare& x : xs) {
+    out.push_back(host_copy(x));
+  }
+  return out;
+}
+BitProducts products_to_device(BitProducts r, core::Device device) {
+  r.bit = to_device(r.bit, device);
+  r.x_times_bit = to_device(r.x_times_bit, device);
+  for (AShare& a : r.products) {
+    a = to_device(a, device);
+  }
+  return r;
+}
+
 void check_products(int64_t n, const std::vector<AShare>& ys, const char* op) {
   for (const AShare& y : ys) {
     check_ring(y, op);
@@ -497,10 +522,15 @@ BitProducts compare_mul(Party& p,
                         const std::vector<AShare>& ys) {
   check_ring(x, op);
   check_products(x.numel(), ys, op);
+  if (x.data.is_cuda()) {
+    const Party::HostScope host(p);
+    return products_to_device(compare_mul(p, kind, op, on_host(x), with_x, on_host(ys)),
+                              x.data.device());
+  }
   CircuitSpec spec{
       .kind = kind, .inject = true, .times_masked = with_x, .extras = static_cast<int>(ys.size())};
   const CircuitRun run = run_circuit(p, spec, op, x.numel(), x.data.reshape({x.numel()}), {});
-  return inject(p, spec, op, run, x.shape(), x.frac_bits, ys);
+  return inject(p, spec, op, run, x.shape(), x.frac_bits, on_host(ys));
 }
 
 }  // namespace
@@ -508,8 +538,10 @@ BitProducts compare_mul(Party& p,
 BShare ltz(Party& p, const AShare& x) {
   check_ring(x, "ltz");
   const CircuitSpec spec{.kind = CircuitKind::kLessThanZero};
-  const CircuitRun run = run_circuit(p, spec, "ltz", x.numel(), x.data.reshape({x.numel()}), {});
-  return {out_bits(run).reshape(x.shape())};
+  const Party::HostScope host(p);
+  const CircuitRun run =
+      run_circuit(p, spec, "ltz", x.numel(), on_host(x).data.reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape()).to(x.data.device())};
 }
 
 BitProducts ltz_mul(Party& p, const AShare& x, bool with_x, const std::vector<AShare>& ys) {
@@ -523,8 +555,10 @@ AShare ltz_arith(Party& p, const AShare& x) {
 BShare eqz(Party& p, const AShare& x) {
   check_ring(x, "eqz");
   const CircuitSpec spec{.kind = CircuitKind::kEqualZero};
-  const CircuitRun run = run_circuit(p, spec, "eqz", x.numel(), x.data.reshape({x.numel()}), {});
-  return {out_bits(run).reshape(x.shape())};
+  const Party::HostScope host(p);
+  const CircuitRun run =
+      run_circuit(p, spec, "eqz", x.numel(), on_host(x).data.reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape()).to(x.data.device())};
 }
 
 BitProducts eqz_mul(Party& p, const AShare& x, const std::vector<AShare>& ys) {
@@ -540,6 +574,11 @@ BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<ASha
   const core::Shape lead(bits.shape().begin(), bits.shape().end() - 1);
   const int64_t n = core::shape_numel(lead);
   check_products(n, ys, "and");
+  if (bits.data.is_cuda()) {
+    const Party::HostScope host(p);
+    return products_to_device(and_lastdim_mul(p, {bits.data.to(core::Device::cpu())}, on_host(ys)),
+                     bits.data.device());
+  }
   // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
   const core::Tensor bc = bits.data.contiguous();
   const uint64_t* pb = bc.data<uint64_t>();

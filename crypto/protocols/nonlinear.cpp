@@ -149,6 +149,16 @@ MaxResult max_lastdim(Party& p, const AShare& x) {
              "[max] expected a ring64 share, got {}", x.data.str());
   VEIL_CHECK(x.data.dim() >= 1 && x.data.size(-1) > 0,
              "[max] expected a tensor with a non-empty last dimension, got {}", x.data.str());
+  if (x.data.is_cuda()) {
+    // the tournament's comparisons and candidate selections run on the party's CPU (as the bit
+    // circuits do); the results go back to its GPU
+    MaxResult r;
+    {
+      const Party::HostScope host(p);
+      r = max_lastdim(p, host_copy(x));
+    }
+    return {to_device(r.values, x.data.device()), to_device(r.indices, x.data.device())};
+  }
   const int64_t c = x.data.size(-1);
   const core::Shape lead(x.shape().begin(), x.shape().end() - 1);
   const int64_t rows = core::shape_numel(lead);
@@ -259,6 +269,14 @@ AShare reciprocal_mantissa(Party& p, const AShare& m) {
 
 // 1/x by normalization on `grid` (signed or not): x = sign m 4^kappa, 1/x = sign (1/m) 4^-kappa.
 AShare reciprocal_normalized(Party& p, const AShare& x, const ExponentGrid& grid) {
+  if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
+    AShare r;
+    {
+      const Party::HostScope host(p);
+      r = reciprocal_normalized(p, host_copy(x), grid);
+    }
+    return to_device(r, x.data.device());
+  }
   const Normalized n = normalize(p, x, grid);
   const AShare r = reciprocal_mantissa(p, n.mantissa);
   const int s = grid.step_bits;
@@ -304,6 +322,14 @@ AShare log(Party& p, const AShare& x) {
   const int f = p.frac_bits();
   VEIL_CHECK(x.data.defined() && x.frac_bits == f, "[log] expected frac_bits {}, got {}", f,
              x.frac_bits);
+  if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
+    AShare r;
+    {
+      const Party::HostScope host(p);
+      r = log(p, host_copy(x));
+    }
+    return to_device(r, x.data.device());
+  }
   // x = m 4^kappa: log x = log m + kappa log 4, log m = P(t) with t = (2m - 5)/3 in [-1, 1].
   const ExponentGrid grid = default_grid(f);
   const Normalized n = normalize(p, x, grid);

@@ -64,6 +64,14 @@ std::vector<AShare> complex_products(Party& p,
 SinCos sincos(Party& p, const AShare& x) {
   VEIL_CHECK(x.data.defined() && x.frac_bits >= 0 && x.frac_bits <= 40,
              "[sincos] expected a defined share with frac_bits in [0, 40], got {}", x.frac_bits);
+  if (x.data.is_cuda()) {  // the private angles are formed on the party's CPU (HostScope)
+    SinCos r;
+    {
+      const Party::HostScope host(p);
+      r = sincos(p, host_copy(x));
+    }
+    return {to_device(r.sin, x.data.device()), to_device(r.cos, x.data.device())};
+  }
   const int f = p.frac_bits();
   const int64_t n = x.numel();
   // C = round(2^(64 - frac) / (2 pi)) from the 64-bit constant (exact integer rounding).

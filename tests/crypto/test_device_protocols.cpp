@@ -1,5 +1,6 @@
-// Arithmetic protocols with shares on a CUDA device (PartyOptions::device): share, reveal,
-// public ops, the Beaver mul and matmul, truncation. A device run must equal the CPU run bit for
+// Protocols with shares on a CUDA device (PartyOptions::device): share, reveal, public ops, the
+// Beaver mul and matmul, square pairs, truncation, and the comparisons with what is built on them
+// (ReLU, lt/eq, max, sigmoid, softmax; their bit circuits run on the party's CPU). A device run must equal the CPU run bit for
 // bit (same keys via the insecure reproducibility seed), for all parties on one GPU as threads and
 // for a party on the GPU next to one on the CPU. The GPU cases skip without a device.
 
@@ -10,7 +11,10 @@
 
 #include "core/ops.h"
 #include "crypto/launch.h"
+#include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
+#include "crypto/protocols/nonlinear.h"
+#include "crypto/protocols/trig.h"
 #include "kernels/cuda_backend.h"
 #include "tests/harness/simulate.h"
 
@@ -47,6 +51,22 @@ std::vector<std::vector<uint64_t>> program(crypto::Party& p) {
   outs.push_back(crypto::mul_public(p, sx, -1.5));
   outs.push_back(crypto::beaver(p, crypto::BilinearOp::mul(sx.shape(), sy.shape()), sx, sy));
   outs.push_back(crypto::truncate(p, outs.back(), 16));
+  outs.push_back(crypto::square(p, sx));
+  outs.push_back(crypto::relu(p, sx).out);
+  outs.push_back(crypto::lt(p, sx, sy));
+  outs.push_back(crypto::eq(p, sx, sx));
+  const crypto::MaxResult mx = crypto::max_lastdim(p, sa);
+  outs.push_back(mx.values);
+  outs.push_back(mx.indices);
+  outs.push_back(crypto::sigmoid(p, sx));
+  outs.push_back(crypto::softmax(p, sa));
+  const Tensor pos = vt::uniform({37}, 0.05, 40.0, 15);
+  const auto sp = crypto::share(p, pos, 0, pos.shape());
+  outs.push_back(crypto::reciprocal(p, sp));
+  outs.push_back(crypto::log(p, sp));
+  outs.push_back(crypto::inv_sqrt(p, sp));
+  outs.push_back(crypto::erf(p, sx));
+  outs.push_back(crypto::cos(p, sx));
   std::vector<std::vector<uint64_t>> revealed;
   std::vector<uint64_t> on_party_device;  // checked on the main thread (Catch2 is not thread-safe)
   for (const auto& o : outs) {
