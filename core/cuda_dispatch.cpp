@@ -11,6 +11,20 @@ std::string device_str(Device d) {
   return d.type == Device::Type::kCPU ? std::string("cpu") : fmt::format("cuda:{}", d.index);
 }
 
+Device parse_device(std::string_view s) {
+  if (s == "cpu") {
+    return Device::cpu();
+  }
+  if (s == "cuda") {
+    return Device::cuda(0);
+  }
+  if (s.starts_with("cuda:") && s.size() > 5 && s.size() <= 8 &&
+      std::all_of(s.begin() + 5, s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return Device::cuda(std::stoi(std::string(s.substr(5))));
+  }
+  throw ValueError(fmt::format("[device] expected 'cpu', 'cuda' or 'cuda:N', got '{}'", s));
+}
+
 bool same_device(const Tensor& a, const Tensor& b, const char* op) {
   VEIL_CHECK(a.device() == b.device(), "[{}] expected tensors on one device, got {} and {}", op,
              device_str(a.device()), device_str(b.device()));

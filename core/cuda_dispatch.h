@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
@@ -26,6 +27,9 @@ namespace veil::core {
 
 /// "cpu" or "cuda:<index>", for messages.
 std::string device_str(Device d);
+/// The inverse of device_str: "cpu", "cuda" (cuda:0) or "cuda:N". Throws ValueError naming the
+/// accepted forms for anything else (whether the device exists is checked where it is used).
+Device parse_device(std::string_view s);
 
 /// Throws ValueError "[op] expected tensors on one device, got cpu and cuda:0" unless a and b live
 /// on the same device; returns true when that device is a CUDA device.

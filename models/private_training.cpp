@@ -56,7 +56,7 @@ MpcTensor share_partitioned(crypto::Party& party,
     const core::Tensor enc = party.encoder().encode(rows_of(mine.begin, mine.end), "share");
     VEIL_CHECK(enc.shape() == block.shape(), "[share] expected owner rows of shape {}, got {}",
                core::shape_str(block.shape()), core::shape_str(enc.shape()));
-    core::add_(block, enc);
+    core::add_(block, enc.to(block.device()));  // the owner's rows join its share where it lives
   }
   return MpcTensor::from_secret({table, party.frac_bits()}, party);
 }
@@ -608,7 +608,8 @@ PartyReport train_private(crypto::Party& party,
       }
       const MpcTensor logits = model.forward(select_rows(xt, rows));
       const auto am = crypto::max_lastdim(party, logits.ashare());
-      const core::Tensor labels = crypto::reveal(party, am.indices);  // disclosed: labels only
+      const core::Tensor labels =
+          crypto::reveal(party, am.indices).to(core::Device::cpu());  // disclosed: labels only
       const uint64_t* pl = labels.data<uint64_t>();
       for (int64_t i = 0; i < labels.numel(); ++i) {
         report.predictions.push_back(static_cast<int64_t>(pl[i]));

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "comm/config.h"
+#include "core/cuda_dispatch.h"
 #include "core/file_io.h"
 #include "core/parallel.h"
 #include "crypto/launch.h"
@@ -163,6 +164,10 @@ int main(int argc, char** argv) {
                  "(INSECURE trusted first party; needs --insecure)");
   app.add_flag("--insecure", insecure, "allow insecure shortcuts (the tfp provider)");
   app.add_option("--seed", seed, "public seed: initial weights and batch order");
+  std::string device_arg = "cpu";
+  app.add_option("--device", device_arg,
+                 "where every party keeps its shares: 'cpu' (default), 'cuda' or 'cuda:N' (all "
+                 "parties on that GPU as threads; under veil-run each process's own)");
   app.add_option("--threads", threads, "intra-op threads per party (0: all cores)")
       ->check(CLI::Range(0, 256));
   app.add_option("--frac-bits", frac_bits, "fixed-point fractional bits")->check(CLI::Range(8, 32));
@@ -264,6 +269,7 @@ int main(int argc, char** argv) {
     };
 
     veil::crypto::PartyOptions party_opts;
+    party_opts.device = veil::core::parse_device(device_arg);
     party_opts.provider = kind;
     party_opts.insecure = insecure;
     party_opts.frac_bits = frac_bits;
