@@ -281,7 +281,7 @@ MpcTensor max_over_windows(const MpcTensor& x, const Table& t, const char* op) {
         }
       }
       const crypto::AShare idx{spread(m.indices.data.reshape(out_shape), k), 0};
-      onehot = MpcTensor::from_secret(crypto::eq(p, idx, {pos, 0}), p);
+      onehot = MpcTensor::from_secret(crypto::eq(p, idx, {pos.to(idx.data.device()), 0}), p);
     }
   } else {
     const autograd::detail::PublicMax pm = autograd::detail::public_max_lastdim(win, out_shape);

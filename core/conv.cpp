@@ -12,15 +12,16 @@ namespace veil::core {
 
 namespace {
 
-// The convolution family runs on the host only in this version.
-void check_on_cpu(const Tensor& a, const char* op) {
-  VEIL_CHECK(!a.is_cuda(),
-             "[{}] not available on cuda in this version; move to Device::cpu() (got {})", op,
-             a.str());
+// The convolution family has host kernels only in this version: CUDA tensors make a round trip
+// through host memory (copied down, computed, the result copied back to their device). Both
+// operands must be on one device.
+Device cuda_device_of(const Tensor& a, const Tensor& b, const char* op) {
+  VEIL_CHECK(a.device() == b.device(), "[{}] expected operands on one device, got {} and {}", op,
+             a.str(), b.str());
+  return a.device();
 }
-void check_on_cpu(const Tensor& a, const Tensor& b, const char* op) {
-  check_on_cpu(a, op);
-  check_on_cpu(b, op);
+Tensor host(const Tensor& a) {
+  return a.is_cuda() ? a.to(Device::cpu()) : a;
 }
 
 // Output extent of one spatial dimension, or a negative value when the window does not fit.
@@ -349,7 +350,9 @@ Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-  check_on_cpu(x, w, "conv2d");
+  if (const Device d = cuda_device_of(x, w, "conv2d"); d.type == Device::Type::kCUDA) {
+    return conv2d(host(x), host(w), p).to(d);
+  }
   VEIL_CHECK(
       x.dtype() == w.dtype() && (x.dtype() == DType::kFloat64 || x.dtype() == DType::kRing64),
       "[conv2d] expected float64 or ring64 operands of equal dtype, got {} and {}", x.str(),
@@ -402,7 +405,9 @@ Tensor conv2d_input_grad(const Tensor& dy,
                          const Tensor& w,
                          const Conv2dParams& p,
                          const Shape& input_hw) {
-  check_on_cpu(dy, w, "conv2d_input_grad");
+  if (const Device d = cuda_device_of(dy, w, "conv2d_input_grad"); d.type == Device::Type::kCUDA) {
+    return conv2d_input_grad(host(dy), host(w), p, input_hw).to(d);
+  }
   check_dtypes(dy, w, "conv2d_input_grad");
   const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
   if (dy.dtype() == DType::kRing64) {
@@ -415,7 +420,9 @@ Tensor conv2d_weight_grad(const Tensor& x,
                           const Tensor& dy,
                           const Conv2dParams& p,
                           const Shape& kernel_hw) {
-  check_on_cpu(x, dy, "conv2d_weight_grad");
+  if (const Device d = cuda_device_of(x, dy, "conv2d_weight_grad"); d.type == Device::Type::kCUDA) {
+    return conv2d_weight_grad(host(x), host(dy), p, kernel_hw).to(d);
+  }
   check_dtypes(x, dy, "conv2d_weight_grad");
   const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
   if (x.dtype() == DType::kRing64) {
@@ -430,7 +437,9 @@ Tensor fold_windows(const Tensor& win,
                     int64_t kw,
                     const Conv2dParams& p,
                     const char* op) {
-  check_on_cpu(win, op);
+  if (win.is_cuda()) {
+    return fold_windows(host(win), input_hw, kh, kw, p, op).to(win.device());
+  }
   VEIL_CHECK(win.dim() == 5, "[{}] expected windows [N, C, H', W', kh*kw], got {}", op,
              shape_str(win.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
@@ -457,7 +466,9 @@ Tensor fold_windows(const Tensor& win,
 
 Tensor extract_windows(
     const Tensor& x, int64_t kh, int64_t kw, const Conv2dParams& p, const char* op) {
-  check_on_cpu(x, op);
+  if (x.is_cuda()) {
+    return extract_windows(host(x), kh, kw, p, op).to(x.device());
+  }
   VEIL_CHECK(x.dim() == 4, "[{}] expected x [N, C, H, W], got {}", op, shape_str(x.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
   check_params(p, op);
@@ -513,7 +524,9 @@ Shape conv1d_out_shape(const Shape& x, const Shape& w, const Conv1dParams& p) {
 }
 
 Tensor conv1d(const Tensor& x, const Tensor& w, const Conv1dParams& p) {
-  check_on_cpu(x, w, "conv1d");
+  if (const Device d = cuda_device_of(x, w, "conv1d"); d.type == Device::Type::kCUDA) {
+    return conv1d(host(x), host(w), p).to(d);
+  }
   check_dtypes(x, w, "conv1d");
   const Shape out = conv1d_out_shape(x.shape(), w.shape(), p);
   const Tensor y = conv2d(x.reshape({x.size(0), x.size(1), 1, x.size(2)}),
@@ -578,7 +591,9 @@ Shape conv_transpose2d_input_shape(const Shape& x, const Shape& w, const ConvTra
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dParams& p) {
-  check_on_cpu(x, w, "conv_transpose2d");
+  if (const Device d = cuda_device_of(x, w, "conv_transpose2d"); d.type == Device::Type::kCUDA) {
+    return conv_transpose2d(host(x), host(w), p).to(d);
+  }
   check_dtypes(x, w, "conv_transpose2d");
   const Shape out = conv_transpose2d_out_shape(x.shape(), w.shape(), p);
   const Shape in = conv_transpose2d_input_shape(x.shape(), w.shape(), p);
@@ -587,7 +602,9 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dP
 }
 
 Tensor zero_extend_hw(const Tensor& x, int64_t h, int64_t w, const char* op) {
-  check_on_cpu(x, op);
+  if (x.is_cuda()) {
+    return zero_extend_hw(host(x), h, w, op).to(x.device());
+  }
   VEIL_CHECK(x.dim() == 4 && h >= x.size(2) && w >= x.size(3),
              "[{}] expected x [N, C, H, W] with H <= {} and W <= {}, got {}", op, h, w,
              shape_str(x.shape()));
@@ -777,7 +794,9 @@ Tensor scatter_impl(const Tensor& win_in, const WindowTable& t) {
 }  // namespace
 
 Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
-  check_on_cpu(x, op);
+  if (x.is_cuda()) {
+    return gather_windows(host(x), t, op).to(x.device());
+  }
   check_table(t, op);
   VEIL_CHECK(x.dim() == 4 && x.size(2) == t.in_h && x.size(3) == t.in_w,
              "[{}] expected x [N, C, {}, {}], got {}", op, t.in_h, t.in_w, shape_str(x.shape()));
@@ -796,7 +815,9 @@ Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
 }
 
 Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) {
-  check_on_cpu(win, op);
+  if (win.is_cuda()) {
+    return scatter_windows(host(win), t, op).to(win.device());
+  }
   check_table(t, op);
   VEIL_CHECK(
       win.dim() == 5 && win.size(2) == t.out_h && win.size(3) == t.out_w && win.size(4) == t.k,

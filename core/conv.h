@@ -8,6 +8,10 @@
 // exact mod 2^64 and float64 results are the plaintext twin of the ring computation.
 // Output extents: H' = (H + 2 pad_h - dh (kh - 1) - 1) / sh + 1 (same for W').
 //
+// Devices: the kernels of this file run on the host. CUDA tensors (both operands on one device)
+// make a round trip through host memory and the result returns to their device, so a GPU party's
+// convolutions and pooling work, at host speed; device kernels for this family are future work.
+//
 // Built on it: conv1d (conv2d with H = 1), conv_transpose2d (the input gradient of a conv2d,
 // PyTorch's ConvTranspose2d), and pooling window tables (regular windows with padding, dilation
 // and non-square kernels, and PyTorch's adaptive windows) with a gather and its adjoint scatter.

@@ -203,7 +203,8 @@ bool loss_in_range(crypto::Party& party, const MpcTensor& loss, double hi) {
   const crypto::AShare a = crypto::add_public(party, v, -hi);
   const crypto::AShare b = crypto::add_public(party, crypto::neg(v), -1.0);
   const crypto::AShare both{core::cat({a.data, b.data}, 0), l.frac_bits};
-  const core::Tensor bits = crypto::reveal_binary(party, crypto::ltz(party, both));
+  const core::Tensor bits =
+      crypto::reveal_binary(party, crypto::ltz(party, both)).to(core::Device::cpu());
   const uint64_t* pb = bits.data<uint64_t>();
   return (pb[0] & 1U) == 1U && (pb[1] & 1U) == 1U;
 }

@@ -29,4 +29,10 @@ for bin in build-gpu/tools/veil-bench build-gpu/tools/veil-train build-gpu/tools
 done
 # The C++ runtime may be newer here than there; carry it too.
 cp -Ln "$(g++ -print-file-name=libstdc++.so.6)" "$carry/" 2>/dev/null || true
+# Fashion-MNIST (30 MB compressed) for the training runs of gpu_verify.sh, when this machine has it.
+data_src=${VEIL_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [[ -d "$data_src" ]]; then
+  rm -rf build-gpu/fashion-mnist && mkdir -p build-gpu/fashion-mnist
+  cp -L "$data_src"/*-ubyte* build-gpu/fashion-mnist/
+fi
 echo "gpu_build: $(du -sh build-gpu/tools build-gpu/tests "$carry" | awk '{print $2": "$1}' | tr '\n' ' ')"

@@ -96,34 +96,42 @@ AShare exp_neg_bounded(Party& p, const AShare& z) {
 
 // ---- comparisons ------------------------------------------------------------------------------
 
+// x - y with y brought to x's device first: comparisons against constants that callers build on
+// the host (thresholds, zeros, window positions) also serve a GPU party (a copy, no communication).
+namespace {
+AShare diff(const AShare& x, const AShare& y) {
+  return sub(x, to_device(y, x.data.device()));
+}
+}  // namespace
+
 AShare lt(Party& p, const AShare& x, const AShare& y) {
   check_pair("lt", x, y);
-  return ltz_arith(p, sub(x, y));
+  return ltz_arith(p, diff(x, y));
 }
 
 AShare gt(Party& p, const AShare& x, const AShare& y) {
   check_pair("gt", x, y);
-  return ltz_arith(p, sub(y, x));
+  return ltz_arith(p, neg(diff(x, y)));
 }
 
 AShare le(Party& p, const AShare& x, const AShare& y) {
   check_pair("le", x, y);
-  return one_minus(p, ltz_arith(p, sub(y, x)));
+  return one_minus(p, ltz_arith(p, neg(diff(x, y))));
 }
 
 AShare ge(Party& p, const AShare& x, const AShare& y) {
   check_pair("ge", x, y);
-  return one_minus(p, ltz_arith(p, sub(x, y)));
+  return one_minus(p, ltz_arith(p, diff(x, y)));
 }
 
 AShare eq(Party& p, const AShare& x, const AShare& y) {
   check_pair("eq", x, y);
-  return eqz_mul(p, sub(x, y)).bit;
+  return eqz_mul(p, diff(x, y)).bit;
 }
 
 AShare ne(Party& p, const AShare& x, const AShare& y) {
   check_pair("ne", x, y);
-  return one_minus(p, eqz_mul(p, sub(x, y)).bit);
+  return one_minus(p, eqz_mul(p, diff(x, y)).bit);
 }
 
 AShare sign(Party& p, const AShare& x) {

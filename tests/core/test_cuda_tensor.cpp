@@ -429,11 +429,39 @@ TEST_CASE("cuda tensors: mixed devices and host-only ops are refused", "[cuda_te
   // dtype checks are those of the CPU
   REQUIRE_THROWS_WITH(veil::core::div(d, d), Contains("[div] expected a floating dtype"));
   REQUIRE_THROWS_WITH(veil::core::shift_left(d, 64), Contains("[shift_left]"));
+  // the convolution family (host kernels, a round trip for device tensors) wants one device
   const Tensor x = gpu(Tensor::zeros({1, 1, 4, 4}, DType::kRing64));
-  const Tensor w = gpu(Tensor::zeros({1, 1, 3, 3}, DType::kRing64));
+  const Tensor w = Tensor::zeros({1, 1, 3, 3}, DType::kRing64);
   REQUIRE_THROWS_WITH(veil::core::conv2d(x, w, {}),
-                      Contains("[conv2d] not available on cuda in this version; move to "
-                               "Device::cpu()"));
+                      Contains("[conv2d] expected operands on one device"));
+}
+
+TEST_CASE("cuda tensors: the convolution family equals the CPU's and stays on the device",
+          "[cuda_tensor][gpu]") {
+  if (no_device()) {
+    return;
+  }
+  namespace c = veil::core;
+  std::mt19937_64 rng(11);
+  auto ring = [&](const veil::core::Shape& s) {
+    Tensor t = Tensor::empty(s, DType::kRing64);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      t.data<uint64_t>()[i] = rng();
+    }
+    return t;
+  };
+  const Tensor x = ring({2, 4, 9, 7});
+  const Tensor w = ring({6, 2, 3, 2});
+  const c::Conv2dParams p{.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0, .groups = 2};
+  const Tensor y = c::conv2d(x, w, p);
+  const Tensor yd = c::conv2d(gpu(x), gpu(w), p);
+  CHECK(yd.is_cuda());
+  CHECK(yd.to(Device::cpu()).to_vector<uint64_t>() == y.to_vector<uint64_t>());
+  const Tensor dy = ring(y.shape());
+  CHECK(c::conv2d_input_grad(gpu(dy), gpu(w), p, {9, 7}).to(Device::cpu()).to_vector<uint64_t>() ==
+        c::conv2d_input_grad(dy, w, p, {9, 7}).to_vector<uint64_t>());
+  CHECK(c::conv2d_weight_grad(gpu(x), gpu(dy), p, {3, 2}).to(Device::cpu()).to_vector<uint64_t>() ==
+        c::conv2d_weight_grad(x, dy, p, {3, 2}).to_vector<uint64_t>());
 }
 
 TEST_CASE("cuda tensors: elementwise ops match the CPU", "[cuda_tensor][gpu]") {
