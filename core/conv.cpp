@@ -24,6 +24,93 @@ Tensor host(const Tensor& a) {
   return a.is_cuda() ? a.to(Device::cpu()) : a;
 }
 
+// ---- the device path of conv2d and its gradients: im2col as a strided view of the zero-padded
+// input, made contiguous on the device (one gather), then one GEMM per group through core::matmul
+// (ring64: the tensor-core ring GEMM; float64: cuBLAS). Only col2im (the input gradient's
+// scatter-add) runs on the host.
+
+// x [N, C, H, W] padded by ph rows and pw columns of zeros on each side, contiguous.
+Tensor pad_hw(const Tensor& x, int64_t ph, int64_t pw) {
+  Tensor t = x.contiguous();
+  const Shape s = t.shape();
+  if (ph > 0) {
+    const Tensor z = Tensor::zeros({s[0], s[1], ph, s[3]}, t.dtype(), t.device());
+    t = cat({z, t, z}, 2);
+  }
+  if (pw > 0) {
+    const Tensor z = Tensor::zeros({s[0], s[1], t.size(2), pw}, t.dtype(), t.device());
+    t = cat({z, t, z}, 3);
+  }
+  return t;
+}
+
+// The column matrices of all groups, [groups, Cg kh kw, N oh ow], of the padded input xp.
+Tensor im2col_view(const Tensor& xp,
+                   int64_t groups,
+                   int64_t kh,
+                   int64_t kw,
+                   int64_t oh,
+                   int64_t ow,
+                   const Conv2dParams& p) {
+  const int64_t n = xp.size(0);
+  const int64_t c = xp.size(1);
+  const int64_t hp = xp.size(2);
+  const int64_t wp = xp.size(3);
+  const int64_t cg = c / groups;
+  const Tensor v = xp.as_strided(
+      {groups, cg, kh, kw, n, oh, ow},
+      {cg * hp * wp, hp * wp, p.dilation_h * wp, p.dilation_w, c * hp * wp, p.stride_h * wp,
+       p.stride_w});
+  return v.contiguous().reshape({groups, cg * kh * kw, n * oh * ow});
+}
+
+// dy [N, C_out, oh, ow] as [C_out, N oh ow] (contiguous).
+Tensor dy_matrix(const Tensor& dy) {
+  const Shape s = dy.shape();
+  return dy.contiguous()
+      .reshape({s[0], s[1], s[2] * s[3]})
+      .transpose(0, 1)
+      .contiguous()
+      .reshape({s[1], s[0] * s[2] * s[3]});
+}
+
+Tensor conv2d_device(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
+  const Shape out_shape = conv2d_out_shape(x.shape(), w.shape(), p);
+  const int64_t c_out = out_shape[1];
+  const int64_t cog = c_out / p.groups;
+  const int64_t k = w.size(1) * w.size(2) * w.size(3);
+  const Tensor cols = im2col_view(pad_hw(x, p.pad_h, p.pad_w), p.groups, w.size(2), w.size(3),
+                                  out_shape[2], out_shape[3], p);
+  const Tensor wm = w.contiguous().reshape({c_out, k});
+  std::vector<Tensor> parts;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    parts.push_back(matmul(wm.slice(0, g * cog, (g + 1) * cog),
+                           cols.slice(0, g, g + 1).reshape({k, cols.size(2)})));
+  }
+  const Tensor y = parts.size() == 1 ? parts[0] : cat(parts, 0);  // [C_out, N oh ow]
+  return y.reshape({c_out, out_shape[0], out_shape[2] * out_shape[3]})
+      .transpose(0, 1)
+      .contiguous()
+      .reshape(out_shape);
+}
+
+Tensor weight_grad_device(const Tensor& x,
+                          const Tensor& dy,
+                          const Conv2dParams& p,
+                          const Shape& dw_shape) {
+  const int64_t cog = dw_shape[0] / p.groups;
+  const int64_t k = dw_shape[1] * dw_shape[2] * dw_shape[3];
+  const Tensor cols = im2col_view(pad_hw(x, p.pad_h, p.pad_w), p.groups, dw_shape[2],
+                                  dw_shape[3], dy.size(2), dy.size(3), p);
+  const Tensor dym = dy_matrix(dy);
+  std::vector<Tensor> parts;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const Tensor cg = cols.slice(0, g, g + 1).reshape({k, cols.size(2)});
+    parts.push_back(matmul(dym.slice(0, g * cog, (g + 1) * cog), cg.t().contiguous()));
+  }
+  return (parts.size() == 1 ? parts[0] : cat(parts, 0)).reshape(dw_shape);
+}
+
 // Output extent of one spatial dimension, or a negative value when the window does not fit.
 int64_t out_extent(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
   const int64_t span = dilation * (k - 1) + 1;
@@ -208,6 +295,31 @@ Tensor input_grad_impl(const Tensor& dy_in,
   return dx;
 }
 
+// The device path of the input gradient: the GEMMs on the device, col2im on the host.
+template <class T>
+Tensor input_grad_device(const Tensor& dy,
+                         const Tensor& w,
+                         const Conv2dParams& p,
+                         const Shape& dx_shape) {
+  const int64_t c_out = w.size(0);
+  const int64_t cg = w.size(1);
+  const int64_t kh = w.size(2);
+  const int64_t kw = w.size(3);
+  const int64_t cog = c_out / p.groups;
+  const int64_t k = cg * kh * kw;
+  const Tensor dym = dy_matrix(dy);
+  const Tensor wm = w.contiguous().reshape({c_out, k});
+  Tensor dx = Tensor::zeros(dx_shape, dy.dtype());
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const Tensor wgt = wm.slice(0, g * cog, (g + 1) * cog).t().contiguous();  // [k, cog]
+    const Tensor cols =
+        matmul(wgt, dym.slice(0, g * cog, (g + 1) * cog)).contiguous().to(Device::cpu());
+    col2im<T>(cols.data<T>(), dx_shape, g * cg, cg, kh, kw, dy.size(2), dy.size(3), p,
+              dx.data<T>());
+  }
+  return dx.to(dy.device());
+}
+
 template <class T>
 Tensor weight_grad_impl(const Tensor& x_in,
                         const Tensor& dy_in,
@@ -350,13 +462,15 @@ Shape conv2d_out_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-  if (const Device d = cuda_device_of(x, w, "conv2d"); d.type == Device::Type::kCUDA) {
-    return conv2d(host(x), host(w), p).to(d);
-  }
+  const bool on_device = cuda_device_of(x, w, "conv2d").type == Device::Type::kCUDA;
   VEIL_CHECK(
       x.dtype() == w.dtype() && (x.dtype() == DType::kFloat64 || x.dtype() == DType::kRing64),
       "[conv2d] expected float64 or ring64 operands of equal dtype, got {} and {}", x.str(),
       w.str());
+  if (on_device) {
+    (void)conv2d_out_shape(x.shape(), w.shape(), p);  // the shape checks, with their messages
+    return conv2d_device(x, w, p);
+  }
   if (x.dtype() == DType::kRing64) {
     return conv2d_impl<uint64_t>(x, w, p);
   }
@@ -405,11 +519,13 @@ Tensor conv2d_input_grad(const Tensor& dy,
                          const Tensor& w,
                          const Conv2dParams& p,
                          const Shape& input_hw) {
-  if (const Device d = cuda_device_of(dy, w, "conv2d_input_grad"); d.type == Device::Type::kCUDA) {
-    return conv2d_input_grad(host(dy), host(w), p, input_hw).to(d);
-  }
+  const bool on_device = cuda_device_of(dy, w, "conv2d_input_grad").type == Device::Type::kCUDA;
   check_dtypes(dy, w, "conv2d_input_grad");
   const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
+  if (on_device) {
+    return dy.dtype() == DType::kRing64 ? input_grad_device<uint64_t>(dy, w, p, dx_shape)
+                                        : input_grad_device<double>(dy, w, p, dx_shape);
+  }
   if (dy.dtype() == DType::kRing64) {
     return input_grad_impl<uint64_t>(dy, w, p, dx_shape);
   }
@@ -420,11 +536,13 @@ Tensor conv2d_weight_grad(const Tensor& x,
                           const Tensor& dy,
                           const Conv2dParams& p,
                           const Shape& kernel_hw) {
-  if (const Device d = cuda_device_of(x, dy, "conv2d_weight_grad"); d.type == Device::Type::kCUDA) {
-    return conv2d_weight_grad(host(x), host(dy), p, kernel_hw).to(d);
-  }
+  const bool on_device =
+      cuda_device_of(x, dy, "conv2d_weight_grad").type == Device::Type::kCUDA;
   check_dtypes(x, dy, "conv2d_weight_grad");
   const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
+  if (on_device) {
+    return weight_grad_device(x, dy, p, dw_shape);
+  }
   if (x.dtype() == DType::kRing64) {
     return weight_grad_impl<uint64_t>(x, dy, p, dw_shape);
   }
@@ -524,9 +642,7 @@ Shape conv1d_out_shape(const Shape& x, const Shape& w, const Conv1dParams& p) {
 }
 
 Tensor conv1d(const Tensor& x, const Tensor& w, const Conv1dParams& p) {
-  if (const Device d = cuda_device_of(x, w, "conv1d"); d.type == Device::Type::kCUDA) {
-    return conv1d(host(x), host(w), p).to(d);
-  }
+  (void)cuda_device_of(x, w, "conv1d");  // one device; conv2d takes the device path there
   check_dtypes(x, w, "conv1d");
   const Shape out = conv1d_out_shape(x.shape(), w.shape(), p);
   const Tensor y = conv2d(x.reshape({x.size(0), x.size(1), 1, x.size(2)}),
@@ -591,9 +707,7 @@ Shape conv_transpose2d_input_shape(const Shape& x, const Shape& w, const ConvTra
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dParams& p) {
-  if (const Device d = cuda_device_of(x, w, "conv_transpose2d"); d.type == Device::Type::kCUDA) {
-    return conv_transpose2d(host(x), host(w), p).to(d);
-  }
+  (void)cuda_device_of(x, w, "conv_transpose2d");  // one device (see conv2d_input_grad)
   check_dtypes(x, w, "conv_transpose2d");
   const Shape out = conv_transpose2d_out_shape(x.shape(), w.shape(), p);
   const Shape in = conv_transpose2d_input_shape(x.shape(), w.shape(), p);

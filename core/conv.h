@@ -8,9 +8,11 @@
 // exact mod 2^64 and float64 results are the plaintext twin of the ring computation.
 // Output extents: H' = (H + 2 pad_h - dh (kh - 1) - 1) / sh + 1 (same for W').
 //
-// Devices: the kernels of this file run on the host. CUDA tensors (both operands on one device)
-// make a round trip through host memory and the result returns to their device, so a GPU party's
-// convolutions and pooling work, at host speed; device kernels for this family are future work.
+// Devices (both operands on one device): on CUDA, conv2d and its kernel gradient are im2col (a
+// strided view of the zero-padded input, gathered on the device) and one GEMM per group through
+// core::matmul (ring64: the tensor-core ring GEMM); the input gradient's GEMMs run on the device
+// and its col2im scatter-add on the host. conv1d and conv_transpose2d follow. The pooling window
+// tables (extract/fold/gather/scatter windows) make a round trip through host memory.
 //
 // Built on it: conv1d (conv2d with H = 1), conv_transpose2d (the input gradient of a conv2d,
 // PyTorch's ConvTranspose2d), and pooling window tables (regular windows with padding, dilation

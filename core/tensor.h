@@ -186,6 +186,10 @@ class Tensor {
   Tensor t() const;
   /// View of elements [start, end) along dim (no copy).
   Tensor slice(int64_t dim, int64_t start, int64_t end) const;
+  /// View with any shape and non-negative strides (in elements), starting `offset` elements after
+  /// this tensor's first element; windows may overlap (im2col). Throws ValueError when a stride is
+  /// negative, the ranks differ, or the view would reach outside the storage.
+  Tensor as_strided(Shape shape, Shape strides, int64_t offset = 0) const;
   /// Rows (along dim 0) picked by `index` (int64 values in [0, size(0))), copied. On a CUDA
   /// device: one device-side strided gather per run of consecutive indices (no host round trip).
   Tensor index_select0(const std::vector<int64_t>& index) const;

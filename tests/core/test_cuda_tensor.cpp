@@ -452,16 +452,27 @@ TEST_CASE("cuda tensors: the convolution family equals the CPU's and stays on th
   };
   const Tensor x = ring({2, 4, 9, 7});
   const Tensor w = ring({6, 2, 3, 2});
-  const c::Conv2dParams p{.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0, .groups = 2};
-  const Tensor y = c::conv2d(x, w, p);
-  const Tensor yd = c::conv2d(gpu(x), gpu(w), p);
-  CHECK(yd.is_cuda());
-  CHECK(yd.to(Device::cpu()).to_vector<uint64_t>() == y.to_vector<uint64_t>());
-  const Tensor dy = ring(y.shape());
-  CHECK(c::conv2d_input_grad(gpu(dy), gpu(w), p, {9, 7}).to(Device::cpu()).to_vector<uint64_t>() ==
-        c::conv2d_input_grad(dy, w, p, {9, 7}).to_vector<uint64_t>());
-  CHECK(c::conv2d_weight_grad(gpu(x), gpu(dy), p, {3, 2}).to(Device::cpu()).to_vector<uint64_t>() ==
-        c::conv2d_weight_grad(x, dy, p, {3, 2}).to_vector<uint64_t>());
+  // strided, padded, grouped; then dilated with asymmetric padding; then the plain LeNet case
+  for (const c::Conv2dParams& p :
+       {c::Conv2dParams{.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0, .groups = 2},
+        c::Conv2dParams{.pad_h = 0, .pad_w = 2, .dilation_h = 2, .dilation_w = 3, .groups = 2},
+        c::Conv2dParams{.groups = 2}}) {
+    INFO(c::conv2d_params_str(p));
+    const Tensor y = c::conv2d(x, w, p);
+    const Tensor yd = c::conv2d(gpu(x), gpu(w), p);
+    CHECK(yd.is_cuda());
+    CHECK(yd.to(Device::cpu()).to_vector<uint64_t>() == y.to_vector<uint64_t>());
+    const Tensor dy = ring(y.shape());
+    const Tensor dx = c::conv2d_input_grad(gpu(dy), gpu(w), p, {9, 7});
+    const Tensor dw = c::conv2d_weight_grad(gpu(x), gpu(dy), p, {3, 2});
+    CHECK((dx.is_cuda() && dw.is_cuda()));
+    CHECK(dx.to(Device::cpu()).to_vector<uint64_t>() ==
+          c::conv2d_input_grad(dy, w, p, {9, 7}).to_vector<uint64_t>());
+    CHECK(dw.to(Device::cpu()).to_vector<uint64_t>() ==
+          c::conv2d_weight_grad(x, dy, p, {3, 2}).to_vector<uint64_t>());
+  }
+  // a view that reaches outside its storage is refused
+  CHECK_THROWS_WITH(x.as_strided({2, 2}, {1, 1000}), Contains("[as_strided]"));
 }
 
 TEST_CASE("cuda tensors: elementwise ops match the CPU", "[cuda_tensor][gpu]") {

@@ -102,6 +102,36 @@ TEST_CASE("transpose is a strided view", "[tensor]") {
   CHECK_THROWS_AS(t.t(), veil::ValueError);
 }
 
+TEST_CASE("as_strided views overlapping windows and checks the storage bound", "[tensor]") {
+  // GIVEN a 4x5 grid 0..19 viewed as its 2x2 windows at stride (1, 2): [3, 2, 2, 2]
+  std::vector<int64_t> v(20);
+  for (int64_t i = 0; i < 20; ++i) {
+    v[static_cast<std::size_t>(i)] = i;
+  }
+  const Tensor g = Tensor::from_vector(v, {4, 5});
+  const Tensor win = g.as_strided({3, 2, 2, 2}, {5, 2, 5, 1});
+  // THEN element (i, j, u, t) is grid[i + u][2 j + t], and contiguous() gathers it
+  const std::vector<int64_t> got = win.contiguous().to_vector<int64_t>();
+  std::size_t at = 0;
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 2; ++j) {
+      for (int64_t u = 0; u < 2; ++u) {
+        for (int64_t t = 0; t < 2; ++t) {
+          CHECK(got[at++] == (i + u) * 5 + 2 * j + t);
+        }
+      }
+    }
+  }
+  // AND an offset is relative to the tensor's first element (here a slice starting at 5)
+  CHECK(g.slice(0, 1, 4).as_strided({2}, {1}, 2).to_vector<int64_t>() ==
+        std::vector<int64_t>{7, 8});
+  // AND views past the storage, negative strides and rank mismatches are refused
+  CHECK_THROWS_WITH(g.as_strided({2, 2}, {1, 19}), Catch::Contains("[as_strided] the view"));
+  CHECK_THROWS_WITH(g.as_strided({2}, {-1}), Catch::Contains("non-negative"));
+  CHECK_THROWS_WITH(g.as_strided({2, 2}, {1}), Catch::Contains("one stride per dimension"));
+  CHECK(g.as_strided({0, 7}, {100, 100}).numel() == 0);
+}
+
 TEST_CASE("slice views a range and checks bounds", "[tensor]") {
   const Tensor t = iota({4, 5});
   const Tensor rows = t.slice(0, 1, 3);
