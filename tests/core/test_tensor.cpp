@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "core/cuda_dispatch.h"
 #include "core/tensor.h"
 
 namespace {
@@ -100,6 +101,19 @@ TEST_CASE("transpose is a strided view", "[tensor]") {
   CHECK(t.transpose(-1, 0).shape() == Shape{4, 3, 2});
   CHECK_THROWS_AS(t.transpose(0, 3), veil::ValueError);
   CHECK_THROWS_AS(t.t(), veil::ValueError);
+}
+
+TEST_CASE("devices parse from and print to cpu, cuda and cuda:N", "[tensor]") {
+  using veil::core::Device;
+  CHECK(veil::core::parse_device("cpu") == Device::cpu());
+  CHECK(veil::core::parse_device("cuda") == Device::cuda(0));
+  CHECK(veil::core::parse_device("cuda:3") == Device::cuda(3));
+  CHECK(veil::core::parse_device(veil::core::device_str(Device::cuda(12))) == Device::cuda(12));
+  for (const char* bad : {"", "gpu", "cuda:", "cuda:-1", "cuda:1x", "CPU", "cuda:123456"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(veil::core::parse_device(bad),
+                      Catch::Contains("[device] expected 'cpu', 'cuda' or 'cuda:N'"));
+  }
 }
 
 TEST_CASE("as_strided views overlapping windows and checks the storage bound", "[tensor]") {

@@ -70,6 +70,8 @@ TEST_CASE("veil-train exits non-zero on bad input", "[tools]") {
   CHECK(run("--provider tfp --samples 10") != 0);           // insecure without --insecure
   CHECK(run("--provider nonsense --samples 10") != 0);      // unknown provider
   CHECK(run("--data-dir /nonexistent --samples 10") != 0);  // missing dataset files
+  CHECK(run("--device tpu --samples 10") != 0);             // unknown device
+  CHECK(run("--device cuda:99 --samples 10") != 0);         // no such GPU (or no CUDA build)
 }
 
 TEST_CASE("veil-train resumes from a checkpoint bit for bit", "[tools][checkpoint]") {
