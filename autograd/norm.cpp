@@ -80,8 +80,7 @@ MpcTensor square_raw(Party& p, const MpcTensor& d) {
     return mul_raw_batch(p, {{d, d}})[0];
   }
   const crypto::AShare a = d.ashare();
-  return MpcTensor::from_secret(crypto::beaver(p, crypto::BilinearOp::square(a.shape()), a, a),
-                                p);
+  return MpcTensor::from_secret(crypto::beaver(p, crypto::BilinearOp::square(a.shape()), a, a), p);
 }
 
 // Rescales every value to f fractional bits: public ones by an arithmetic shift, secret ones by

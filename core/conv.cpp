@@ -57,10 +57,9 @@ Tensor im2col_view(const Tensor& xp,
   const int64_t hp = xp.size(2);
   const int64_t wp = xp.size(3);
   const int64_t cg = c / groups;
-  const Tensor v = xp.as_strided(
-      {groups, cg, kh, kw, n, oh, ow},
-      {cg * hp * wp, hp * wp, p.dilation_h * wp, p.dilation_w, c * hp * wp, p.stride_h * wp,
-       p.stride_w});
+  const Tensor v = xp.as_strided({groups, cg, kh, kw, n, oh, ow},
+                                 {cg * hp * wp, hp * wp, p.dilation_h * wp, p.dilation_w,
+                                  c * hp * wp, p.stride_h * wp, p.stride_w});
   return v.contiguous().reshape({groups, cg * kh * kw, n * oh * ow});
 }
 
@@ -100,8 +99,8 @@ Tensor weight_grad_device(const Tensor& x,
                           const Shape& dw_shape) {
   const int64_t cog = dw_shape[0] / p.groups;
   const int64_t k = dw_shape[1] * dw_shape[2] * dw_shape[3];
-  const Tensor cols = im2col_view(pad_hw(x, p.pad_h, p.pad_w), p.groups, dw_shape[2],
-                                  dw_shape[3], dy.size(2), dy.size(3), p);
+  const Tensor cols = im2col_view(pad_hw(x, p.pad_h, p.pad_w), p.groups, dw_shape[2], dw_shape[3],
+                                  dy.size(2), dy.size(3), p);
   const Tensor dym = dy_matrix(dy);
   std::vector<Tensor> parts;
   for (int64_t g = 0; g < p.groups; ++g) {
@@ -536,8 +535,7 @@ Tensor conv2d_weight_grad(const Tensor& x,
                           const Tensor& dy,
                           const Conv2dParams& p,
                           const Shape& kernel_hw) {
-  const bool on_device =
-      cuda_device_of(x, dy, "conv2d_weight_grad").type == Device::Type::kCUDA;
+  const bool on_device = cuda_device_of(x, dy, "conv2d_weight_grad").type == Device::Type::kCUDA;
   check_dtypes(x, dy, "conv2d_weight_grad");
   const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
   if (on_device) {

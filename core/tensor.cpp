@@ -320,14 +320,17 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
 
 Tensor Tensor::as_strided(Shape shape, Shape strides, int64_t offset) const {
   VEIL_CHECK(defined(), "[as_strided] tensor is undefined");
-  VEIL_CHECK(shape.size() == strides.size(), "[as_strided] expected one stride per dimension, got "
-             "shape {} and {} strides", shape_str(shape), strides.size());
+  VEIL_CHECK(shape.size() == strides.size(),
+             "[as_strided] expected one stride per dimension, got "
+             "shape {} and {} strides",
+             shape_str(shape), strides.size());
   VEIL_CHECK(offset >= 0, "[as_strided] expected a non-negative offset, got {}", offset);
   int64_t last = offset_ + offset;  // the furthest element the view reaches
   bool empty_view = false;
   for (std::size_t i = 0; i < shape.size(); ++i) {
     VEIL_CHECK(shape[i] >= 0 && strides[i] >= 0,
-               "[as_strided] expected non-negative extents and strides, got shape {}", shape_str(shape));
+               "[as_strided] expected non-negative extents and strides, got shape {}",
+               shape_str(shape));
     empty_view = empty_view || shape[i] == 0;
     last += shape[i] > 0 ? (shape[i] - 1) * strides[i] : 0;
   }

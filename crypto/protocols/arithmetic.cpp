@@ -413,8 +413,7 @@ AShare host_copy(const AShare& x) {
 }
 
 AShare to_device(const AShare& x, core::Device device) {
-  return x.data.defined() && x.data.device() != device ? AShare{x.data.to(device), x.frac_bits}
-                                                       : x;
+  return x.data.defined() && x.data.device() != device ? AShare{x.data.to(device), x.frac_bits} : x;
 }
 
 AShare square(Party& p, const AShare& x) {

@@ -421,9 +421,9 @@ BitProducts inject(Party& p,
       break;
     }
   }
-  core::Tensor opened =
-      static_cast<int>(acc) != p.rank() && parts[acc].sole_owner() ? std::move(parts[acc])
-                                                                   : parts[acc].clone();
+  core::Tensor opened = static_cast<int>(acc) != p.rank() && parts[acc].sole_owner()
+                            ? std::move(parts[acc])
+                            : parts[acc].clone();
   uint64_t* po = opened.data<uint64_t>();
   for (std::size_t r = 0; r < parts.size(); ++r) {
     if (r == acc) {
@@ -577,7 +577,7 @@ BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<ASha
   if (bits.data.is_cuda()) {
     const Party::HostScope host(p);
     return products_to_device(and_lastdim_mul(p, {bits.data.to(core::Device::cpu())}, on_host(ys)),
-                     bits.data.device());
+                              bits.data.device());
   }
   // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
   const core::Tensor bc = bits.data.contiguous();

@@ -204,9 +204,9 @@ AShare exp(Party& p, const AShare& x_in) {
   // x at scale f is x / 2^K at scale f + K; drop K - kExtraBits bits to reach scale F.
   const AShare y = truncate(p, {x.data, f + kSquarings}, kSquarings - kExtraBits);
   const AShare y2 = rescale(p, beaver(p, BilinearOp::square(y.shape()), y, y), big_f);
-  const auto y34 = beaver_batch(
-      p, {BilinearOp::mul(y.shape(), y2.shape()), BilinearOp::square(y2.shape())}, {y, y2},
-      {y2, y2});
+  const auto y34 =
+      beaver_batch(p, {BilinearOp::mul(y.shape(), y2.shape()), BilinearOp::square(y2.shape())},
+                   {y, y2}, {y2, y2});
   const AShare y3 = rescale(p, y34[0], big_f);
   const AShare y4 = rescale(p, y34[1], big_f);
   // p(y) = 1 + y + y^2/2 + y^3/6 + y^4/24 accumulated at scale 2F, truncated once to F.

@@ -181,11 +181,8 @@ bool is_streamable_mul(const CorrelationRequest& req) {
   return req.kind == Kind::kBeaver && req.op.is_elementwise();
 }
 
-core::Tensor streamed_mul_correction(int64_t n,
-                                     const std::vector<Prg*>& prgs,
-                                     const uint64_t* a0,
-                                     const uint64_t* b0,
-                                     bool square) {
+core::Tensor streamed_mul_correction(
+    int64_t n, const std::vector<Prg*>& prgs, const uint64_t* a0, const uint64_t* b0, bool square) {
   VEIL_INTERNAL_ASSERT(
       !prgs.empty() && (prgs[0] != nullptr || (a0 != nullptr && (square || b0 != nullptr))),
       "streamed_mul_correction: party 0's a and b");

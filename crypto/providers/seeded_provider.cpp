@@ -240,8 +240,8 @@ core::Tensor DealerService::compute(const CorrelationRequest& req,
       prgs.back().seek(positions[j]);
       ptrs.push_back(&prgs.back());
     }
-    core::Tensor c0 = streamed_mul_correction(core::shape_numel(req.op.out_shape()), ptrs,
-                                              nullptr, nullptr, req.op.is_square());
+    core::Tensor c0 = streamed_mul_correction(core::shape_numel(req.op.out_shape()), ptrs, nullptr,
+                                              nullptr, req.op.is_square());
     for (std::size_t j = 0; j < n; ++j) {
       positions[j] = prgs[j].position();
     }

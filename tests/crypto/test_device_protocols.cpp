@@ -1,8 +1,9 @@
 // Protocols with shares on a CUDA device (PartyOptions::device): share, reveal, public ops, the
 // Beaver mul and matmul, square pairs, truncation, and the comparisons with what is built on them
-// (ReLU, lt/eq, max, sigmoid, softmax; their bit circuits run on the party's CPU). A device run must equal the CPU run bit for
-// bit (same keys via the insecure reproducibility seed), for all parties on one GPU as threads and
-// for a party on the GPU next to one on the CPU. The GPU cases skip without a device.
+// (ReLU, lt/eq, max, sigmoid, softmax; their bit circuits run on the party's CPU). A device run
+// must equal the CPU run bit for bit (same keys via the insecure reproducibility seed), for all
+// parties on one GPU as threads and for a party on the GPU next to one on the CPU. The GPU cases
+// skip without a device.
 
 #include <algorithm>
 #include <cstdio>

@@ -431,8 +431,8 @@ TEST_CASE("elementary costs match the documented formulas", "[crypto][elementary
     // (A and one chunk: 2 products, one truncation)
     const int64_t sq_rounds =
         norm_rounds + t_rounds(1) + 3 + t_rounds(3) + t_rounds(1) + 1 + t_rounds(1);
-    const int64_t sq_bytes = norm_bytes + t_bytes(n) + powers_bytes + t_bytes(7 * n) +
-                             t_bytes(n) + 2 * 16 * peers * n + t_bytes(n);
+    const int64_t sq_bytes = norm_bytes + t_bytes(n) + powers_bytes + t_bytes(7 * n) + t_bytes(n) +
+                             2 * 16 * peers * n + t_bytes(n);
     c = cost_of(parties, x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); });
     CHECK(c.rounds == sq_rounds);
     CHECK(c.bytes == sq_bytes);

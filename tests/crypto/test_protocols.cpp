@@ -118,9 +118,8 @@ TEST_CASE("square pairs: c = a^2 from every provider, and square matches float64
     CHECK(a.to_vector<uint64_t>() != got[0].a2.to_vector<uint64_t>());
     // AND square() of a secret matches float64 like mul does
     const Tensor x = vt::uniform({6, 9}, -10, 10, 3);
-    const Tensor sq = run_unary_op(s, x, [](Party& p, const AShare& v) {
-      return crypto::square(p, v);
-    });
+    const Tensor sq =
+        run_unary_op(s, x, [](Party& p, const AShare& v) { return crypto::square(p, v); });
     CHECK(vt::max_abs_diff(sq, core::mul(x, x)) <= 12 * vt::ulp());
     // AND inside a batch, after an ordinary product of other operands
     const Tensor y = vt::uniform({6, 9}, -10, 10, 4);
