@@ -415,15 +415,13 @@ BitProducts inject(Party& p,
   // Accumulate into a peer's message when it is this party's own copy (handed over in-process),
   // else into a copy of the first part (XOR and + commute).
   std::size_t acc = 0;
-  for (std::size_t r = 0; r < parts.size(); ++r) {
-    if (static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous()) {
-      acc = r;
-      break;
-    }
+  bool handed_over = false;
+  for (std::size_t r = 0; r < parts.size() && !handed_over; ++r) {
+    handed_over =
+        static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous();
+    acc = handed_over ? r : 0;
   }
-  core::Tensor opened = static_cast<int>(acc) != p.rank() && parts[acc].sole_owner()
-                            ? std::move(parts[acc])
-                            : parts[acc].clone();
+  core::Tensor opened = handed_over ? std::move(parts[acc]) : parts[acc].clone();
   uint64_t* po = opened.data<uint64_t>();
   for (std::size_t r = 0; r < parts.size(); ++r) {
     if (r == acc) {
@@ -484,10 +482,7 @@ void check_ring(const AShare& x, const char* op) {
 // memory for the circuit, and the circuit's results are copied back to that GPU. Only the party's
 // own memory is involved: the messages, the dealer's correlation and the results are those of a
 // CPU party, bit for bit.
-AShare on_host(const AShare& x) {
-  return host_copy(x);
-}
-std::vector<AShare> on_host(const std::vector<AShare>& xs) {
+std::vector<AShare> host_copies(const std::vector<AShare>& xs) {
   std::vector<AShare> out;
   out.reserve(xs.size());
   for (const AShare& x : xs) {
@@ -524,13 +519,13 @@ BitProducts compare_mul(Party& p,
   check_products(x.numel(), ys, op);
   if (x.data.is_cuda()) {
     const Party::HostScope host(p);
-    return products_to_device(compare_mul(p, kind, op, on_host(x), with_x, on_host(ys)),
+    return products_to_device(compare_mul(p, kind, op, host_copy(x), with_x, host_copies(ys)),
                               x.data.device());
   }
   CircuitSpec spec{
       .kind = kind, .inject = true, .times_masked = with_x, .extras = static_cast<int>(ys.size())};
   const CircuitRun run = run_circuit(p, spec, op, x.numel(), x.data.reshape({x.numel()}), {});
-  return inject(p, spec, op, run, x.shape(), x.frac_bits, on_host(ys));
+  return inject(p, spec, op, run, x.shape(), x.frac_bits, host_copies(ys));
 }
 
 }  // namespace
@@ -540,7 +535,7 @@ BShare ltz(Party& p, const AShare& x) {
   const CircuitSpec spec{.kind = CircuitKind::kLessThanZero};
   const Party::HostScope host(p);
   const CircuitRun run =
-      run_circuit(p, spec, "ltz", x.numel(), on_host(x).data.reshape({x.numel()}), {});
+      run_circuit(p, spec, "ltz", x.numel(), host_copy(x).data.reshape({x.numel()}), {});
   return {out_bits(run).reshape(x.shape()).to(x.data.device())};
 }
 
@@ -557,7 +552,7 @@ BShare eqz(Party& p, const AShare& x) {
   const CircuitSpec spec{.kind = CircuitKind::kEqualZero};
   const Party::HostScope host(p);
   const CircuitRun run =
-      run_circuit(p, spec, "eqz", x.numel(), on_host(x).data.reshape({x.numel()}), {});
+      run_circuit(p, spec, "eqz", x.numel(), host_copy(x).data.reshape({x.numel()}), {});
   return {out_bits(run).reshape(x.shape()).to(x.data.device())};
 }
 
@@ -576,8 +571,9 @@ BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<ASha
   check_products(n, ys, "and");
   if (bits.data.is_cuda()) {
     const Party::HostScope host(p);
-    return products_to_device(and_lastdim_mul(p, {bits.data.to(core::Device::cpu())}, on_host(ys)),
-                              bits.data.device());
+    return products_to_device(
+        and_lastdim_mul(p, {bits.data.to(core::Device::cpu())}, host_copies(ys)),
+        bits.data.device());
   }
   // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
   const core::Tensor bc = bits.data.contiguous();
