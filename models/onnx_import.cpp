@@ -498,6 +498,13 @@ StepFn unary(NodeCtx& c, MpcTensor (*fn)(const MpcTensor&)) {
   };
 }
 
+StepFn binary(NodeCtx& c, MpcTensor (*fn)(const MpcTensor&, const MpcTensor&)) {
+  c.known({});
+  return [fn](const std::vector<MpcTensor>& in, bool) {
+    return one(fn(in[0], in[1]));
+  };
+}
+
 MpcTensor identity_fn(const MpcTensor& x) {
   return x;
 }
@@ -1178,11 +1185,8 @@ const std::map<std::string, Builder>& builders() {
          return unary(c, veil::abs);
        }},
       {"Add",
-       [](NodeCtx& c) -> StepFn {
-         c.known({});
-         return [](const std::vector<MpcTensor>& in, bool) {
-           return one(add(in[0], in[1]));
-         };
+       [](NodeCtx& c) {
+         return binary(c, veil::add);
        }},
       {"AveragePool",
        [](NodeCtx& c) {
@@ -1271,11 +1275,8 @@ const std::map<std::string, Builder>& builders() {
          return build_softmax(c, true);
        }},
       {"MatMul",
-       [](NodeCtx& c) -> StepFn {
-         c.known({});
-         return [](const std::vector<MpcTensor>& in, bool) {
-           return one(matmul(in[0], in[1]));
-         };
+       [](NodeCtx& c) {
+         return binary(c, veil::matmul);
        }},
       {"MaxPool",
        [](NodeCtx& c) {
@@ -1286,11 +1287,8 @@ const std::map<std::string, Builder>& builders() {
          return build_variadic(c, true);
        }},
       {"Mul",
-       [](NodeCtx& c) -> StepFn {
-         c.known({});
-         return [](const std::vector<MpcTensor>& in, bool) {
-           return one(mul(in[0], in[1]));
-         };
+       [](NodeCtx& c) {
+         return binary(c, veil::mul);
        }},
       {"Neg",
        [](NodeCtx& c) {
@@ -1333,11 +1331,8 @@ const std::map<std::string, Builder>& builders() {
          return build_squeeze(c, false);
        }},
       {"Sub",
-       [](NodeCtx& c) -> StepFn {
-         c.known({});
-         return [](const std::vector<MpcTensor>& in, bool) {
-           return one(sub(in[0], in[1]));
-         };
+       [](NodeCtx& c) {
+         return binary(c, veil::sub);
        }},
       {"Sum",
        [](NodeCtx& c) {
