@@ -23,6 +23,7 @@
 #include "models/plaintext_lenet.h"
 #include "models/private_training.h"
 #include "tests/harness/simulate.h"
+#include "tests/harness/tools.h"
 
 namespace models = veil::models;
 namespace crypto = veil::crypto;
@@ -140,19 +141,15 @@ double max_abs(const Tensor& t) {
 }
 
 bool have_data() {
-  return std::filesystem::exists(models::fashion_mnist_dir() + "/train-images-idx3-ubyte.gz");
+  return veil::testing::have_fashion_mnist();
 }
 
-// The veil-train of this build (VEIL_BINARY_DIR is set by CTest).
 std::string veil_train() {
-  const char* dir = std::getenv("VEIL_BINARY_DIR");
-  return std::string(dir != nullptr ? dir : ".") + "/tools/veil-train";
+  return veil::testing::tool_path("veil-train");
 }
 
 int run_veil_train(const std::string& args) {
-  const std::string cmd = veil_train() + " " + args + " > /dev/null 2>&1";
-  const int status = std::system(cmd.c_str());  // NOLINT(cert-env33-c): test of a CLI program
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return veil::testing::run_tool("veil-train", args);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "models/data.h"
 #include "models/private_training.h"
 #include "tests/harness/simulate.h"
+#include "tests/harness/tools.h"
 
 namespace models = veil::models;
 namespace crypto = veil::crypto;
@@ -16,7 +17,7 @@ namespace vt = veil::testing;
 
 namespace {
 bool have_data() {
-  return std::filesystem::exists(models::fashion_mnist_dir() + "/train-images-idx3-ubyte.gz");
+  return veil::testing::have_fashion_mnist();
 }
 }  // namespace
 

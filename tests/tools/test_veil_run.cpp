@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/harness/temp_dir.h"
+#include "tests/harness/tools.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,8 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string binary() {
-  const char* dir = std::getenv("VEIL_BINARY_DIR");  // NOLINT(concurrency-mt-unsafe)
-  return std::string(dir != nullptr ? dir : ".") + "/tools/veil-run";
+  return veil::testing::tool_path("veil-run");
 }
 
 bool skip_without_binary() {

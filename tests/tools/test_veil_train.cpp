@@ -11,23 +11,20 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/harness/temp_dir.h"
+#include "tests/harness/tools.h"
 
 namespace {
 
 std::string binary() {
-  const char* dir = std::getenv("VEIL_BINARY_DIR");
-  return std::string(dir != nullptr ? dir : ".") + "/tools/veil-train";
+  return veil::testing::tool_path("veil-train");
 }
 
 int run(const std::string& args) {
-  const std::string cmd = binary() + " " + args + " > /dev/null 2>&1";
-  const int status = std::system(cmd.c_str());  // NOLINT(cert-env33-c): test of a CLI program
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return veil::testing::run_tool("veil-train", args);
 }
 
 bool have_data() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
-         std::getenv("VEIL_FASHION_MNIST_DIR") != nullptr;
+  return veil::testing::have_fashion_mnist();
 }
 
 }  // namespace
