@@ -270,12 +270,7 @@ AShare reciprocal_mantissa(Party& p, const AShare& m) {
 // 1/x by normalization on `grid` (signed or not): x = sign m 4^kappa, 1/x = sign (1/m) 4^-kappa.
 AShare reciprocal_normalized(Party& p, const AShare& x, const ExponentGrid& grid) {
   if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
-    AShare r;
-    {
-      const Party::HostScope host(p);
-      r = reciprocal_normalized(p, host_copy(x), grid);
-    }
-    return to_device(r, x.data.device());
+    return via_host(p, x, [&](const AShare& h) { return reciprocal_normalized(p, h, grid); });
   }
   const Normalized n = normalize(p, x, grid);
   const AShare r = reciprocal_mantissa(p, n.mantissa);
@@ -323,12 +318,7 @@ AShare log(Party& p, const AShare& x) {
   VEIL_CHECK(x.data.defined() && x.frac_bits == f, "[log] expected frac_bits {}, got {}", f,
              x.frac_bits);
   if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
-    AShare r;
-    {
-      const Party::HostScope host(p);
-      r = log(p, host_copy(x));
-    }
-    return to_device(r, x.data.device());
+    return via_host(p, x, [&](const AShare& h) { return log(p, h); });
   }
   // x = m 4^kappa: log x = log m + kappa log 4, log m = P(t) with t = (2m - 5)/3 in [-1, 1].
   const ExponentGrid grid = default_grid(f);
