@@ -327,6 +327,33 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
   if (!keep.defined()) {
     mine = host_bytes(t, keep);
   }
+  return reduce_received(tag, t, mine, op);
+}
+
+core::Tensor Communicator::all_reduce(std::string_view tag, core::Tensor&& t, ReduceOp op) {
+  if (is_dealer() || !t.defined() || t.is_cuda() || !t.is_contiguous() || !t.sole_owner() ||
+      !accepts_host_tensors() || t.dtype() != core::DType::kRing64) {
+    return all_reduce(tag, static_cast<const core::Tensor&>(t), op);
+  }
+  // No other reference to t exists and every reader only reads it (this party, and each peer
+  // inside its own all_reduce of this tag), so the peers get t's storage itself, not a copy.
+  const auto nbytes = static_cast<int64_t>(t.nbytes());
+  for (int p = 0; p < world_size_; ++p) {
+    if (p != rank_) {
+      begin_send(p, tag, /*observe=*/true);
+      send_host_tensor(p, tag, t);
+      count(p, tag, nbytes, /*sent=*/true);
+    }
+  }
+  const std::span<const std::byte> mine(reinterpret_cast<const std::byte*>(t.data<uint64_t>()),
+                                        t.nbytes());
+  return reduce_received(tag, t, mine, op);
+}
+
+core::Tensor Communicator::reduce_received(std::string_view tag,
+                                           const core::Tensor& t,
+                                           std::span<const std::byte> mine,
+                                           ReduceOp op) {
   // Sum (or XOR) mod 2^64 is exact, associative and commutative, so every party gets the same
   // result whatever the order: the first peer's message is added to this party's part while
   // copying it into the result (one pass), later ones in place.

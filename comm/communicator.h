@@ -131,6 +131,10 @@ class Communicator {
   core::Tensor all_reduce(std::string_view tag,
                           const core::Tensor& t,
                           ReduceOp op = ReduceOp::kSum);
+  /// The same for a tensor the caller gives up: a contiguous host tensor with no other reference
+  /// is handed to in-process peers without the copy a send otherwise makes (they only read it).
+  /// Same result, messages and counted bytes as the overload above.
+  core::Tensor all_reduce(std::string_view tag, core::Tensor&& t, ReduceOp op = ReduceOp::kSum);
   /// Every party's tensor (same shape and dtype everywhere), indexed by rank.
   /// Cost: 1 round; each party sends (world_size-1) * nbytes in world_size-1 messages and
   /// receives as much. Throws ValueError for an undefined tensor.
@@ -185,7 +189,9 @@ class Communicator {
     std::string tag;
     Bytes payload;
     /// Instead of `payload`: a contiguous host tensor handed over whole (send_host_tensor);
-    /// the receiver owns it exclusively. Its bytes are the message.
+    /// the receiver owns it exclusively, except in all_reduce(Tensor&&), whose receivers only
+    /// read it (check sole_owner() before writing to a received tensor). Its bytes are the
+    /// message.
     core::Tensor tensor;
   };
   virtual void send_bytes(int to, std::string_view tag, std::span<const std::byte> data) = 0;
@@ -241,6 +247,12 @@ class Communicator {
   void begin_send(int to, std::string_view tag, bool observe = true);
   // Sends tensor `t` to `to`: through send_device when the backend takes it, else its host bytes,
   // staged once into (keep, staged) and reused for further peers.
+  // The reduction of all_reduce after this party's sends: its own part `mine` (t's bytes) and
+  // every peer's message, in rank order, into a fresh tensor on t's device.
+  core::Tensor reduce_received(std::string_view tag,
+                               const core::Tensor& t,
+                               std::span<const std::byte> mine,
+                               ReduceOp op);
   void send_tensor_once(int to,
                         std::string_view tag,
                         const core::Tensor& t,

@@ -71,6 +71,7 @@ struct Device {
   Type type = Type::kCPU;
   int index = 0;
   bool operator==(const Device&) const = default;
+  bool is_cuda() const { return type == Type::kCUDA; }
   static Device cpu() { return {}; }
   static Device cuda(int index = 0) { return {Type::kCUDA, index}; }
 };

@@ -307,7 +307,7 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     }
   }
   const std::string tag = p.next_tag(m == 1 ? ops[0].name() : "beaver_batch");
-  const core::Tensor opened = p.comm().all_reduce(tag, masked, comm::ReduceOp::kSum);
+  const core::Tensor opened = p.comm().all_reduce(tag, std::move(masked), comm::ReduceOp::kSum);
   std::vector<AShare> result;
   result.reserve(m);
   int64_t at = 0;

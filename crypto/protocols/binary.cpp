@@ -9,6 +9,9 @@
 #include "core/parallel.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/providers/bit_circuit.h"
+#include "kernels/bit_circuit_eval.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda_circuit.h"
 
 #include <immintrin.h>
 
@@ -65,7 +68,8 @@ std::vector<BShare> band_batch(Party& p,
     }
     at += xc.numel();
   }
-  const core::Tensor opened = p.comm().all_reduce(p.next_tag("and"), masked, comm::ReduceOp::kXor);
+  const core::Tensor opened =
+      p.comm().all_reduce(p.next_tag("and"), std::move(masked), comm::ReduceOp::kXor);
   const uint64_t* e = opened.data<uint64_t>();
   const uint64_t* f = e + total;
   const bool first = p.rank() == 0;
@@ -267,121 +271,224 @@ void for_blocks(int64_t blocks, const std::function<void(int64_t, int64_t)>& fn)
   core::parallel_for(0, blocks, 16, fn);
 }
 
+namespace kc = kernels::circuit;
+
+// The steps of a circuit evaluation on this party's memory: host memory (parallel over blocks) or
+// its GPU (kernels/cuda_circuit.h). Either way the arithmetic is that of
+// kernels/bit_circuit_eval.h, so a GPU party's shares, messages and results equal a CPU party's.
+// Arguments as the kernels'.
+namespace circuit_steps {
+
+void local_level(core::Device dev,
+                 const kc::Level& l0,
+                 int64_t n,
+                 const uint64_t* c,
+                 const uint64_t* r_planes,
+                 const uint64_t* products,
+                 int64_t product_stride,
+                 uint64_t constant,
+                 uint64_t* wires,
+                 uint64_t* c_top) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_local_level(l0, n, c, r_planes, products, product_stride, constant,
+                                       wires, c_top, dev.index);
+    return;
+  }
+  for_blocks((n + 63) / 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      kc::local_level_block(l0, n, b, c, r_planes + 64 * b, products + product_stride * b, constant,
+                            wires + b * l0.out_width, c_top + b);
+    }
+  });
+}
+
+void mask(core::Device dev,
+          int64_t blocks,
+          int w,
+          const uint64_t* wires,
+          const uint64_t* masks,
+          int64_t mask_stride,
+          uint64_t* out) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_mask(blocks, w, wires, masks, mask_stride, out, dev.index);
+    return;
+  }
+  core::parallel_for(0, blocks * w, 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      out[i] = kc::masked_wire(i, w, wires, masks, mask_stride);
+    }
+  });
+}
+
+void level(core::Device dev,
+           const kc::Level& lv,
+           int64_t blocks,
+           const uint64_t* opened,
+           const uint64_t* masks,
+           int64_t mask_stride,
+           const uint64_t* products,
+           int64_t product_stride,
+           uint64_t constant,
+           uint64_t* out) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_level(lv, blocks, opened, masks, mask_stride, products, product_stride,
+                                 constant, out, dev.index);
+    return;
+  }
+  for_blocks(blocks, [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      kc::evaluate_level(lv, opened + b * lv.in_width, masks + b * mask_stride,
+                         products + b * product_stride, constant, out + b * lv.out_width);
+    }
+  });
+}
+
+void output(core::Device dev,
+            int64_t blocks,
+            bool less_than_zero,
+            const uint64_t* wires,
+            const uint64_t* r_top,
+            int64_t r_stride,
+            const uint64_t* c_top,
+            uint64_t constant,
+            uint64_t* out) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_output(blocks, less_than_zero, wires, r_top, r_stride, c_top, constant,
+                                  out, dev.index);
+    return;
+  }
+  for (int64_t b = 0; b < blocks; ++b) {
+    out[b] = kc::output_plane(less_than_zero, wires[b], less_than_zero ? r_top[b * r_stride] : 0,
+                              less_than_zero ? c_top[b] : 0, constant);
+  }
+}
+
+void bits(core::Device dev, int64_t n, const uint64_t* planes, uint64_t* out) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_bits(n, planes, out, dev.index);
+    return;
+  }
+  core::parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t e = lo; e < hi; ++e) {
+      out[e] = kc::plane_bit(planes, e);
+    }
+  });
+}
+
+// out = y - a (n words)
+void masked(core::Device dev, int64_t n, const uint64_t* y, const uint64_t* a, uint64_t* out) {
+  if (dev.is_cuda()) {
+    kernels::cuda::ring_mask(n, y, a, out, dev.index);
+    return;
+  }
+  core::parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t e = lo; e < hi; ++e) {
+      out[e] = y[e] - a[e];
+    }
+  });
+}
+
+void inject(core::Device dev, const kc::InjectArgs& a) {
+  if (dev.is_cuda()) {
+    kernels::cuda::circuit_inject(a, dev.index);
+    return;
+  }
+  core::parallel_for(0, a.n, 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t e = lo; e < hi; ++e) {
+      kc::inject_element(a, e);
+    }
+  });
+}
+
+}  // namespace circuit_steps
+
 struct CircuitRun {
   CircuitLayout lay;
   CircuitCorrelation corr;
-  core::Tensor c;             ///< opened x + r, [n] (circuits with r)
-  std::vector<uint64_t> out;  ///< this party's share of the output bit, one plane per block
+  core::Tensor c;    ///< opened x + r, [n] (circuits with r)
+  core::Tensor out;  ///< this party's share of the output bit, one plane per block
 };
 
+core::Tensor ring_empty(int64_t n, core::Device dev) {
+  return core::Tensor::empty({n}, core::DType::kRing64, dev);
+}
+
 // Evaluates `spec` on n elements: on the value z (circuits with r: [n] ring64 arithmetic shares)
-// or on input planes (kAnd: `width` planes per block, this party's XOR shares). Rounds: 1 to
-// open c (circuits with r) and one per masked level; everything else is local, 64 elements per
-// word operation.
+// or on input planes (kAnd: `width` planes per block, this party's XOR shares), where they live
+// (host or GPU). Rounds: 1 to open c (circuits with r) and one per masked level; everything else
+// is local, 64 elements per word operation.
 CircuitRun run_circuit(Party& p,
                        const CircuitSpec& spec,
                        const char* op,
                        int64_t n,
                        const core::Tensor& z,
-                       const std::vector<uint64_t>& input_planes) {
+                       const core::Tensor& input_planes) {
   const BitCircuit& circuit = BitCircuit::get(spec.kind, spec.width);
+  const core::Device dev = circuit.uses_r() ? z.device() : input_planes.device();
   CircuitRun run{CircuitLayout(spec, n), p.provider().circuit(spec, n), {}, {}};
+  // the correlation is drawn on the party's device; a circuit run on its host gets host copies
+  if (run.corr.random.device() != dev) {
+    run.corr.random = run.corr.random.to(dev);
+    run.corr.corrected = run.corr.corrected.to(dev);
+  }
   const CircuitLayout& lay = run.lay;
   const int64_t blocks = lay.blocks;
-  const uint64_t* rnd = run.corr.random.data<uint64_t>();
-  const uint64_t* cor = run.corr.corrected.data<uint64_t>();
+  const uint64_t* rnd = run.corr.random.device_data<uint64_t>();
+  const uint64_t* cor = run.corr.corrected.device_data<uint64_t>();
   const uint64_t constant = p.rank() == 0 ? ~uint64_t{0} : 0;
-  auto masks_of = [&](int64_t b) {
-    return rnd + lay.mask_stream + lay.mask_planes * b;
-  };
-  auto products_of = [&](int64_t b) {
-    return cor + lay.product_stream + lay.product_planes * b;
-  };
-  std::vector<uint64_t> wires;
-  int width = circuit.input_width();
-  std::vector<uint64_t> c63(static_cast<std::size_t>(blocks), 0);
+  const uint64_t* products = cor + lay.product_stream;
+  const uint64_t* masks = rnd + lay.mask_stream;
+  core::Tensor wires;
+  core::Tensor c_top = ring_empty(blocks, dev);
   std::size_t first_level = 0;
   if (circuit.uses_r()) {
     // open c = x + r, then level 0 on c's bit planes and the shares of r's bit planes
-    const core::Tensor zc = z.contiguous();
-    const uint64_t* pz = zc.data<uint64_t>();
-    core::Tensor masked = core::Tensor::empty({n}, core::DType::kRing64);
-    uint64_t* pm = masked.data<uint64_t>();
-    for (int64_t e = 0; e < n; ++e) {
-      pm[e] = pz[e] + cor[lay.r_arith + e];
-    }
-    run.c = p.comm().all_reduce(p.next_tag(op), masked, comm::ReduceOp::kSum);
-    const uint64_t* pc = run.c.data<uint64_t>();
-    const CircuitLevel& l0 = circuit.levels()[0];
-    wires.assign(static_cast<std::size_t>(blocks * l0.out_width), 0);
-    for_blocks(blocks, [&](int64_t lo, int64_t hi) {
-      uint64_t planes[64];
-      for (int64_t b = lo; b < hi; ++b) {
-        const int64_t count = std::min<int64_t>(64, n - 64 * b);
-        std::fill(planes, planes + 64, 0);
-        std::copy(pc + 64 * b, pc + 64 * b + count, planes);
-        transpose64(planes);
-        c63[static_cast<std::size_t>(b)] = planes[63];
-        evaluate_level(l0, planes, rnd + lay.r_planes + 64 * b, products_of(b), constant,
-                       wires.data() + b * l0.out_width);
-      }
-    });
-    width = l0.out_width;
+    core::Tensor masked = core::add(z, run.corr.corrected.slice(0, lay.r_arith, lay.r_arith + n));
+    run.c = p.comm().all_reduce(p.next_tag(op), std::move(masked), comm::ReduceOp::kSum);
+    const kc::Level l0 = circuit.program(0, dev);
+    wires = ring_empty(blocks * l0.out_width, dev);
+    circuit_steps::local_level(dev, l0, n, run.c.device_data<uint64_t>(), rnd + lay.r_planes,
+                               products, lay.product_planes, constant,
+                               wires.device_data<uint64_t>(), c_top.device_data<uint64_t>());
     first_level = 1;
   } else {
-    wires = input_planes;
+    wires = input_planes.contiguous();
   }
   for (std::size_t li = first_level; li < circuit.levels().size(); ++li) {
     const CircuitLevel& level = circuit.levels()[li];
+    const kc::Level lv = circuit.program(li, dev);
     const int w = level.in_width;
-    core::Tensor open = core::Tensor::empty({blocks * w}, core::DType::kRing64);
-    uint64_t* po = open.data<uint64_t>();
-    for (int64_t b = 0; b < blocks; ++b) {
-      const uint64_t* a = masks_of(b) + level.mask_offset;
-      for (int i = 0; i < w; ++i) {
-        po[b * w + i] = wires[static_cast<std::size_t>(b * w + i)] ^ a[i];
-      }
-    }
-    const core::Tensor opened = p.comm().all_reduce(p.next_tag(op), open, comm::ReduceOp::kXor);
-    const uint64_t* pe = opened.data<uint64_t>();
-    std::vector<uint64_t> next(static_cast<std::size_t>(blocks * level.out_width), 0);
-    for_blocks(blocks, [&](int64_t lo, int64_t hi) {
-      for (int64_t b = lo; b < hi; ++b) {
-        evaluate_level(level, pe + b * w, masks_of(b) + level.mask_offset, products_of(b), constant,
-                       next.data() + b * level.out_width);
-      }
-    });
+    core::Tensor open = ring_empty(blocks * w, dev);
+    circuit_steps::mask(dev, blocks, w, wires.device_data<uint64_t>(), masks + level.mask_offset,
+                        lay.mask_planes, open.device_data<uint64_t>());
+    const core::Tensor opened =
+        p.comm().all_reduce(p.next_tag(op), std::move(open), comm::ReduceOp::kXor);
+    core::Tensor next = ring_empty(blocks * level.out_width, dev);
+    circuit_steps::level(dev, lv, blocks, opened.device_data<uint64_t>(), masks + level.mask_offset,
+                         lay.mask_planes, products, lay.product_planes, constant,
+                         next.device_data<uint64_t>());
     wires = std::move(next);
-    width = level.out_width;
   }
-  VEIL_INTERNAL_ASSERT(width == 1, "circuit output width");
-  run.out.assign(static_cast<std::size_t>(blocks), 0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    uint64_t v = wires[static_cast<std::size_t>(b)];
-    if (spec.kind == CircuitKind::kLessThanZero) {
-      // msb(c - r) = c_63 ^ r_63 ^ [c mod 2^63 < r mod 2^63]
-      v ^= rnd[lay.r_planes + 64 * b + 63] ^ (c63[static_cast<std::size_t>(b)] & constant);
-    }
-    run.out[static_cast<std::size_t>(b)] = v;
-  }
+  VEIL_INTERNAL_ASSERT(wires.numel() == blocks, "circuit output width");
+  run.out = ring_empty(blocks, dev);
+  const bool ltz = spec.kind == CircuitKind::kLessThanZero;
+  circuit_steps::output(
+      dev, blocks, ltz, wires.device_data<uint64_t>(), ltz ? rnd + lay.r_planes + 63 : nullptr, 64,
+      ltz ? c_top.device_data<uint64_t>() : nullptr, constant, run.out.device_data<uint64_t>());
   return run;
 }
 
-// The output bits as a ring tensor of 0/1 words (bit 0 of a binary share).
+// The output bits as a ring tensor of 0/1 words (bit 0 of a binary share), on the run's device.
 core::Tensor out_bits(const CircuitRun& run) {
-  core::Tensor t = core::Tensor::empty({run.lay.n}, core::DType::kRing64);
-  uint64_t* pt = t.data<uint64_t>();
-  for (int64_t e = 0; e < run.lay.n; ++e) {
-    pt[e] = (run.out[static_cast<std::size_t>(e >> 6)] >> (e & 63)) & 1U;
-  }
+  core::Tensor t = ring_empty(run.lay.n, run.out.device());
+  circuit_steps::bits(run.out.device(), run.lay.n, run.out.device_data<uint64_t>(),
+                      t.device_data<uint64_t>());
   return t;
 }
 
 // The injection round: opens e = out ^ s (one plane per block) and y_k - a_k in one message, and
-// returns the output as an arithmetic bit b, (c - r) b (times_masked) and y_k b.
-//   b = e + s - 2es:      b_i = [i = 0] e + (1 - 2e) s_i
-//   (c - r) b:            c b_i - e r_i - (1 - 2e) (rs)_i
-//   y b = (d + a) b:      d b_i + e a_i + (1 - 2e) (as)_i
+// returns the output as an arithmetic bit b, (c - r) b (times_masked) and y_k b
+// (kernels/bit_circuit_eval.h: inject_bit, inject_times_masked, inject_product).
 BitProducts inject(Party& p,
                    const CircuitSpec& spec,
                    const char* op,
@@ -394,109 +501,97 @@ BitProducts inject(Party& p,
   const int64_t blocks = lay.blocks;
   const auto k = static_cast<int64_t>(ys.size());
   const BitCircuit& circuit = BitCircuit::get(spec.kind, spec.width);
-  const uint64_t* rnd = run.corr.random.data<uint64_t>();
-  const uint64_t* cor = run.corr.corrected.data<uint64_t>();
-  core::Tensor msg = core::Tensor::empty({blocks + k * n}, core::DType::kRing64);
-  uint64_t* pm = msg.data<uint64_t>();
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint64_t s = rnd[lay.mask_stream + lay.mask_planes * b + circuit.mask_bits()];
-    pm[b] = run.out[static_cast<std::size_t>(b)] ^ s;
-  }
+  const core::Device dev = run.out.device();
+  const uint64_t* rnd = run.corr.random.device_data<uint64_t>();
+  const uint64_t* cor = run.corr.corrected.device_data<uint64_t>();
+  core::Tensor msg = ring_empty(blocks + k * n, dev);
+  uint64_t* pm = msg.device_data<uint64_t>();
+  circuit_steps::mask(dev, blocks, 1, run.out.device_data<uint64_t>(),
+                      rnd + lay.mask_stream + circuit.mask_bits(), lay.mask_planes, pm);
+  std::vector<core::Tensor> held;  // the multiplicands' contiguous copies, while masked
   for (int64_t j = 0; j < k; ++j) {
-    const core::Tensor yc = ys[static_cast<std::size_t>(j)].data.contiguous();
-    const uint64_t* py = yc.data<uint64_t>();
-    const uint64_t* pa = rnd + lay.extra_masks + j * n;
-    for (int64_t e = 0; e < n; ++e) {
-      pm[blocks + j * n + e] = py[e] - pa[e];
-    }
+    held.push_back(to_device(ys[static_cast<std::size_t>(j)], dev).data.contiguous());
+    circuit_steps::masked(dev, n, held.back().device_data<uint64_t>(),
+                          rnd + lay.extra_masks + j * n, pm + blocks + j * n);
   }
   // Bits are XOR-opened and the masked multiplicands summed: one message per peer, one round.
   std::vector<core::Tensor> parts = p.comm().all_gather(p.next_tag(op), msg);
-  // Accumulate into a peer's message when it is this party's own copy (handed over in-process),
-  // else into a copy of the first part (XOR and + commute).
-  std::size_t acc = 0;
-  bool handed_over = false;
-  for (std::size_t r = 0; r < parts.size() && !handed_over; ++r) {
-    handed_over =
-        static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous();
-    acc = handed_over ? r : 0;
-  }
-  core::Tensor opened = handed_over ? std::move(parts[acc]) : parts[acc].clone();
-  uint64_t* po = opened.data<uint64_t>();
-  for (std::size_t r = 0; r < parts.size(); ++r) {
-    if (r == acc) {
-      continue;
+  const uint64_t* e_planes = nullptr;
+  const uint64_t* opened_d = nullptr;
+  core::Tensor opened;
+  core::Tensor opened_tail;
+  if (dev.is_cuda()) {
+    opened = parts[0].slice(0, 0, blocks).contiguous();
+    opened_tail = parts[0].slice(0, blocks, blocks + k * n).contiguous();
+    for (std::size_t r = 1; r < parts.size(); ++r) {
+      opened = core::bitwise_xor(opened, parts[r].slice(0, 0, blocks));
+      opened_tail = core::add(opened_tail, parts[r].slice(0, blocks, blocks + k * n));
     }
-    const uint64_t* q = parts[r].data<uint64_t>();
-    for (int64_t i = 0; i < blocks; ++i) {
-      po[i] ^= q[i];
+    e_planes = opened.device_data<uint64_t>();
+    opened_d = opened_tail.device_data<uint64_t>();
+  } else {
+    // Accumulate into a peer's message when it is this party's own copy (handed over
+    // in-process), else into a copy of the first part (XOR and + commute).
+    std::size_t acc = 0;
+    bool handed_over = false;
+    for (std::size_t r = 0; r < parts.size() && !handed_over; ++r) {
+      handed_over =
+          static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous();
+      acc = handed_over ? r : 0;
     }
-    for (int64_t i = blocks; i < blocks + k * n; ++i) {
-      po[i] += q[i];
+    opened = handed_over ? std::move(parts[acc]) : parts[acc].clone();
+    uint64_t* po = opened.data<uint64_t>();
+    for (std::size_t r = 0; r < parts.size(); ++r) {
+      if (r == acc) {
+        continue;
+      }
+      const uint64_t* q = parts[r].data<uint64_t>();
+      for (int64_t i = 0; i < blocks; ++i) {
+        po[i] ^= q[i];
+      }
+      for (int64_t i = blocks; i < blocks + k * n; ++i) {
+        po[i] += q[i];
+      }
     }
+    e_planes = po;
+    opened_d = po + blocks;
   }
-  auto e_of = [po](int64_t e) {
-    return (po[e >> 6] >> (e & 63)) & 1U;
-  };
-  const bool first = p.rank() == 0;
-  BitProducts res;
-  core::Tensor b = core::Tensor::empty({n}, core::DType::kRing64);
-  uint64_t* pb = b.data<uint64_t>();
-  for (int64_t e = 0; e < n; ++e) {
-    const uint64_t ev = e_of(e);
-    const uint64_t sa = cor[lay.s_arith + e];
-    pb[e] = (ev != 0 ? uint64_t{0} - sa : sa) + (first ? ev : 0);
-  }
+  core::Tensor b = ring_empty(n, dev);
+  core::Tensor zb = spec.times_masked ? ring_empty(n, dev) : core::Tensor();
+  core::Tensor yb = ring_empty(k * n, dev);
+  kc::InjectArgs args;
+  args.n = n;
+  args.extras = static_cast<int>(k);
+  args.first = p.rank() == 0;
+  args.e_planes = e_planes;
+  args.s = cor + lay.s_arith;
   if (spec.times_masked) {
-    const uint64_t* pc = run.c.data<uint64_t>();
-    core::Tensor zb = core::Tensor::empty({n}, core::DType::kRing64);
-    uint64_t* pz = zb.data<uint64_t>();
-    for (int64_t e = 0; e < n; ++e) {
-      const uint64_t rs = cor[lay.rs + e];
-      pz[e] = e_of(e) != 0 ? pc[e] * pb[e] - cor[lay.r_arith + e] + rs : pc[e] * pb[e] - rs;
-    }
+    args.c = run.c.device_data<uint64_t>();
+    args.r = cor + lay.r_arith;
+    args.rs = cor + lay.rs;
+    args.x_times_bit = zb.device_data<uint64_t>();
+  }
+  args.d = opened_d;
+  args.a = rnd + lay.extra_masks;
+  args.as = cor + lay.extra_products;
+  args.bit = b.device_data<uint64_t>();
+  args.product = yb.device_data<uint64_t>();
+  circuit_steps::inject(dev, args);
+  BitProducts res;
+  res.bit = {b.reshape(shape), 0};
+  if (spec.times_masked) {
     res.x_times_bit = {zb.reshape(shape), x_frac};
   }
   for (int64_t j = 0; j < k; ++j) {
-    const uint64_t* pd = po + blocks + j * n;
-    const uint64_t* pa = rnd + lay.extra_masks + j * n;
-    const uint64_t* pas = cor + lay.extra_products + j * n;
-    core::Tensor yb = core::Tensor::empty({n}, core::DType::kRing64);
-    uint64_t* py = yb.data<uint64_t>();
-    for (int64_t e = 0; e < n; ++e) {
-      py[e] = e_of(e) != 0 ? pd[e] * pb[e] + pa[e] - pas[e] : pd[e] * pb[e] + pas[e];
-    }
     const auto& y = ys[static_cast<std::size_t>(j)];
-    res.products.push_back({yb.reshape(y.shape()), y.frac_bits});
+    res.products.push_back({yb.slice(0, j * n, (j + 1) * n).reshape(y.shape()), y.frac_bits});
   }
-  res.bit = {b.reshape(shape), 0};
   return res;
 }
 
 void check_ring(const AShare& x, const char* op) {
   VEIL_CHECK(x.data.defined() && x.data.dtype() == core::DType::kRing64,
              "[{}] expected a ring64 share, got {}", op, x.data.str());
-}
-
-// The bit-sliced circuits run on the party's CPU: a share on a GPU is copied to the party's host
-// memory for the circuit, and the circuit's results are copied back to that GPU. Only the party's
-// own memory is involved: the messages, the dealer's correlation and the results are those of a
-// CPU party, bit for bit.
-std::vector<AShare> host_copies(const std::vector<AShare>& xs) {
-  std::vector<AShare> out;
-  out.reserve(xs.size());
-  for (const AShare& x : xs) {
-    out.push_back(host_copy(x));
-  }
-  return out;
-}
-BitProducts products_to_device(BitProducts r, core::Device device) {
-  r.bit = to_device(r.bit, device);
-  r.x_times_bit = to_device(r.x_times_bit, device);
-  for (AShare& a : r.products) {
-    a = to_device(a, device);
-  }
-  return r;
 }
 
 void check_products(int64_t n, const std::vector<AShare>& ys, const char* op) {
@@ -517,15 +612,12 @@ BitProducts compare_mul(Party& p,
                         const std::vector<AShare>& ys) {
   check_ring(x, op);
   check_products(x.numel(), ys, op);
-  if (x.data.is_cuda()) {
-    const Party::HostScope host(p);
-    return products_to_device(compare_mul(p, kind, op, host_copy(x), with_x, host_copies(ys)),
-                              x.data.device());
-  }
+  // runs where x lives (the party's host or GPU); multiplicands elsewhere are copied there
   CircuitSpec spec{
       .kind = kind, .inject = true, .times_masked = with_x, .extras = static_cast<int>(ys.size())};
-  const CircuitRun run = run_circuit(p, spec, op, x.numel(), x.data.reshape({x.numel()}), {});
-  return inject(p, spec, op, run, x.shape(), x.frac_bits, host_copies(ys));
+  const CircuitRun run =
+      run_circuit(p, spec, op, x.numel(), x.data.contiguous().reshape({x.numel()}), {});
+  return inject(p, spec, op, run, x.shape(), x.frac_bits, ys);
 }
 
 }  // namespace
@@ -533,10 +625,9 @@ BitProducts compare_mul(Party& p,
 BShare ltz(Party& p, const AShare& x) {
   check_ring(x, "ltz");
   const CircuitSpec spec{.kind = CircuitKind::kLessThanZero};
-  const Party::HostScope host(p);
   const CircuitRun run =
-      run_circuit(p, spec, "ltz", x.numel(), host_copy(x).data.reshape({x.numel()}), {});
-  return {out_bits(run).reshape(x.shape()).to(x.data.device())};
+      run_circuit(p, spec, "ltz", x.numel(), x.data.contiguous().reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape())};
 }
 
 BitProducts ltz_mul(Party& p, const AShare& x, bool with_x, const std::vector<AShare>& ys) {
@@ -550,10 +641,9 @@ AShare ltz_arith(Party& p, const AShare& x) {
 BShare eqz(Party& p, const AShare& x) {
   check_ring(x, "eqz");
   const CircuitSpec spec{.kind = CircuitKind::kEqualZero};
-  const Party::HostScope host(p);
   const CircuitRun run =
-      run_circuit(p, spec, "eqz", x.numel(), host_copy(x).data.reshape({x.numel()}), {});
-  return {out_bits(run).reshape(x.shape()).to(x.data.device())};
+      run_circuit(p, spec, "eqz", x.numel(), x.data.contiguous().reshape({x.numel()}), {});
+  return {out_bits(run).reshape(x.shape())};
 }
 
 BitProducts eqz_mul(Party& p, const AShare& x, const std::vector<AShare>& ys) {
@@ -569,27 +659,25 @@ BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<ASha
   const core::Shape lead(bits.shape().begin(), bits.shape().end() - 1);
   const int64_t n = core::shape_numel(lead);
   check_products(n, ys, "and");
-  if (bits.data.is_cuda()) {
-    const Party::HostScope host(p);
-    return products_to_device(
-        and_lastdim_mul(p, {bits.data.to(core::Device::cpu())}, host_copies(ys)),
-        bits.data.device());
-  }
   // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
-  const core::Tensor bc = bits.data.contiguous();
+  // They are gathered on the party's host (a GPU party's bits make a round trip through its own
+  // memory); the circuit then runs where the bits came from.
+  const core::Tensor bc = bits.data.contiguous().to(core::Device::cpu());
   const uint64_t* pb = bc.data<uint64_t>();
   const int64_t blocks = (n + 63) / 64;
-  std::vector<uint64_t> planes(static_cast<std::size_t>(blocks * w), 0);
+  core::Tensor planes = core::Tensor::zeros({blocks * w}, core::DType::kRing64);
+  uint64_t* pp = planes.data<uint64_t>();
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t j = 0; j < w; ++j) {
-      planes[static_cast<std::size_t>((e >> 6) * w + j)] |= (pb[e * w + j] & 1U) << (e & 63);
+      pp[(e >> 6) * w + j] |= (pb[e * w + j] & 1U) << (e & 63);
     }
   }
   const CircuitSpec spec{.kind = CircuitKind::kAnd,
                          .width = static_cast<int>(w),
                          .inject = true,
                          .extras = static_cast<int>(ys.size())};
-  const CircuitRun run = run_circuit(p, spec, "and", n, core::Tensor(), planes);
+  const CircuitRun run =
+      run_circuit(p, spec, "and", n, core::Tensor(), planes.to(bits.data.device()));
   return inject(p, spec, "and", run, lead, 0, ys);
 }
 

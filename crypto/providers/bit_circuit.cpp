@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -42,7 +44,7 @@ void compile_gate(GateType& g) {
         const uint32_t bit = 1U << l;
         if (t[l].kind == Lit::Kind::kGenerate) {
           for (Entry& e : live) {
-            out.steps.push_back({e.slot, e.slot, input, ~uint64_t{0}});
+            out.steps.push_back({e.slot, e.slot, input, 0, ~uint64_t{0}});
             e.subset |= bit;
           }
           continue;
@@ -51,7 +53,7 @@ void compile_gate(GateType& g) {
         const std::size_t before = live.size();
         for (std::size_t i = 0; i < before; ++i) {
           const uint16_t slot = next_slot++;
-          out.steps.push_back({slot, live[i].slot, input, flip});
+          out.steps.push_back({slot, live[i].slot, input, 0, flip});
           live.push_back({slot, live[i].subset});
           live[i].subset |= bit;
         }
@@ -256,6 +258,7 @@ void BitCircuit::finish_layout() {
   VEIL_INTERNAL_ASSERT(width == 1, "a circuit ends in one wire");
   mask_bits_ = mask;
   product_bits_ = prod;
+  compile_program();
 }
 
 const BitCircuit& BitCircuit::get(CircuitKind kind, int width) {
@@ -328,72 +331,103 @@ const BitCircuit& BitCircuit::get(CircuitKind kind, int width) {
   return *slot;
 }
 
-// ---- evaluation -------------------------------------------------------------------------------
+// ---- the flat program (kernels/bit_circuit_eval.h)
+// -----------------------------------------------
 
-// GCC would turn the short copy loops below back into library memcpy calls.
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-#endif
-void evaluate_level(const CircuitLevel& level,
-                    const uint64_t* pub,
-                    const uint64_t* sec,
-                    const uint64_t* products,
-                    uint64_t constant,
-                    uint64_t* out) {
-  constexpr uint64_t kOnes = ~uint64_t{0};
-  int at = 0;
-  for (const GateInstance& g : level.gates) {
-    const GateType& t = *g.type;
-    const uint64_t* q = pub + g.first;
-    // the monomial planes: constant, the secret inputs, then the products
-    // (plain loops: a gate has at most 8 inputs and a few dozen products, and a library memmove
-    // call per gate cost more than the copy itself)
-    uint64_t mono[1 + 8 + 64];
-    mono[0] = constant;
-    const uint64_t* s = sec + g.first;
-    const int k = t.inputs;
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) {
-      if (i < k) {
-        mono[1 + i] = s[i];
-      }
-    }
-    const uint64_t* pr = products + g.product_offset;
-    const int np = t.product_count();
-    for (int i = 0; i < np; ++i) {
-      mono[1 + k + i] = pr[i];
-    }
-    uint64_t tmp[256];
-    for (const GateType::OutputCode& code : t.code) {
-      uint64_t acc = 0;
-      uint32_t step = 0;
-      uint32_t sum = 0;
-      for (const GateType::TermCode& term : code.terms) {
-        tmp[0] = kOnes;
-        for (; step < term.steps_end; ++step) {
-          const GateType::Step& st = code.steps[step];
-          tmp[st.dst] = tmp[st.src] & (q[st.input] ^ st.flip);
+namespace {
+template <class T>
+std::size_t append_section(std::vector<uint64_t>& blob, const std::vector<T>& items) {
+  static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= alignof(uint64_t));
+  const std::size_t offset = blob.size() * sizeof(uint64_t);
+  const std::size_t bytes = items.size() * sizeof(T);
+  blob.resize(blob.size() + (bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t), 0);
+  if (bytes != 0) {
+    std::memcpy(reinterpret_cast<std::byte*>(blob.data()) + offset, items.data(), bytes);
+  }
+  return offset;
+}
+}  // namespace
+
+void BitCircuit::compile_program() {
+  namespace kc = kernels::circuit;
+  std::vector<kc::Gate> gates;
+  std::vector<kc::Output> outputs;
+  std::vector<kc::Term> terms;
+  std::vector<kc::Step> steps;
+  std::vector<kc::Sum> sums;
+  std::map<const GateType*, std::pair<uint32_t, uint32_t>> code_of;  // its outputs' range
+  auto size32 = [](std::size_t v) {
+    return static_cast<uint32_t>(v);
+  };
+  for (const CircuitLevel& level : levels_) {
+    level_gates_.emplace_back(static_cast<int32_t>(gates.size()),
+                              static_cast<int32_t>(level.gates.size()));
+    uint32_t out_at = 0;
+    for (const GateInstance& g : level.gates) {
+      const GateType& t = *g.type;
+      VEIL_INTERNAL_ASSERT(
+          t.inputs <= kc::kMaxGateInputs && t.product_count() <= kc::kMaxGateProducts,
+          "gate type beyond the evaluator's limits");
+      auto [it, fresh] = code_of.try_emplace(g.type);
+      if (fresh) {
+        it->second.first = size32(outputs.size());
+        for (const GateType::OutputCode& oc : t.code) {
+          const uint32_t step0 = size32(steps.size());
+          const uint32_t sum0 = size32(sums.size());
+          kc::Output o{size32(terms.size()), 0, step0, sum0};
+          for (const GateType::Step& st : oc.steps) {
+            VEIL_INTERNAL_ASSERT(st.dst < kc::kMaxTemporaries,
+                                 "gate term with too many temporaries");
+            steps.push_back(st);
+          }
+          for (const GateType::Sum& sm : oc.sums) {
+            sums.push_back(sm);
+          }
+          for (const GateType::TermCode& tc : oc.terms) {
+            terms.push_back({step0 + tc.steps_end, sum0 + tc.sums_end});
+          }
+          o.terms_end = size32(terms.size());
+          outputs.push_back(o);
         }
-        for (; sum < term.sums_end; ++sum) {
-          const GateType::Sum& sm = code.sums[sum];
-          acc ^= tmp[sm.slot] & mono[1 + sm.monomial];
-        }
+        it->second.second = size32(outputs.size());
       }
-      out[at++] = acc;
+      gates.push_back({static_cast<uint32_t>(g.first), static_cast<uint32_t>(g.product_offset),
+                       out_at, static_cast<uint16_t>(t.inputs),
+                       static_cast<uint16_t>(t.product_count()), it->second.first,
+                       it->second.second});
+      out_at += static_cast<uint32_t>(t.output_count());
     }
   }
+  section_[0] = append_section(program_, gates);
+  section_[1] = append_section(program_, outputs);
+  section_[2] = append_section(program_, terms);
+  section_[3] = append_section(program_, steps);
+  section_[4] = append_section(program_, sums);
 }
 
-void transpose64(uint64_t* a) {
-  // Swap the off-diagonal blocks of sizes 32, 16, ..., 1 (Hacker's Delight, 7-3).
-  uint64_t m = 0x00000000FFFFFFFFULL;
-  for (int j = 32; j != 0; j >>= 1, m ^= m << j) {
-    for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
-      const uint64_t t = (a[k] ^ (a[k + j] << j)) & ~m;
-      a[k] ^= t;
-      a[k + j] ^= t >> j;
+kernels::circuit::Level BitCircuit::program(std::size_t li, core::Device device) const {
+  namespace kc = kernels::circuit;
+  VEIL_INTERNAL_ASSERT(li < levels_.size(), "circuit level index");
+  const std::byte* base = reinterpret_cast<const std::byte*>(program_.data());
+  if (device.type == core::Device::Type::kCUDA) {
+    const std::lock_guard<std::mutex> lock(device_mu_);
+    auto& t = device_program_[device.index];
+    if (!t.defined()) {
+      t = core::Tensor::from_vector<uint64_t>(program_, {static_cast<int64_t>(program_.size())})
+              .to(device);
     }
+    base = reinterpret_cast<const std::byte*>(t.device_data<uint64_t>());
   }
+  kc::Level l;
+  l.gates = reinterpret_cast<const kc::Gate*>(base + section_[0]) + level_gates_[li].first;
+  l.gate_count = level_gates_[li].second;
+  l.in_width = levels_[li].in_width;
+  l.out_width = levels_[li].out_width;
+  l.outputs = reinterpret_cast<const kc::Output*>(base + section_[1]);
+  l.terms = reinterpret_cast<const kc::Term*>(base + section_[2]);
+  l.steps = reinterpret_cast<const kc::Step*>(base + section_[3]);
+  l.sums = reinterpret_cast<const kc::Sum*>(base + section_[4]);
+  return l;
 }
 
 // ---- spec and layout --------------------------------------------------------------------------
@@ -496,7 +530,7 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
       if (c.uses_r()) {
         uint64_t r[64];
         std::copy(rplanes, rplanes + 64, r);
-        transpose64(r);  // planes -> the words r of the block's elements
+        kernels::circuit::transpose64(r);  // planes -> the words r of the block's elements
         for (int64_t e = 0; e < count; ++e) {
           pk[lay.r_arith + e0 + e] = r[e];
           if (spec.times_masked) {

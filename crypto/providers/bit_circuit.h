@@ -43,10 +43,14 @@
 // carry-lookahead prefix of Brent & Kung (1982).
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/bit_circuit_eval.h"
 
 namespace veil::crypto {
 
@@ -94,25 +98,16 @@ struct GateType {
   /// multiplies: -1 the constant, 0..inputs-1 a secret input, inputs + j product j.
   std::vector<std::vector<std::vector<int>>> monomial_of;
 
-  /// The expansion of every output as straight-line code, compiled by make_gate so that
-  /// evaluate_level interprets no literal kinds and looks up no subsets. A term starts with its
-  /// temporary 0 set to all ones; each step ANDs temporary `src` with a public input bit (XOR
-  /// `flip`: all ones for a complemented literal) into temporary `dst`; each sum XORs temporary
-  /// `slot` AND monomial `monomial` (numbered as in monomial_of) into the output.
-  struct Step {
-    uint16_t dst = 0;
-    uint16_t src = 0;
-    uint16_t input = 0;
-    uint64_t flip = 0;
-  };
-  struct Sum {
-    uint16_t slot = 0;
-    int16_t monomial = 0;
-  };
-  struct TermCode {
-    uint32_t steps_end = 0;  ///< end of this term's steps in `steps` of its output
-    uint32_t sums_end = 0;   ///< end of this term's sums in `sums` of its output
-  };
+  /// The expansion of every output as straight-line code, compiled by make_gate so that the
+  /// evaluator (kernels/bit_circuit_eval.h) interprets no literal kinds and looks up no subsets.
+  /// A term starts with its temporary 0 set to all ones; each step ANDs temporary `src` with a
+  /// public input bit (XOR `flip`: all ones for a complemented literal) into temporary `dst`;
+  /// each sum XORs temporary `slot` AND monomial `monomial` (numbered as in monomial_of) into the
+  /// output. Term ends index the output's own steps and sums here; BitCircuit's flat program
+  /// makes them absolute.
+  using Step = kernels::circuit::Step;
+  using Sum = kernels::circuit::Sum;
+  using TermCode = kernels::circuit::Term;
   struct OutputCode {
     std::vector<TermCode> terms;
     std::vector<Step> steps;
@@ -156,16 +151,27 @@ class BitCircuit {
   int product_bits() const { return product_bits_; }
   /// Number of levels that open something (the rounds of the circuit after c is opened).
   int masked_levels() const;
+  /// Level `li`'s compiled program (kernels/bit_circuit_eval.h) in host memory, or on a CUDA
+  /// device (uploaded at the first request for that device and kept; thread-safe).
+  kernels::circuit::Level program(std::size_t li, core::Device device = core::Device::cpu()) const;
 
  private:
   BitCircuit() = default;
   void finish_layout();
+  void compile_program();
 
   bool uses_r_ = false;
   int input_width_ = 0;
   std::vector<CircuitLevel> levels_;
   int mask_bits_ = 0;
   int product_bits_ = 0;
+  // The flat program: one buffer of sections [gates][outputs][terms][steps][sums] (byte offsets
+  // in section_), level li's gates at level_gates_[li].
+  std::vector<uint64_t> program_;
+  std::size_t section_[5] = {};
+  std::vector<std::pair<int32_t, int32_t>> level_gates_;  ///< (first gate, count)
+  mutable std::mutex device_mu_;
+  mutable std::map<int, core::Tensor> device_program_;  ///< device index -> program_ copy
 };
 
 /// Offsets (in ring words) of the parts of a circuit correlation for n elements in
@@ -193,21 +199,5 @@ struct CircuitLayout {
 core::Tensor circuit_correction(const CircuitSpec& spec,
                                 int64_t n,
                                 const std::vector<std::vector<core::Tensor>>& draws);
-
-/// Evaluates one level of a circuit on one block of 64 elements: `pub` and `sec` are the level's
-/// in_width input planes (public: the opened bits, or c's bits for a local level; secret: this
-/// party's shares of the masks, or of r's bits), `products` the block's product record (all
-/// levels, at the gates' product_offset), `constant` all ones at party 0 and 0 elsewhere. Writes
-/// the out_width output planes (this party's XOR shares).
-void evaluate_level(const CircuitLevel& level,
-                    const uint64_t* pub,
-                    const uint64_t* sec,
-                    const uint64_t* products,
-                    uint64_t constant,
-                    uint64_t* out);
-
-/// Transposes a 64 x 64 bit matrix in place: afterwards bit j of a[i] is what bit i of a[j] was.
-/// Turns 64 words into their 64 bit planes and back.
-void transpose64(uint64_t* a);
 
 }  // namespace veil::crypto

@@ -135,9 +135,9 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
                                            Prg& prg,
                                            int rank,
                                            core::Device device) {
-  VEIL_INTERNAL_ASSERT(
-      device == core::Device::cpu() || req.kind == Kind::kBeaver || req.kind == Kind::kTruncPair,
-      "draw_correlation: bit-level correlations are drawn on the CPU");
+  VEIL_INTERNAL_ASSERT(device == core::Device::cpu() || req.kind == Kind::kBeaver ||
+                           req.kind == Kind::kTruncPair || req.kind == Kind::kCircuit,
+                       "draw_correlation: binary triples and random bits are drawn on the CPU");
   std::vector<core::Tensor> out;
   switch (req.kind) {
     case Kind::kBeaver:
@@ -167,8 +167,8 @@ std::vector<core::Tensor> draw_correlation(const CorrelationRequest& req,
     }
     case Kind::kCircuit: {
       const CircuitLayout lay(req.circuit, req.shape[0]);
-      out.push_back(prg.ring({lay.random_words}));
-      out.push_back(rank == 0 ? core::Tensor() : prg.ring({lay.corrected_words}));
+      out.push_back(prg.ring({lay.random_words}, device));
+      out.push_back(rank == 0 ? core::Tensor() : prg.ring({lay.corrected_words}, device));
       break;
     }
     case Kind::kShutdown:

@@ -120,9 +120,9 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
 }
 
 bool SeededProvider::on_device(const CorrelationRequest& req) {
-  // The arithmetic correlations follow the party's shares to its device; the bit-level ones
-  // (comparison circuits, binary triples, random bits) are evaluated on the host for now.
-  return req.kind == Kind::kBeaver || req.kind == Kind::kTruncPair;
+  // Beaver triples, truncation pairs and the comparison circuits' correlations follow the party's
+  // shares to its device; binary triples and random bits (a2b, b2a) are used on the host.
+  return req.kind == Kind::kBeaver || req.kind == Kind::kTruncPair || req.kind == Kind::kCircuit;
 }
 
 BeaverTriple SeededProvider::beaver(const BilinearOp& op) {

@@ -210,11 +210,32 @@ TEST_CASE("all_reduce sums mod 2^64 and XORs, bit-identical on every party", "[c
   }
   REQUIRE(wrapped > 0);  // the data exercises the wrap-around
   auto hub = std::make_shared<InProcessHub>(n_parties, false);
-  // WHEN every party all_reduces its vector
+  // WHEN every party all_reduces its vector, kept (const&) or given up (&&: handed to the
+  // in-process peers without a copy), twice in a row
+  const bool give_up = GENERATE(false, true);
+  CAPTURE(give_up);
   auto results = run_endpoints(hub, [&](Communicator& c) {
-    const Tensor x = ring_tensor(inputs[static_cast<std::size_t>(c.rank())]);
-    Tensor y = c.all_reduce("mul#1/open", x, op);
-    return std::make_pair(y.to_vector<uint64_t>(), x.shares_storage_with(y));
+    std::vector<uint64_t> first;
+    bool aliased = false;
+    for (const char* tag : {"mul#1/open", "mul#2/open"}) {
+      Tensor x = ring_tensor(inputs[static_cast<std::size_t>(c.rank())]);
+      Tensor y;
+      if (give_up) {
+        REQUIRE(x.sole_owner());
+        const uint64_t* storage = x.data<uint64_t>();
+        y = c.all_reduce(tag, std::move(x), op);
+        aliased = aliased || y.data<uint64_t>() == storage;
+      } else {
+        y = c.all_reduce(tag, x, op);
+        aliased = aliased || x.shares_storage_with(y);
+      }
+      if (first.empty()) {
+        first = y.to_vector<uint64_t>();
+      } else {
+        CHECK(y.to_vector<uint64_t>() == first);
+      }
+    }
+    return std::make_pair(first, aliased);
   });
   auto got = get_all(results);
   // THEN every party holds the reference, in a fresh tensor

@@ -20,6 +20,7 @@
 #include "crypto/protocols/nonlinear.h"
 #include "crypto/providers/bit_circuit.h"
 #include "crypto/providers/correlations.h"
+#include "kernels/bit_circuit_eval.h"
 #include "tests/harness/protocols.h"
 #include "tests/harness/simulate.h"
 
@@ -317,13 +318,13 @@ TEST_CASE("binary: transpose64 turns words into bit planes and back", "[crypto][
     w = gen();
   }
   std::copy(a, a + 64, t);
-  crypto::transpose64(t);
+  veil::kernels::circuit::transpose64(t);
   for (int i = 0; i < 64; ++i) {
     for (int j = 0; j < 64; ++j) {
       REQUIRE(((t[i] >> j) & 1U) == ((a[j] >> i) & 1U));
     }
   }
-  crypto::transpose64(t);
+  veil::kernels::circuit::transpose64(t);
   CHECK(std::equal(a, a + 64, t));
 }
 
