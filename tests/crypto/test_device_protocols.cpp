@@ -6,6 +6,7 @@
 // skip without a device.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <catch2/catch.hpp>
@@ -14,6 +15,7 @@
 #include "crypto/launch.h"
 #include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
+#include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
 #include "crypto/protocols/trig.h"
 #include "kernels/cuda_backend.h"
@@ -32,6 +34,46 @@ bool have_gpu() {
     return false;
   }
   return true;
+}
+
+// The comparison circuits on their own, for sizes around the 64-element blocks (and none): every
+// output of ltz, eqz and their conversion rounds with products, revealed.
+std::vector<std::vector<uint64_t>> circuits(crypto::Party& p) {
+  std::vector<std::vector<uint64_t>> revealed;
+  std::vector<uint64_t> on_party_device;
+  for (int64_t n : {0, 1, 63, 64, 65, 4097, 70001}) {
+    // values in [-3, 3] with exact zeros and repeats, so eqz sees both outcomes
+    Tensor x = vt::uniform({n}, -3.0, 3.0, 100 + static_cast<uint64_t>(n));
+    std::vector<double> xv = x.to_vector<double>();
+    for (std::size_t i = 0; i < xv.size(); i += 3) {
+      xv[i] = i % 2 == 0 ? 0.0 : 1.5;
+    }
+    x = Tensor::from_vector<double>(xv, {n});
+    const Tensor y = vt::uniform({n}, -2.0, 2.0, 200 + static_cast<uint64_t>(n));
+    const auto sx = crypto::share(p, x, 0, x.shape());
+    const auto sy = crypto::share(p, y, p.world_size() - 1, y.shape());
+    std::vector<crypto::AShare> outs;
+    const crypto::BitProducts lm = crypto::ltz_mul(p, sx, true, {sy});
+    outs.push_back(lm.bit);
+    outs.push_back(lm.x_times_bit);
+    outs.push_back(lm.products[0]);
+    const crypto::BitProducts em = crypto::eqz_mul(p, sx, {sy, sx});
+    outs.push_back(em.bit);
+    outs.push_back(em.products[0]);
+    outs.push_back(em.products[1]);
+    for (const auto& b : {crypto::ltz(p, sx), crypto::eqz(p, sx)}) {
+      const Tensor r = crypto::reveal_binary(p, b);
+      on_party_device.push_back(b.data.device() == p.device() ? 1 : 0);
+      revealed.push_back(r.to(Device::cpu()).to_vector<uint64_t>());
+    }
+    for (const auto& o : outs) {
+      const Tensor r = crypto::reveal(p, o);
+      on_party_device.push_back(o.data.device() == p.device() ? 1 : 0);
+      revealed.push_back(r.to(Device::cpu()).to_vector<uint64_t>());
+    }
+  }
+  revealed.push_back(on_party_device);
+  return revealed;
 }
 
 // Every revealed ring result of a small program: public and secret operations, a batch of
@@ -79,9 +121,12 @@ std::vector<std::vector<uint64_t>> program(crypto::Party& p) {
   return revealed;
 }
 
+using Program = std::vector<std::vector<uint64_t>> (*)(crypto::Party&);
+
 std::vector<std::vector<uint64_t>> run(int n,
                                        crypto::ProviderKind kind,
-                                       const std::function<Device(int)>& device_of) {
+                                       const std::function<Device(int)>& device_of,
+                                       Program prog = program) {
   auto o = vt::test_options(n, kind);
   o.party.insecure = true;
   o.party.insecure_seed = 2026;
@@ -90,7 +135,7 @@ std::vector<std::vector<uint64_t>> run(int n,
     po.device = device_of(rank);
     return po;
   };
-  const auto all = crypto::launch<std::vector<std::vector<uint64_t>>>(o, program);
+  const auto all = crypto::launch<std::vector<std::vector<uint64_t>>>(o, prog);
   for (std::size_t rank = 0; rank < all.size(); ++rank) {
     // every output and its reveal stayed on the party's device
     CHECK(all[rank].back() == std::vector<uint64_t>(all[rank].size() - 1, 1));
@@ -161,5 +206,43 @@ TEST_CASE("GPU shares: the products are right against float64", "[device][crypto
   for (std::size_t i = 0; i < xs.size(); ++i) {
     const double got = static_cast<double>(static_cast<int64_t>(r[0][i])) * vt::ulp();
     CHECK(std::abs(got - xs[i] * ys[i]) <= 12 * vt::ulp());
+  }
+}
+
+TEST_CASE("GPU comparison circuits equal the CPU's for sizes around a block and empty inputs",
+          "[device][crypto][cuda]") {
+  if (!have_gpu()) {
+    return;
+  }
+  for (int n : {2, 3}) {
+    for (auto kind : {crypto::ProviderKind::kDealer, crypto::ProviderKind::kTrustedFirstParty}) {
+      INFO("parties " << n << ", provider " << crypto::provider_name(kind));
+      // GIVEN ltz, eqz and their products on n = 0, 1, 63, 64, 65, 4097, 70001 elements
+      const auto cpu = run(
+          n, kind, [](int) { return Device::cpu(); }, circuits);
+      const auto gpu = run(
+          n, kind, [](int) { return Device::cuda(0); }, circuits);
+      // THEN the GPU run reveals the CPU run's values bit for bit
+      REQUIRE(cpu.size() == gpu.size());
+      for (std::size_t i = 0; i < cpu.size(); ++i) {
+        INFO("output " << i);
+        CHECK(cpu[i] == gpu[i]);
+      }
+      // AND the CPU run is right: [x < 0] and [x == 0] against the plaintext (8 outputs per size)
+      std::size_t at = 0;
+      for (int64_t size : {0, 1, 63, 64, 65, 4097, 70001}) {
+        const Tensor xs = vt::uniform({size}, -3.0, 3.0, 100 + static_cast<uint64_t>(size));
+        std::vector<double> xv = xs.to_vector<double>();
+        for (std::size_t i = 0; i < xv.size(); i += 3) {
+          xv[i] = i % 2 == 0 ? 0.0 : 1.5;
+        }
+        for (std::size_t i = 0; i < xv.size(); ++i) {
+          const uint64_t enc = static_cast<uint64_t>(std::llround(xv[i] / vt::ulp()));
+          CHECK((cpu[at][i] & 1U) == (static_cast<int64_t>(enc) < 0 ? 1U : 0U));
+          CHECK((cpu[at + 1][i] & 1U) == (enc == 0 ? 1U : 0U));
+        }
+        at += 8;
+      }
+    }
   }
 }
