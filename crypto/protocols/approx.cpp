@@ -240,14 +240,6 @@ constexpr int kSqrtExtraBits = 2;
 // the mantissa functions as polynomials in t = (2m - 5)/3 sharing one set of powers; the wanted
 // results are scaled in one round.
 SqrtResult sqrt_family(Party& p, const AShare& x, bool want_sqrt, bool want_inv) {
-  if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
-    SqrtResult r;
-    {
-      const Party::HostScope host(p);
-      r = sqrt_family(p, host_copy(x), want_sqrt, want_inv);
-    }
-    return {to_device(r.sqrt, x.data.device()), to_device(r.inv_sqrt, x.data.device())};
-  }
   const int f = p.frac_bits();
   const Normalized n = normalize(p, x, default_grid(f));
   const AShare t = mantissa_unit(p, n, kSqrtExtraBits);

@@ -269,9 +269,6 @@ AShare reciprocal_mantissa(Party& p, const AShare& m) {
 
 // 1/x by normalization on `grid` (signed or not): x = sign m 4^kappa, 1/x = sign (1/m) 4^-kappa.
 AShare reciprocal_normalized(Party& p, const AShare& x, const ExponentGrid& grid) {
-  if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
-    return via_host(p, x, [&](const AShare& h) { return reciprocal_normalized(p, h, grid); });
-  }
   const Normalized n = normalize(p, x, grid);
   const AShare r = reciprocal_mantissa(p, n.mantissa);
   const int s = grid.step_bits;
@@ -317,9 +314,6 @@ AShare log(Party& p, const AShare& x) {
   const int f = p.frac_bits();
   VEIL_CHECK(x.data.defined() && x.frac_bits == f, "[log] expected frac_bits {}, got {}", f,
              x.frac_bits);
-  if (x.data.is_cuda()) {  // range reduction runs on the party's CPU (see Party::HostScope)
-    return via_host(p, x, [&](const AShare& h) { return log(p, h); });
-  }
   // x = m 4^kappa: log x = log m + kappa log 4, log m = P(t) with t = (2m - 5)/3 in [-1, 1].
   const ExponentGrid grid = default_grid(f);
   const Normalized n = normalize(p, x, grid);

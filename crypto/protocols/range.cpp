@@ -47,11 +47,10 @@ core::Tensor flat(const AShare& x) {
 // [x >= t_j] - [x <= -t_j] (odd). Local.
 AShare bucket_table(Party& p, const Normalized& n, const std::vector<int64_t>& v, bool odd) {
   const core::Shape& shape = n.ge.front().shape();
-  core::Tensor acc = core::Tensor::zeros(shape, core::DType::kRing64);
+  const core::Device dev = n.ge.front().data.device();
   const auto base = static_cast<uint64_t>(v.front());
-  if (p.rank() == 0) {
-    acc = core::Tensor::full<uint64_t>(shape, base);
-  }
+  core::Tensor acc = p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, base).to(dev)
+                                   : core::Tensor::zeros(shape, core::DType::kRing64, dev);
   const bool signed_odd = odd && n.grid.is_signed;
   if (signed_odd && base != 0) {
     core::sub_(acc, core::mul_scalar(n.negative.data, base * 2));
@@ -256,7 +255,9 @@ std::vector<AShare> scale_buckets(Party& p,
   }
   for (std::size_t r = 0; r < reqs.size(); ++r) {
     if (!out[r].data.defined()) {
-      out[r] = {core::Tensor::zeros(reqs[r].y.shape(), core::DType::kRing64), reqs[r].out_frac};
+      out[r] = {
+          core::Tensor::zeros(reqs[r].y.shape(), core::DType::kRing64, reqs[r].y.data.device()),
+          reqs[r].out_frac};
     }
   }
   return out;
@@ -314,24 +315,21 @@ Normalized normalize(Party& p, const AShare& x, const ExponentGrid& grid) {
   const int64_t n = x.numel();
   const int t = grid.thresholds();
   const int copies = grid.is_signed ? 2 * t + 1 : t;
-  // One flat tensor of every difference: x - t_j (j = lo..hi+1), then -x - t_j and x (signed).
+  // One flat tensor of every difference: x - t_j (j = lo..hi+1), then -x - t_j and x (signed),
+  // on x's device.
   const core::Tensor xf = flat(x);
-  core::Tensor all = core::Tensor::empty({copies * n}, core::DType::kRing64);
-  uint64_t* pa = all.data<uint64_t>();
-  const uint64_t* px = xf.data<uint64_t>();
+  const core::Tensor neg_xf = core::neg(xf);
   const FixedPointEncoder& enc = p.encoder();
+  std::vector<core::Tensor> diffs;
   for (int c = 0; c < copies; ++c) {
     const bool negated = c >= t && c < 2 * t;
     uint64_t offset = 0;
     if (c < 2 * t && p.rank() == 0) {
       offset = enc.encode_scalar(std::ldexp(1.0, grid.step_bits * (grid.lo + c % t)), "normalize");
     }
-    uint64_t* out = pa + static_cast<int64_t>(c) * n;
-    for (int64_t i = 0; i < n; ++i) {
-      out[i] = (negated ? uint64_t{0} - px[i] : px[i]) - offset;
-    }
+    diffs.push_back(core::add_scalar(negated ? neg_xf : xf, uint64_t{0} - offset));
   }
-  const AShare below = b2a_bit(p, ltz(p, {all, f}));  // [difference < 0]
+  const AShare below = ltz_arith(p, {core::cat(diffs, 0), f});  // [difference < 0]
   auto part = [&](int c) {
     return core::Tensor(below.data.slice(0, c * n, (c + 1) * n).contiguous().reshape(x.shape()));
   };
@@ -447,7 +445,9 @@ AShare polynomial(Party& p,
              coeffs.size());
   const int big_f = powers.front().frac_bits;
   const FixedPointEncoder enc(big_f);
-  AShare acc{core::Tensor::zeros(powers.front().shape(), core::DType::kRing64), 2 * big_f};
+  AShare acc{core::Tensor::zeros(powers.front().shape(), core::DType::kRing64,
+                                 powers.front().data.device()),
+             2 * big_f};
   for (std::size_t i = 1; i < coeffs.size(); ++i) {
     core::add_(acc.data, core::mul_scalar(powers[i - 1].data, enc.encode_scalar(coeffs[i])));
   }

@@ -64,21 +64,15 @@ std::vector<AShare> complex_products(Party& p,
 SinCos sincos(Party& p, const AShare& x) {
   VEIL_CHECK(x.data.defined() && x.frac_bits >= 0 && x.frac_bits <= 40,
              "[sincos] expected a defined share with frac_bits in [0, 40], got {}", x.frac_bits);
-  if (x.data.is_cuda()) {  // the private angles are formed on the party's CPU (HostScope)
-    SinCos r;
-    {
-      const Party::HostScope host(p);
-      r = sincos(p, host_copy(x));
-    }
-    return {to_device(r.sin, x.data.device()), to_device(r.cos, x.data.device())};
-  }
   const int f = p.frac_bits();
   const int64_t n = x.numel();
   // C = round(2^(64 - frac) / (2 pi)) from the 64-bit constant (exact integer rounding).
   const int xf = x.frac_bits;
   const uint64_t c = xf == 0 ? kTurn64 : (kTurn64 >> xf) + ((kTurn64 >> (xf - 1)) & 1U);
-  // This party's private angle: (cos, sin) of 2 pi int64(x_i C) / 2^64, encoded as [2, n].
-  const core::Tensor xi = x.data.contiguous().reshape({n});
+  // This party's private angle: (cos, sin) of 2 pi int64(x_i C) / 2^64, encoded as [2, n]. It is
+  // formed on the party's CPU (a GPU party's own share makes a round trip through its memory), so
+  // that the float64 cos/sin, and with them the shares, are the same on every device.
+  const core::Tensor xi = x.data.contiguous().reshape({n}).to(core::Device::cpu());
   const uint64_t* px = xi.data<uint64_t>();
   core::Tensor mine = core::Tensor::empty({2, n}, core::DType::kFloat64);
   double* pm = mine.data<double>();
@@ -88,7 +82,7 @@ SinCos sincos(Party& p, const AShare& x) {
     pm[i] = std::cos(theta);
     pm[n + i] = std::sin(theta);
   }
-  const core::Tensor enc = p.encoder().encode(mine, "sincos");
+  const core::Tensor enc = p.encoder().encode(mine, "sincos").to(x.data.device());
   // Every party's unit complex number as a secret (PRZS input sharing: no communication).
   std::vector<AShare> level;
   for (int src = 0; src < p.world_size(); ++src) {
