@@ -80,7 +80,7 @@ class Party {
   /// While alive, a GPU party works on its CPU: device() is the CPU, so the shares and constants
   /// that protocols create are host tensors (and so, through the alignment in beaver_batch and
   /// truncate, are the correlations they use). For the protocol steps whose per-element code runs
-  /// on the host (the bit circuits, range reduction, sin/cos): they copy their inputs down with
+  /// on the host (today max's tournament, max_lastdim): they copy their inputs down with
   /// host_copy, run under a HostScope and move their results back with to_device. Nothing leaves
   /// the party and the messages are bit for bit those of a CPU party. Nests.
   class HostScope {

@@ -114,24 +114,12 @@ AShare mul(Party& p, const AShare& x, const AShare& y);
 /// (+ truncation for N > 2).
 AShare matmul(Party& p, const AShare& x, const AShare& y);
 /// A host copy of a share held on a GPU (the share itself when it is on the host), for the
-/// protocol steps whose per-element code runs on the party's CPU (bit circuits, range reduction,
-/// sin/cos; see Party::HostScope): the copy stays inside the party. Cost: one device-to-host
+/// protocol steps whose per-element code runs on the party's CPU (the index shuffles of max's
+/// tournament; see Party::HostScope): the copy stays inside the party. Cost: one device-to-host
 /// copy, no communication.
 AShare host_copy(const AShare& x);
 /// x on `device` (itself when it is there already). Cost: at most one copy, no communication.
 AShare to_device(const AShare& x, core::Device device);
-/// fn(host_copy(x)) run under a Party::HostScope, its result moved back to x's device: the form
-/// of the protocol steps with host code only. Cost: fn's, plus the two copies for a GPU share.
-template <class F>
-AShare via_host(Party& p, const AShare& x, F&& fn) {
-  AShare r;
-  {
-    const Party::HostScope host(p);
-    r = fn(host_copy(x));
-  }
-  return to_device(r, x.data.device());
-}
-
 /// x * x, rescaled to x.frac_bits, from a square pair (a, a^2): z = c + 2 a e + [i = 0] e^2 with
 /// e = x - a opened. Cost: 1 round, 8(N-1) bytes per element (half of mul) + the truncation
 /// (N > 2: 1 round); the dealer sends the same 8 bytes per element to P0, and every party draws
