@@ -74,25 +74,8 @@ class Party {
   comm::Communicator& comm() { return comm_; }
   const PartyOptions& options() const { return options_; }
   const FixedPointEncoder& encoder() const { return encoder_; }
-  /// The device this party's shares live on (PartyOptions::device); the CPU inside a HostScope.
-  core::Device device() const { return host_scope_ > 0 ? core::Device::cpu() : options_.device; }
-
-  /// While alive, a GPU party works on its CPU: device() is the CPU, so the shares and constants
-  /// that protocols create are host tensors (and so, through the alignment in beaver_batch and
-  /// truncate, are the correlations they use). For the protocol steps whose per-element code runs
-  /// on the host (today max's tournament, max_lastdim): they copy their inputs down with
-  /// host_copy, run under a HostScope and move their results back with to_device. Nothing leaves
-  /// the party and the messages are bit for bit those of a CPU party. Nests.
-  class HostScope {
-   public:
-    explicit HostScope(Party& p) : p_(p) { ++p_.host_scope_; }
-    ~HostScope() { --p_.host_scope_; }
-    HostScope(const HostScope&) = delete;
-    HostScope& operator=(const HostScope&) = delete;
-
-   private:
-    Party& p_;
-  };
+  /// The device this party's shares live on (PartyOptions::device).
+  core::Device device() const { return options_.device; }
   int frac_bits() const { return encoder_.frac_bits(); }
 
   /// Private randomness of this party (never shared).
@@ -143,7 +126,6 @@ class Party {
  private:
   comm::Communicator& comm_;
   PartyOptions options_;
-  int host_scope_ = 0;
   FixedPointEncoder encoder_;
   Prg own_prg_;
   Prg next_prg_;

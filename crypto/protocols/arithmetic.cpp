@@ -266,8 +266,8 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
                                                  xs[i].frac_bits == ys[i].frac_bits),
                          "square of two different operands");
     BeaverTriple t = p.provider().beaver(ops[i]);
-    // a GPU party's triples are drawn on its GPU; operands it holds on the host (a protocol step
-    // that runs on the CPU, see host_copy) get host copies (no communication)
+    // a GPU party's triples are drawn on its GPU; operands held on another device (a mixed
+    // call) get copies there (no communication)
     const core::Device d = xs[i].data.device();
     if (t.a.device() != d) {
       t.a = t.a.to(d);
@@ -405,11 +405,6 @@ AShare mul(Party& p, const AShare& x, const AShare& y) {
 AShare matmul(Party& p, const AShare& x, const AShare& y) {
   const AShare z = beaver(p, BilinearOp::matmul(x.shape(), y.shape()), x, y);
   return rescale(p, z, std::max(x.frac_bits, y.frac_bits));
-}
-
-AShare host_copy(const AShare& x) {
-  return x.data.defined() && x.data.is_cuda() ? AShare{x.data.to(core::Device::cpu()), x.frac_bits}
-                                              : x;
 }
 
 AShare to_device(const AShare& x, core::Device device) {

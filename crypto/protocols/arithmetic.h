@@ -113,11 +113,6 @@ AShare mul(Party& p, const AShare& x, const AShare& y);
 /// Matrix product [m, k] @ [k, n], rescaled like mul. Cost: 1 round, 8(N-1)(mk + kn) bytes
 /// (+ truncation for N > 2).
 AShare matmul(Party& p, const AShare& x, const AShare& y);
-/// A host copy of a share held on a GPU (the share itself when it is on the host), for the
-/// protocol steps whose per-element code runs on the party's CPU (the index shuffles of max's
-/// tournament; see Party::HostScope): the copy stays inside the party. Cost: one device-to-host
-/// copy, no communication.
-AShare host_copy(const AShare& x);
 /// x on `device` (itself when it is there already). Cost: at most one copy, no communication.
 AShare to_device(const AShare& x, core::Device device);
 /// x * x, rescaled to x.frac_bits, from a square pair (a, a^2): z = c + 2 a e + [i = 0] e^2 with

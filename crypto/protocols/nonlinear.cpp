@@ -39,7 +39,9 @@ AShare max_cols(const AShare& s, int64_t lo, int64_t hi) {
 
 // A public ring tensor as an integer share (party 0 holds it).
 AShare public_share(Party& p, const core::Tensor& t) {
-  return {p.rank() == 0 ? t.contiguous() : core::Tensor::zeros(t.shape(), core::DType::kRing64), 0};
+  return {p.rank() == 0 ? t.contiguous()
+                        : core::Tensor::zeros(t.shape(), core::DType::kRing64, t.device()),
+          0};
 }
 
 // Pair level: column j against column j + h (h = m / 2; an odd last column passes through).
@@ -101,8 +103,12 @@ MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
       pair_at[static_cast<std::size_t>(i * g + j)] = pairs++;
     }
   }
+  // The pairs and the candidate bits are gathered by index on the party's host (a GPU party's
+  // values make a round trip through its own memory); the circuits run on the values' device.
+  const core::Device dev = v.device();
+  const core::Tensor v_host = v.to(core::Device::cpu());
   core::Tensor diff = core::Tensor::empty({cells * pairs}, core::DType::kRing64);
-  const uint64_t* pv = v.data<uint64_t>();
+  const uint64_t* pv = v_host.data<uint64_t>();
   uint64_t* pd = diff.data<uint64_t>();
   for (int64_t c = 0; c < cells; ++c) {
     const uint64_t* vc = pv + c * g;
@@ -112,8 +118,9 @@ MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
       }
     }
   }
-  const BShare less = ltz(p, {diff, st.vals.frac_bits});  // [v_i < v_j]
-  const uint64_t* pl = less.data.data<uint64_t>();
+  const BShare less = ltz(p, {diff.to(dev), st.vals.frac_bits});  // [v_i < v_j]
+  const core::Tensor less_host = less.data.to(core::Device::cpu());
+  const uint64_t* pl = less_host.data<uint64_t>();
   const uint64_t flip = p.rank() == 0 ? 1U : 0U;
   core::Tensor win = core::Tensor::empty({cells * g, g - 1}, core::DType::kRing64);
   uint64_t* pw = win.data<uint64_t>();
@@ -132,7 +139,7 @@ MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
   if (!st.idx_public) {
     ys.push_back({ix.reshape({cells * g}), 0});
   }
-  const BitProducts w = and_lastdim_mul(p, {win}, ys);
+  const BitProducts w = and_lastdim_mul(p, {win.to(dev)}, ys);
   MaxState out;
   out.idx_public = false;
   out.vals = {core::sum(w.products[0].data.reshape({rows, groups, g}), 2), st.vals.frac_bits};
@@ -149,28 +156,19 @@ MaxResult max_lastdim(Party& p, const AShare& x) {
              "[max] expected a ring64 share, got {}", x.data.str());
   VEIL_CHECK(x.data.dim() >= 1 && x.data.size(-1) > 0,
              "[max] expected a tensor with a non-empty last dimension, got {}", x.data.str());
-  if (x.data.is_cuda()) {
-    // the tournament's comparisons and candidate selections run on the party's CPU (as the bit
-    // circuits do); the results go back to its GPU
-    MaxResult r;
-    {
-      const Party::HostScope host(p);
-      r = max_lastdim(p, host_copy(x));
-    }
-    return {to_device(r.values, x.data.device()), to_device(r.indices, x.data.device())};
-  }
   const int64_t c = x.data.size(-1);
   const core::Shape lead(x.shape().begin(), x.shape().end() - 1);
   const int64_t rows = core::shape_numel(lead);
   MaxState st;
   st.vals = {x.data.reshape({rows, c}).contiguous(), x.frac_bits};
-  st.idx_pub = core::Tensor::empty({rows, c}, core::DType::kRing64);
-  uint64_t* pi = st.idx_pub.data<uint64_t>();
+  core::Tensor columns = core::Tensor::empty({rows, c}, core::DType::kRing64);
+  uint64_t* pi = columns.data<uint64_t>();
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < c; ++j) {
       pi[r * c + j] = static_cast<uint64_t>(j);
     }
   }
+  st.idx_pub = columns.to(x.data.device());
   // Up to 16 candidates: one all-pairs level (4 rounds for 2, 5 for 3..5, 6 for 6..16); more:
   // groups of 4 (5 rounds per level, 1.5 comparisons per candidate) until 16 are left.
   for (int64_t m = c; m > 1; m = st.vals.data.size(1)) {
