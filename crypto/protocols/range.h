@@ -2,8 +2,9 @@
 // Range reduction by a secret power of two, shared by log, reciprocal, sqrt and inv_sqrt.
 //
 //   Grid (public): base b = 2^s (s = step_bits), thresholds t_j = b^j for j = lo .. hi + 1.
-//   Bits:   c_j = [|x| >= t_j] from ONE batched comparison (crypto::ltz + crypto::b2a_bit on the
-//           concatenation of the x - t_j): the rounds of a single comparison. A signed grid also
+//   Bits:   c_j = [|x| >= t_j] from ONE batched comparison (crypto::ltz_arith: the comparison
+//           with its conversion round, on the concatenation of the x - t_j): the rounds of a
+//           single comparison. A signed grid also
 //           compares -x against the thresholds and x against 0: c+_j = [x >= t_j],
 //           c-_j = [x <= -t_j], n = [x < 0]; then c_j = c+_j + c-_j.
 //   Bucket: k = lo - 1 + sum_j c_j in [lo - 1, hi + 1]. Bucket lo - 1 holds |x| < b^lo
@@ -24,7 +25,7 @@
 //           [k outside [lo, hi]] (= 1 there).
 //
 // Costs per party (n elements, T = hi - lo + 2 thresholds, or 2T + 1 for a signed grid; C and
-// c_cmp(N): rounds and bytes per element of one comparison ltz + b2a_bit, 4 rounds and ~13 B for
+// c_cmp(N): rounds and bytes per element of one comparison ltz_arith, 4 rounds and ~13 B for
 // N = 2 today; N > 2: every truncation adds a round and 8 bytes per truncated value):
 //   normalize:       C rounds for the bits + 1 Beaver round for m; bytes T c_cmp(N) + 16(N-1) P_m
 //                    with P_m = 1 + #chunks of negative exponents (P_m = 3 for the default grid:
