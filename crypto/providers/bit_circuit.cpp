@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
+#include "kernels/cuda_backend.h"
 
 namespace veil::crypto {
 
@@ -415,6 +416,8 @@ kernels::circuit::Level BitCircuit::program(std::size_t li, core::Device device)
     if (!t.defined()) {
       t = core::Tensor::from_vector<uint64_t>(program_, {static_cast<int64_t>(program_.size())})
               .to(device);
+      // every party thread's stream reads it: wait for the upload on this thread's stream
+      kernels::cuda::synchronize(device.index);
     }
     base = reinterpret_cast<const std::byte*>(t.device_data<uint64_t>());
   }
