@@ -516,45 +516,24 @@ BitProducts inject(Party& p,
   }
   // Bits are XOR-opened and the masked multiplicands summed: one message per peer, one round.
   std::vector<core::Tensor> parts = p.comm().all_gather(p.next_tag(op), msg);
-  const uint64_t* e_planes = nullptr;
-  const uint64_t* opened_d = nullptr;
-  core::Tensor opened;
-  core::Tensor opened_tail;
-  if (dev.is_cuda()) {
-    opened = parts[0].slice(0, 0, blocks).contiguous();
-    opened_tail = parts[0].slice(0, blocks, blocks + k * n).contiguous();
-    for (std::size_t r = 1; r < parts.size(); ++r) {
-      opened = core::bitwise_xor(opened, parts[r].slice(0, 0, blocks));
-      opened_tail = core::add(opened_tail, parts[r].slice(0, blocks, blocks + k * n));
+  // Accumulate into a peer's message when it is this party's own copy (handed over in-process,
+  // or received into a fresh device tensor), else into a copy of the first part (XOR and +
+  // commute): the masked multiplicands in place, the few bit planes into a new tensor.
+  std::size_t acc = 0;
+  bool handed_over = false;
+  for (std::size_t r = 0; r < parts.size() && !handed_over; ++r) {
+    handed_over =
+        static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous();
+    acc = handed_over ? r : 0;
+  }
+  core::Tensor opened = handed_over ? std::move(parts[acc]) : parts[acc].clone();
+  core::Tensor opened_e = opened.slice(0, 0, blocks);
+  core::Tensor opened_d = opened.slice(0, blocks, blocks + k * n);
+  for (std::size_t r = 0; r < parts.size(); ++r) {
+    if (r != acc) {
+      opened_e = core::bitwise_xor(opened_e, parts[r].slice(0, 0, blocks));
+      core::add_(opened_d, parts[r].slice(0, blocks, blocks + k * n));
     }
-    e_planes = opened.device_data<uint64_t>();
-    opened_d = opened_tail.device_data<uint64_t>();
-  } else {
-    // Accumulate into a peer's message when it is this party's own copy (handed over
-    // in-process), else into a copy of the first part (XOR and + commute).
-    std::size_t acc = 0;
-    bool handed_over = false;
-    for (std::size_t r = 0; r < parts.size() && !handed_over; ++r) {
-      handed_over =
-          static_cast<int>(r) != p.rank() && parts[r].sole_owner() && parts[r].is_contiguous();
-      acc = handed_over ? r : 0;
-    }
-    opened = handed_over ? std::move(parts[acc]) : parts[acc].clone();
-    uint64_t* po = opened.data<uint64_t>();
-    for (std::size_t r = 0; r < parts.size(); ++r) {
-      if (r == acc) {
-        continue;
-      }
-      const uint64_t* q = parts[r].data<uint64_t>();
-      for (int64_t i = 0; i < blocks; ++i) {
-        po[i] ^= q[i];
-      }
-      for (int64_t i = blocks; i < blocks + k * n; ++i) {
-        po[i] += q[i];
-      }
-    }
-    e_planes = po;
-    opened_d = po + blocks;
   }
   core::Tensor b = ring_empty(n, dev);
   core::Tensor zb = spec.times_masked ? ring_empty(n, dev) : core::Tensor();
@@ -563,7 +542,7 @@ BitProducts inject(Party& p,
   args.n = n;
   args.extras = static_cast<int>(k);
   args.first = p.rank() == 0;
-  args.e_planes = e_planes;
+  args.e_planes = opened_e.device_data<uint64_t>();
   args.s = cor + lay.s_arith;
   if (spec.times_masked) {
     args.c = run.c.device_data<uint64_t>();
@@ -571,7 +550,7 @@ BitProducts inject(Party& p,
     args.rs = cor + lay.rs;
     args.x_times_bit = zb.device_data<uint64_t>();
   }
-  args.d = opened_d;
+  args.d = opened_d.device_data<uint64_t>();
   args.a = rnd + lay.extra_masks;
   args.as = cor + lay.extra_products;
   args.bit = b.device_data<uint64_t>();

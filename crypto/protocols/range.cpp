@@ -318,7 +318,7 @@ Normalized normalize(Party& p, const AShare& x, const ExponentGrid& grid) {
   // One flat tensor of every difference: x - t_j (j = lo..hi+1), then -x - t_j and x (signed),
   // on x's device.
   const core::Tensor xf = flat(x);
-  const core::Tensor neg_xf = core::neg(xf);
+  const core::Tensor neg_xf = grid.is_signed ? core::neg(xf) : core::Tensor();
   const FixedPointEncoder& enc = p.encoder();
   std::vector<core::Tensor> diffs;
   for (int c = 0; c < copies; ++c) {

@@ -152,7 +152,9 @@ class BitCircuit {
   /// Number of levels that open something (the rounds of the circuit after c is opened).
   int masked_levels() const;
   /// Level `li`'s compiled program (kernels/bit_circuit_eval.h) in host memory, or on a CUDA
-  /// device (uploaded at the first request for that device and kept; thread-safe).
+  /// device (uploaded at the first request for that device, a few KB, and kept for the process;
+  /// thread-safe). Throws InternalError for a level index out of range and CudaError when the
+  /// upload fails.
   kernels::circuit::Level program(std::size_t li, core::Device device = core::Device::cpu()) const;
 
  private:

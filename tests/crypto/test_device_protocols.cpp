@@ -36,19 +36,24 @@ bool have_gpu() {
   return true;
 }
 
+// The compared values of n elements: uniform in [-3, 3] with exact zeros and repeats every third
+// element, so eqz sees both outcomes.
+std::vector<double> circuit_input(int64_t n) {
+  std::vector<double> xv =
+      vt::uniform({n}, -3.0, 3.0, 100 + static_cast<uint64_t>(n)).to_vector<double>();
+  for (std::size_t i = 0; i < xv.size(); i += 3) {
+    xv[i] = i % 2 == 0 ? 0.0 : 1.5;
+  }
+  return xv;
+}
+
 // The comparison circuits on their own, for sizes around the 64-element blocks (and none): every
 // output of ltz, eqz and their conversion rounds with products, revealed.
 std::vector<std::vector<uint64_t>> circuits(crypto::Party& p) {
   std::vector<std::vector<uint64_t>> revealed;
   std::vector<uint64_t> on_party_device;
   for (int64_t n : {0, 1, 63, 64, 65, 4097, 70001}) {
-    // values in [-3, 3] with exact zeros and repeats, so eqz sees both outcomes
-    Tensor x = vt::uniform({n}, -3.0, 3.0, 100 + static_cast<uint64_t>(n));
-    std::vector<double> xv = x.to_vector<double>();
-    for (std::size_t i = 0; i < xv.size(); i += 3) {
-      xv[i] = i % 2 == 0 ? 0.0 : 1.5;
-    }
-    x = Tensor::from_vector<double>(xv, {n});
+    const Tensor x = Tensor::from_vector<double>(circuit_input(n), {n});
     const Tensor y = vt::uniform({n}, -2.0, 2.0, 200 + static_cast<uint64_t>(n));
     const auto sx = crypto::share(p, x, 0, x.shape());
     const auto sy = crypto::share(p, y, p.world_size() - 1, y.shape());
@@ -231,11 +236,7 @@ TEST_CASE("GPU comparison circuits equal the CPU's for sizes around a block and 
       // AND the CPU run is right: [x < 0] and [x == 0] against the plaintext (8 outputs per size)
       std::size_t at = 0;
       for (int64_t size : {0, 1, 63, 64, 65, 4097, 70001}) {
-        const Tensor xs = vt::uniform({size}, -3.0, 3.0, 100 + static_cast<uint64_t>(size));
-        std::vector<double> xv = xs.to_vector<double>();
-        for (std::size_t i = 0; i < xv.size(); i += 3) {
-          xv[i] = i % 2 == 0 ? 0.0 : 1.5;
-        }
+        const std::vector<double> xv = circuit_input(size);
         for (std::size_t i = 0; i < xv.size(); ++i) {
           const uint64_t enc = static_cast<uint64_t>(std::llround(xv[i] / vt::ulp()));
           CHECK((cpu[at][i] & 1U) == (static_cast<int64_t>(enc) < 0 ? 1U : 0U));
