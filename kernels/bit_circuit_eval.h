@@ -13,13 +13,16 @@
 // possibly complemented; Sum: XOR a temporary AND a monomial plane into the output). A Level holds
 // pointers into that buffer, so it can be passed by value to a kernel.
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/cuda/hd.h"
 
-// GCC would turn the short copy loops below back into library memcpy calls (one per gate).
+// GCC would turn the short copy loops below back into library memcpy calls (one per gate); and
+// the host inlines the evaluator into callers compiled for wider vector units (target clones).
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
-#define VEIL_CIRCUIT_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#define VEIL_CIRCUIT_NO_LIBCALLS \
+  __attribute__((optimize("no-tree-loop-distribute-patterns"), always_inline))
 #else
 #define VEIL_CIRCUIT_NO_LIBCALLS
 #endif
@@ -82,79 +85,148 @@ struct Level {
   const Sum* sums = nullptr;
 };
 
-/// Evaluates gate g of a level on one block: pub / sec the block's input planes (public: opened
-/// bits or c's bits; secret: this party's shares of the masks or of r's bits), products the
-/// block's product record, constant all ones at party 0 and 0 elsewhere; writes its output
-/// planes into out (the block's output record).
-VEIL_HD VEIL_CIRCUIT_NO_LIBCALLS inline void evaluate_gate(const Level& lv,
-                                                           int g,
-                                                           const uint64_t* pub,
-                                                           const uint64_t* sec,
-                                                           const uint64_t* products,
-                                                           uint64_t constant,
-                                                           uint64_t* out) {
+/// Evaluates gate g of a level on L blocks side by side: pub the blocks' public input planes
+/// (opened bits or c's bits), lane-major (plane p of block l at pub[p L + l]); sec this party's
+/// shares of the secret input planes (masks or r's bits) and products the product records, block
+/// l's at sec + l sec_stride and products + l product_stride; constant all ones at party 0 and 0
+/// elsewhere. Writes the gate's output planes into out, lane-major. L = 1 is one block (the GPU
+/// kernels run a block per thread); the CPU evaluates 8 blocks per pass, so the program is read
+/// once per 8 blocks and each step is one vector operation.
+template <int L>
+VEIL_HD VEIL_CIRCUIT_NO_LIBCALLS inline void evaluate_gate_lanes(const Level& lv,
+                                                                 int g,
+                                                                 const uint64_t* pub,
+                                                                 const uint64_t* sec,
+                                                                 int64_t sec_stride,
+                                                                 const uint64_t* products,
+                                                                 int64_t product_stride,
+                                                                 uint64_t constant,
+                                                                 uint64_t* out) {
+  constexpr int64_t kL = L;  // index arithmetic in int64_t
+  constexpr auto kSize = static_cast<std::size_t>(L);
   const Gate& gate = lv.gates[g];
-  const uint64_t* q = pub + gate.first;
+  const uint64_t* q = pub + gate.first * kL;
   // the monomial planes: constant, the secret inputs, then the products (plain loops: a library
   // memmove call per gate would cost more than the copy)
-  uint64_t mono[1 + kMaxGateInputs + kMaxGateProducts];
-  mono[0] = constant;
-  const uint64_t* s = sec + gate.first;
+  uint64_t mono[(1 + kMaxGateInputs + kMaxGateProducts) * kSize];
+  for (int l = 0; l < L; ++l) {
+    mono[l] = constant;
+  }
   const int k = gate.inputs;
   for (int i = 0; i < k; ++i) {
-    mono[1 + i] = s[i];
+    for (int l = 0; l < L; ++l) {
+      mono[(1 + i) * kL + l] = sec[l * sec_stride + gate.first + i];
+    }
   }
-  const uint64_t* pr = products + gate.product_offset;
   for (int i = 0; i < gate.products; ++i) {
-    mono[1 + k + i] = pr[i];
+    for (int l = 0; l < L; ++l) {
+      mono[(1 + k + i) * kL + l] = products[l * product_stride + gate.product_offset + i];
+    }
   }
-  uint64_t tmp[kMaxTemporaries];
+  uint64_t tmp[kMaxTemporaries * kSize];
   uint32_t at = gate.out_at;
   for (uint32_t o = gate.outputs_begin; o < gate.outputs_end; ++o) {
     const Output& code = lv.outputs[o];
-    uint64_t acc = 0;
+    uint64_t acc[kSize];
+    for (int l = 0; l < L; ++l) {
+      acc[l] = 0;
+    }
     uint32_t step = code.steps_begin;
     uint32_t sum = code.sums_begin;
     for (uint32_t t = code.terms_begin; t < code.terms_end; ++t) {
       const Term& term = lv.terms[t];
-      tmp[0] = ~uint64_t{0};
+      for (int l = 0; l < L; ++l) {
+        tmp[l] = ~uint64_t{0};
+      }
       for (; step < term.steps_end; ++step) {
         const Step& st = lv.steps[step];
-        tmp[st.dst] = tmp[st.src] & (q[st.input] ^ st.flip);
+        const uint64_t* src = tmp + st.src * kL;
+        const uint64_t* in = q + st.input * kL;
+        uint64_t v[kSize];  // through registers: dst may be src
+        for (int l = 0; l < L; ++l) {
+          v[l] = src[l] & (in[l] ^ st.flip);
+        }
+        uint64_t* dst = tmp + st.dst * kL;
+        for (int l = 0; l < L; ++l) {
+          dst[l] = v[l];
+        }
       }
       for (; sum < term.sums_end; ++sum) {
         const Sum& sm = lv.sums[sum];
-        acc ^= tmp[sm.slot] & mono[1 + sm.monomial];
+        const uint64_t* tv = tmp + sm.slot * kL;
+        const uint64_t* mv = mono + (1 + sm.monomial) * kL;
+        for (int l = 0; l < L; ++l) {
+          acc[l] ^= tv[l] & mv[l];
+        }
       }
     }
-    out[at++] = acc;
+    for (int l = 0; l < L; ++l) {
+      out[at * kL + l] = acc[l];
+    }
+    ++at;
+  }
+}
+
+/// evaluate_gate_lanes for one block.
+VEIL_HD inline void evaluate_gate(const Level& lv,
+                                  int g,
+                                  const uint64_t* pub,
+                                  const uint64_t* sec,
+                                  const uint64_t* products,
+                                  uint64_t constant,
+                                  uint64_t* out) {
+  evaluate_gate_lanes<1>(lv, g, pub, sec, 0, products, 0, constant, out);
+}
+
+/// Every gate of a level on L blocks (arguments as evaluate_gate_lanes).
+template <int L>
+VEIL_HD VEIL_CIRCUIT_NO_LIBCALLS inline void evaluate_level_lanes(const Level& lv,
+                                                                  const uint64_t* pub,
+                                                                  const uint64_t* sec,
+                                                                  int64_t sec_stride,
+                                                                  const uint64_t* products,
+                                                                  int64_t product_stride,
+                                                                  uint64_t constant,
+                                                                  uint64_t* out) {
+  for (int g = 0; g < lv.gate_count; ++g) {
+    evaluate_gate_lanes<L>(lv, g, pub, sec, sec_stride, products, product_stride, constant, out);
   }
 }
 
 /// Every gate of a level on one block (arguments as evaluate_gate).
-VEIL_HD VEIL_CIRCUIT_NO_LIBCALLS inline void evaluate_level(const Level& lv,
-                                                            const uint64_t* pub,
-                                                            const uint64_t* sec,
-                                                            const uint64_t* products,
-                                                            uint64_t constant,
-                                                            uint64_t* out) {
-  for (int g = 0; g < lv.gate_count; ++g) {
-    evaluate_gate(lv, g, pub, sec, products, constant, out);
-  }
+VEIL_HD inline void evaluate_level(const Level& lv,
+                                   const uint64_t* pub,
+                                   const uint64_t* sec,
+                                   const uint64_t* products,
+                                   uint64_t constant,
+                                   uint64_t* out) {
+  evaluate_level_lanes<1>(lv, pub, sec, 0, products, 0, constant, out);
 }
 
-/// Transposes a 64 x 64 bit matrix in place: afterwards bit j of a[i] is what bit i of a[j] was.
-/// Turns 64 words into their 64 bit planes and back (Hacker's Delight, 7-3: swap the
-/// off-diagonal blocks of sizes 32, 16, ..., 1).
-VEIL_HD inline void transpose64(uint64_t* a) {
+/// Transposes L 64 x 64 bit matrices in place, stored lane-major (word i of matrix l at
+/// a[i L + l]): afterwards bit j of word i is what bit i of word j was. Turns 64 words into their
+/// 64 bit planes and back (Hacker's Delight, 7-3: swap the off-diagonal blocks of sizes 32, 16,
+/// ..., 1); the L matrices go through the same swaps side by side.
+template <int L>
+VEIL_HD inline void transpose64_lanes(uint64_t* a) {
+  constexpr int64_t kL = L;
   uint64_t m = 0x00000000FFFFFFFFULL;
   for (int j = 32; j != 0; j >>= 1, m ^= m << j) {
     for (int k = 0; k < 64; k = (k + j + 1) & ~j) {
-      const uint64_t t = (a[k] ^ (a[k + j] << j)) & ~m;
-      a[k] ^= t;
-      a[k + j] ^= t >> j;
+      uint64_t* lo = a + k * kL;
+      uint64_t* hi = a + (k + j) * kL;
+      for (int l = 0; l < L; ++l) {
+        const uint64_t t = (lo[l] ^ (hi[l] << j)) & ~m;
+        lo[l] ^= t;
+        hi[l] ^= t >> j;
+      }
     }
   }
+}
+
+/// One 64 x 64 bit matrix (transpose64_lanes).
+VEIL_HD inline void transpose64(uint64_t* a) {
+  transpose64_lanes<1>(a);
 }
 
 /// Level 0 of a circuit with r (local: nothing opened) on block b of n elements: the bit planes

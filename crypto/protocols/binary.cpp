@@ -266,12 +266,90 @@ BShare a2b(Party& p, const AShare& x) {
 
 namespace {
 
-// Runs fn(lo, hi) over the blocks [0, blocks) in parallel chunks.
-void for_blocks(int64_t blocks, const std::function<void(int64_t, int64_t)>& fn) {
-  core::parallel_for(0, blocks, 16, fn);
+namespace kc = kernels::circuit;
+
+// The host evaluates a level on kLanes blocks side by side (kernels/bit_circuit_eval.h:
+// evaluate_level_lanes), so the program is read once per kLanes blocks and each of its steps is
+// one vector operation; the public planes are gathered into lane-major scratch and the outputs
+// scattered back (the secret records are read in place).
+constexpr int kLanes = 8;
+
+// The records (stride words each) of the `lanes` blocks of a group at src, as kLanes records:
+// src itself for a full group, else a zero-padded copy in scratch (the padding lanes' results
+// are dropped).
+const uint64_t* padded(const uint64_t* src,
+                       int64_t stride,
+                       int lanes,
+                       std::vector<uint64_t>& scratch) {
+  if (lanes == kLanes) {
+    return src;
+  }
+  scratch.assign(static_cast<std::size_t>(stride * kLanes), 0);
+  std::copy(src, src + stride * lanes, scratch.begin());
+  return scratch.data();
 }
 
-namespace kc = kernels::circuit;
+// evaluate_level_lanes<kLanes> compiled for the host's widest vector unit (a step of 8 lanes is
+// one AVX-512 operation, two AVX2 or four SSE2 ones).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void level_lanes(const kc::Level& lv,
+                 const uint64_t* pub,
+                 const uint64_t* sec,
+                 int64_t sec_stride,
+                 const uint64_t* products,
+                 int64_t product_stride,
+                 uint64_t constant,
+                 uint64_t* out) {
+  kc::evaluate_level_lanes<kLanes>(lv, pub, sec, sec_stride, products, product_stride, constant,
+                                   out);
+}
+
+// dst[p kLanes + l] = src[l stride + p] for p < width (lanes from `lanes` on: zero).
+void to_lanes(const uint64_t* src, int64_t stride, int width, int lanes, uint64_t* dst) {
+  for (int p = 0; p < width; ++p) {
+    for (int l = 0; l < kLanes; ++l) {
+      dst[p * kLanes + l] = l < lanes ? src[l * stride + p] : 0;
+    }
+  }
+}
+
+// dst[l stride + p] = src[p kLanes + l] for p < width, l < lanes.
+void from_lanes(const uint64_t* src, int width, int lanes, uint64_t* dst, int64_t stride) {
+  for (int l = 0; l < lanes; ++l) {
+    for (int p = 0; p < width; ++p) {
+      dst[l * stride + p] = src[p * kLanes + l];
+    }
+  }
+}
+
+// One worker's lane-major planes of a group of kLanes blocks, and the padded records of a last
+// group.
+struct LaneScratch {
+  std::vector<uint64_t> pub, out, sec, products;
+};
+
+// Runs fn(b0, lanes, scratch) for the groups of kLanes blocks of [0, blocks) in parallel; the
+// scratch holds in_planes public planes and out_planes per lane.
+void for_lane_groups(int64_t blocks,
+                     int64_t in_planes,
+                     int64_t out_planes,
+                     const std::function<void(int64_t, int, LaneScratch&)>& fn) {
+  const int64_t groups = (blocks + kLanes - 1) / kLanes;
+  core::parallel_for(0, groups, 4, [&](int64_t lo, int64_t hi) {
+    LaneScratch ls;
+    auto size = [](int64_t planes) {
+      return static_cast<std::size_t>(planes * kLanes);
+    };
+    ls.pub.resize(size(in_planes));
+    ls.out.resize(size(out_planes));
+    for (int64_t g = lo; g < hi; ++g) {
+      const int64_t b0 = g * kLanes;
+      fn(b0, static_cast<int>(std::min<int64_t>(kLanes, blocks - b0)), ls);
+    }
+  });
+}
 
 // The steps of a circuit evaluation on this party's memory: host memory (parallel over blocks) or
 // its GPU (kernels/cuda_circuit.h). Either way the arithmetic is that of
@@ -294,11 +372,24 @@ void local_level(core::Device dev,
                                        wires, c_top, dev.index);
     return;
   }
-  for_blocks((n + 63) / 64, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      kc::local_level_block(l0, n, b, c, r_planes + 64 * b, products + product_stride * b, constant,
-                            wires + b * l0.out_width, c_top + b);
+  const int64_t blocks = (n + 63) / 64;
+  for_lane_groups(blocks, 64, l0.out_width, [&](int64_t b0, int lanes, LaneScratch& ls) {
+    // c's words of the group, lane-major, then their planes (elements past n: zero)
+    uint64_t* planes = ls.pub.data();
+    const int64_t first = 64 * b0;
+    const int64_t count = std::min<int64_t>(64 * kLanes, n - first);
+    for (int64_t i = 0; i < 64; ++i) {
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const int64_t e = 64 * l + i;
+        planes[i * kLanes + l] = e < count ? c[first + e] : 0;
+      }
     }
+    kc::transpose64_lanes<kLanes>(planes);
+    std::copy(planes + 63 * kLanes, planes + 63 * kLanes + lanes, c_top + b0);
+    level_lanes(l0, planes, padded(r_planes + 64 * b0, 64, lanes, ls.sec), 64,
+                padded(products + product_stride * b0, product_stride, lanes, ls.products),
+                product_stride, constant, ls.out.data());
+    from_lanes(ls.out.data(), l0.out_width, lanes, wires + b0 * l0.out_width, l0.out_width);
   });
 }
 
@@ -335,11 +426,13 @@ void level(core::Device dev,
                                  constant, out, dev.index);
     return;
   }
-  for_blocks(blocks, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      kc::evaluate_level(lv, opened + b * lv.in_width, masks + b * mask_stride,
-                         products + b * product_stride, constant, out + b * lv.out_width);
-    }
+  for_lane_groups(blocks, lv.in_width, lv.out_width, [&](int64_t b0, int lanes, LaneScratch& ls) {
+    to_lanes(opened + b0 * lv.in_width, lv.in_width, lv.in_width, lanes, ls.pub.data());
+    level_lanes(lv, ls.pub.data(), padded(masks + b0 * mask_stride, mask_stride, lanes, ls.sec),
+                mask_stride,
+                padded(products + product_stride * b0, product_stride, lanes, ls.products),
+                product_stride, constant, ls.out.data());
+    from_lanes(ls.out.data(), lv.out_width, lanes, out + b0 * lv.out_width, lv.out_width);
   });
 }
 

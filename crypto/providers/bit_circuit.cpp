@@ -523,27 +523,43 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
   core::Tensor k = core::Tensor::zeros({lay.corrected_words}, core::DType::kRing64);
   uint64_t* pk = k.data<uint64_t>();
   const int sbit = c.mask_bits();
-  core::parallel_for(0, lay.blocks, 8, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      const uint64_t* rplanes = pr + lay.r_planes + 64 * b;
-      const uint64_t* masks = pr + lay.mask_stream + lay.mask_planes * b;
-      uint64_t* prod = pk + lay.product_stream + lay.product_planes * b;
-      const int64_t e0 = 64 * b;
-      const int64_t count = std::min<int64_t>(64, n - e0);
+  // Groups of kGroup blocks: the gates' products are formed for the group's blocks side by side
+  // (the subset walk is paid once per group), and r's planes are turned into words group-wise.
+  constexpr int kGroup = 8;
+  const int64_t groups = (lay.blocks + kGroup - 1) / kGroup;
+  core::parallel_for(0, groups, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t grp = lo; grp < hi; ++grp) {
+      const int64_t b0 = grp * kGroup;
+      const int lanes = static_cast<int>(std::min<int64_t>(kGroup, lay.blocks - b0));
       if (c.uses_r()) {
-        uint64_t r[64];
-        std::copy(rplanes, rplanes + 64, r);
-        kernels::circuit::transpose64(r);  // planes -> the words r of the block's elements
-        for (int64_t e = 0; e < count; ++e) {
-          pk[lay.r_arith + e0 + e] = r[e];
-          if (spec.times_masked) {
-            pk[lay.rs + e0 + e] = ((masks[sbit] >> e) & 1U) != 0 ? r[e] : 0;
+        uint64_t r[64 * kGroup];  // lane-major: word i of block b0 + l at r[i kGroup + l]
+        for (int i = 0; i < 64; ++i) {
+          for (int l = 0; l < kGroup; ++l) {
+            r[i * kGroup + l] = l < lanes ? pr[lay.r_planes + 64 * (b0 + l) + i] : 0;
+          }
+        }
+        kernels::circuit::transpose64_lanes<kGroup>(r);  // planes -> the words r
+        for (int l = 0; l < lanes; ++l) {
+          const int64_t b = b0 + l;
+          const uint64_t s_plane = pr[lay.mask_stream + lay.mask_planes * b + sbit];
+          const int64_t e0 = 64 * b;
+          const int64_t count = std::min<int64_t>(64, n - e0);
+          for (int64_t e = 0; e < count; ++e) {
+            const uint64_t re = r[e * kGroup + l];
+            pk[lay.r_arith + e0 + e] = re;
+            if (spec.times_masked) {
+              pk[lay.rs + e0 + e] = ((s_plane >> e) & 1U) != 0 ? re : 0;
+            }
           }
         }
       }
-      if (spec.inject) {
+      for (int l = 0; l < lanes && spec.inject; ++l) {
+        const int64_t b = b0 + l;
+        const uint64_t s_plane = pr[lay.mask_stream + lay.mask_planes * b + sbit];
+        const int64_t e0 = 64 * b;
+        const int64_t count = std::min<int64_t>(64, n - e0);
         for (int64_t e = 0; e < count; ++e) {
-          const bool s = ((masks[sbit] >> e) & 1U) != 0;
+          const bool s = ((s_plane >> e) & 1U) != 0;
           pk[lay.s_arith + e0 + e] = s ? 1U : 0U;
           for (int x = 0; x < spec.extras; ++x) {
             pk[lay.extra_products + x * n + e0 + e] = s ? pr[lay.extra_masks + x * n + e0 + e] : 0;
@@ -551,18 +567,30 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
         }
       }
       for (const CircuitLevel& level : c.levels()) {
-        const uint64_t* sec = level.local ? rplanes : masks + level.mask_offset;
+        // the level's secret inputs and products of block b0 + l: sec0 + l sec_stride and
+        // prod0 + l product_planes
+        const uint64_t* sec0 =
+            level.local ? pr + lay.r_planes + 64 * b0
+                        : pr + lay.mask_stream + lay.mask_planes * b0 + level.mask_offset;
+        const int64_t sec_stride = level.local ? 64 : lay.mask_planes;
+        uint64_t* prod0 = pk + lay.product_stream + lay.product_planes * b0;
         for (const GateInstance& g : level.gates) {
           const GateType& t = *g.type;
           // products in increasing subset order: u = (u without its lowest input) & that input,
           // where the smaller subset is a single input or an earlier product
-          uint64_t* pg = prod + g.product_offset;
           for (int i = 0; i < t.product_count(); ++i) {
             const uint32_t u = t.products[static_cast<std::size_t>(i)];
             const uint32_t rest = u & (u - 1);
-            const uint64_t low = sec[g.first + std::countr_zero(u)];
-            pg[i] = low & ((rest & (rest - 1)) == 0 ? sec[g.first + std::countr_zero(rest)]
-                                                    : pg[t.product_index[rest]]);
+            const int64_t low = g.first + std::countr_zero(u);
+            const bool pair = (rest & (rest - 1)) == 0;
+            const int64_t other =
+                pair ? g.first + std::countr_zero(rest) : g.product_offset + t.product_index[rest];
+            const int64_t dst = g.product_offset + i;
+            for (int l = 0; l < lanes; ++l) {
+              const uint64_t* sec = sec0 + l * sec_stride;
+              uint64_t* pg = prod0 + l * lay.product_planes;
+              pg[dst] = sec[low] & (pair ? sec[other] : pg[other]);
+            }
           }
         }
       }
