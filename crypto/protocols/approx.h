@@ -17,15 +17,15 @@
 //       z = B - |x| give min(|x|, B) = |x| + z h: 8 rounds, 2 comparisons' bytes per element.
 //       (Three comparisons [x < 0], [x < -B], [x > B] side by side take 4 rounds but 1.5x the
 //       bytes; the comparison dominates the time, so the sequential form is ~1.5x faster.)
-//   e^-z for z in [0, 16] (internal): q(-z / 2^6)^(2^6), q the degree-6 Taylor polynomial, at
-//       f + 2 fractional bits; every intermediate is in (0, 1], so the precision can stay high:
-//       3 rounds for the powers + 6 squarings = 9 rounds, relative error ~ 2.5e-4 (4x below exp());
-//       9 of its 11 products are squares (square pairs, 8 bytes per element instead of 16).
-//   sigmoid(x): a = min(|x|, 16), n = [x < 0]; sigmoid(x) = num / d with d = 1 + e^-a in (1, 2]
-//       and num = 1 - n + n e^-a (= e^-a for x < 0). 1/d by Newton y <- y (2 - d y) from the
-//       minimax line y0 = 24/17 - 8/17 d (|1 - d y0| <= 1/17, two steps: (1/17)^4 = 1.2e-5);
-//       n e^-a is batched with d y0 and num y1 with d y1, so the last step yields
-//       num y1 (2 - d y1) directly: 8 + 9 + 4 = 21 rounds. tanh(x) = 2 sigmoid(2x) - 1.
+//   e^-z for z in [0, 16] (internal): q(u)^8 with u = 1 - z/8 in [-1, 1] and q the degree-6
+//       Chebyshev interpolant of e^(u - 1), at f + 2 fractional bits; every intermediate is in
+//       [-1, 1]: 3 rounds for the powers + 3 squarings = 6 rounds, relative error ~ 6e-5 + 8
+//       units of 2^-(f+2); 5 of its 8 products are squares (8 bytes per element instead of 16).
+//   sigmoid(x): a = min(|x|, 16), n = [x < 0], s = 1 - 2n, e = e^-a; sigmoid(x) = n + s g(e)
+//       with g the degree-5 Chebyshev interpolant of 1 / (1 + e) on [0, 1] (error 5.1e-5),
+//       evaluated as c0 + c1 e + c2 e^2 + e^3 (c3 + c4 e + c5 e^2) with s carried by the
+//       products: e^2 and s e, then s e^2 and s e^3, then the last product: 8 + 6 + 3 = 17
+//       rounds. tanh(x) = 2 sigmoid(2x) - 1.
 //   erf(x): Abramowitz & Stegun 7.1.26 on a = min(|x|, 4): t = 1 / (1 + 0.3275911 a) (range
 //       [1, 2.31], 4 Newton steps), erf(a) = 1 - t (a1 + t (a2 + ...)) e^{-a^2} (formula error
 //       <= 1.5e-7), then erf(x) = sign(x) erf(a). gelu(x) = x (1 + erf(x / sqrt 2)) / 2.
@@ -86,38 +86,37 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b);
 
 // ---- sigmoid / tanh ----------------------------------------------------------------------------
 
-/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 21 rounds
-/// (N = 2; the header's breakdown; CrypTen: 23): clamped |x| 8 (2 comparisons), e^-|x| 9 (9 square
-/// pairs and 2 Beaver products), Newton 4 (6 products); bytes 2 x 8(N-1)(n + 39 ceil(n/64)) for the
-/// comparisons + 8(N-1) n per square + 16(N-1) n per product: ~226 per element for 2 parties
-/// (CrypTen: 752). Accuracy: absolute
-/// error <= 2e-3 on [-10, 10] (measured 6e-5 to 1.0e-4 over runs, 2 and 3 parties); |x| is
-/// clamped at 16 so the output saturates (error <= 2e-3) for every representable x. Throws
-/// ValueError for another frac_bits.
+/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 17 rounds
+/// (N = 2; the header's breakdown; CrypTen: 23): clamped |x| 8 (2 comparisons), e^-|x| 6 (5 square
+/// pairs and 3 Beaver products), the interpolant of 1 / (1 + e) with the sign 3 (1 square pair,
+/// 4 products); bytes 2 x 8(N-1)(n + 39 ceil(n/64)) for the comparisons + 8(N-1) n per square +
+/// 16(N-1) n per product: ~186 per element for 2 parties (CrypTen: 752). Accuracy: absolute
+/// error <= 2e-3 on [-10, 10] (measured 9.6e-5, 2 parties); |x| is clamped at 16 so the output
+/// saturates (error <= 2e-3) for every representable x. Throws ValueError for another frac_bits.
 AShare sigmoid(Party& p, const AShare& x);
 /// tanh(x) = 2 sigmoid(2x) - 1. Same encoding and cost as sigmoid; absolute error <= 4e-3 on
-/// [-10, 10] (measured 1.9e-4), saturating outside. Throws ValueError for another frac_bits.
+/// [-10, 10] (measured 2.1e-4), saturating outside. Throws ValueError for another frac_bits.
 AShare tanh(Party& p, const AShare& x);
 
 // ---- erf / gelu --------------------------------------------------------------------------------
 
 /// Error function by Abramowitz & Stegun 7.1.26 on min(|x|, 4) (see header). x: secret,
-/// frac_bits f -> same. Cost: 32 rounds (N = 2; 8 of them the clamped |x|, see the header;
+/// frac_bits f -> same. Cost: 29 rounds (N = 2; 8 of them the clamped |x|, see the header;
 /// measured by tests/crypto/test_approx.cpp). Accuracy: absolute
-/// error <= 1e-3 on [-3, 3] (measured 2.5e-4), saturating to +-1 (error <= 1e-3) outside. Throws
+/// error <= 1e-3 on [-3, 3] (measured 1.5e-4), saturating to +-1 (error <= 1e-3) outside. Throws
 /// ValueError for another frac_bits.
 AShare erf(Party& p, const AShare& x);
 /// erf(x) and the Gaussian factor g = e^(-min(|x|, 4)^2) that erf computes on the way, so that
 /// d erf / dx = 2 / sqrt(pi) g costs nothing more (for |x| > 4 the true e^(-x^2) < 1.2e-7 is
 /// replaced by e^-16 = 1.1e-7). Same encoding, cost and errors as erf; g has relative error
-/// ~2.5e-4 (absolute <= 2^-15).
+/// ~1e-4 (absolute <= 2^-15).
 struct ErfResult {
   AShare value;
   AShare gaussian;
 };
 ErfResult erf_with_gaussian(Party& p, const AShare& x);
 /// GELU x (1 + erf(x / sqrt 2)) / 2 (the exact form, not the tanh approximation). Same encoding;
-/// cost erf + 1 = 33 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 6e-5) (<= |x| erf error /
+/// cost erf + 1 = 30 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 5.3e-5) (<= |x| erf error /
 /// 2 + ulp).
 AShare gelu(Party& p, const AShare& x);
 

@@ -224,10 +224,10 @@ TEST_CASE("approx: round counts for 2 parties match the documentation", "[crypto
   CHECK(rounds(x, [](Party& p, const AShare& a) {
           crypto::where(p, AShare{a.data, 0}, a, a);
         }) == 1);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 21);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 21);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 32);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 33);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 17);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 17);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 29);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 30);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); }) == 9);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sqrt(p, a); }) == 9);
   // floor(log2 k) + [k not a power of two]

@@ -188,17 +188,17 @@ TEST_CASE("cost of max over 10 classes, softmax and sigmoid", "[crypto][cost][bi
              [](Party& p, const AShare& a, const AShare&) { crypto::softmax(p, a); });
     CHECK(c.rounds <= 60);
     if (n == 2) {
-      // sigmoid and tanh: clamped |x| 8 (two comparisons in sequence) + e^-|x| 9 + 2 Newton
-      // steps with the select folded in 4
+      // sigmoid and tanh: clamped |x| 8 (two comparisons in sequence) + e^-|x| 6 + the
+      // interpolant of 1 / (1 + e) with the sign folded in 3
       const int64_t m = 37;
       c = cost(n, {m}, {1},
                [](Party& p, const AShare& a, const AShare&) { crypto::sigmoid(p, a); });
-      CHECK(c.rounds == 21);
-      // 2 comparisons, then e^-|x| (y^2, y^4, y^6 and 6 squarings are square pairs: 9 x 8 bytes;
-      // y^3, y^5: 2 x 16) and 6 products for the Newton steps
-      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (9 * 8 + 8 * 16) * m);
+      CHECK(c.rounds == 17);
+      // 2 comparisons, then e^-|x| (u^2, u^4 and 3 squarings are square pairs: 5 x 8 bytes;
+      // u^3, u^5, u^6: 3 x 16) and e^2 (8), s e, s e^2, s e^3, the last product (4 x 16)
+      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (6 * 8 + 7 * 16) * m);
       c = cost(n, {37}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::tanh(p, a); });
-      CHECK(c.rounds == 21);
+      CHECK(c.rounds == 17);
     }
   }
 }
