@@ -274,18 +274,17 @@ namespace kc = kernels::circuit;
 // scattered back (the secret records are read in place).
 constexpr int kLanes = 8;
 
-// The records (stride words each) of the `lanes` blocks of a group at src, as kLanes records:
-// src itself for a full group, else a zero-padded copy in scratch (the padding lanes' results
-// are dropped).
-const uint64_t* padded(const uint64_t* src,
-                       int64_t stride,
-                       int lanes,
-                       std::vector<uint64_t>& scratch) {
+// The records (stride words apart, `width` words read from each) of the `lanes` blocks of a
+// group at src, as kLanes records: src itself for a full group, else a zero-padded copy in
+// scratch (the padding lanes' results are dropped). Only the words read are copied: the last
+// record may end where the array does.
+const uint64_t* padded(
+    const uint64_t* src, int64_t stride, int64_t width, int lanes, std::vector<uint64_t>& scratch) {
   if (lanes == kLanes) {
     return src;
   }
   scratch.assign(static_cast<std::size_t>(stride * kLanes), 0);
-  std::copy(src, src + stride * lanes, scratch.begin());
+  std::copy(src, src + stride * (lanes - 1) + width, scratch.begin());
   return scratch.data();
 }
 
@@ -386,9 +385,10 @@ void local_level(core::Device dev,
     }
     kc::transpose64_lanes<kLanes>(planes);
     std::copy(planes + 63 * kLanes, planes + 63 * kLanes + lanes, c_top + b0);
-    level_lanes(l0, planes, padded(r_planes + 64 * b0, 64, lanes, ls.sec), 64,
-                padded(products + product_stride * b0, product_stride, lanes, ls.products),
-                product_stride, constant, ls.out.data());
+    level_lanes(
+        l0, planes, padded(r_planes + 64 * b0, 64, 64, lanes, ls.sec), 64,
+        padded(products + product_stride * b0, product_stride, product_stride, lanes, ls.products),
+        product_stride, constant, ls.out.data());
     from_lanes(ls.out.data(), l0.out_width, lanes, wires + b0 * l0.out_width, l0.out_width);
   });
 }
@@ -428,10 +428,11 @@ void level(core::Device dev,
   }
   for_lane_groups(blocks, lv.in_width, lv.out_width, [&](int64_t b0, int lanes, LaneScratch& ls) {
     to_lanes(opened + b0 * lv.in_width, lv.in_width, lv.in_width, lanes, ls.pub.data());
-    level_lanes(lv, ls.pub.data(), padded(masks + b0 * mask_stride, mask_stride, lanes, ls.sec),
-                mask_stride,
-                padded(products + product_stride * b0, product_stride, lanes, ls.products),
-                product_stride, constant, ls.out.data());
+    level_lanes(
+        lv, ls.pub.data(),
+        padded(masks + b0 * mask_stride, mask_stride, lv.in_width, lanes, ls.sec), mask_stride,
+        padded(products + product_stride * b0, product_stride, product_stride, lanes, ls.products),
+        product_stride, constant, ls.out.data());
     from_lanes(ls.out.data(), lv.out_width, lanes, out + b0 * lv.out_width, lv.out_width);
   });
 }

@@ -541,7 +541,9 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
         kernels::circuit::transpose64_lanes<kGroup>(r);  // planes -> the words r
         for (int l = 0; l < lanes; ++l) {
           const int64_t b = b0 + l;
-          const uint64_t s_plane = pr[lay.mask_stream + lay.mask_planes * b + sbit];
+          // the injection mask's plane (present only with the injection round)
+          const uint64_t s_plane =
+              spec.times_masked ? pr[lay.mask_stream + lay.mask_planes * b + sbit] : 0;
           const int64_t e0 = 64 * b;
           const int64_t count = std::min<int64_t>(64, n - e0);
           for (int64_t e = 0; e < count; ++e) {
