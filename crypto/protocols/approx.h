@@ -116,8 +116,8 @@ struct ErfResult {
 };
 ErfResult erf_with_gaussian(Party& p, const AShare& x);
 /// GELU x (1 + erf(x / sqrt 2)) / 2 (the exact form, not the tanh approximation). Same encoding;
-/// cost erf + 1 = 30 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 5.3e-5) (<= |x| erf error /
-/// 2 + ulp).
+/// cost erf + 1 = 30 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 5.3e-5) (<= |x| erf error
+/// / 2 + ulp).
 AShare gelu(Party& p, const AShare& x);
 
 // ---- sqrt / inv_sqrt ---------------------------------------------------------------------------

@@ -350,6 +350,27 @@ void for_lane_groups(int64_t blocks,
   });
 }
 
+// Level lv on the group of `lanes` blocks from b0: its public planes lane-major in ls.pub, block
+// b's secret planes at sec + b sec_stride (lv.in_width of them read) and its product record at
+// products + b product_stride; block b's output planes go to out + b lv.out_width.
+void evaluate_group(const kc::Level& lv,
+                    int64_t b0,
+                    int lanes,
+                    LaneScratch& ls,
+                    const uint64_t* sec,
+                    int64_t sec_stride,
+                    const uint64_t* products,
+                    int64_t product_stride,
+                    uint64_t constant,
+                    uint64_t* out) {
+  level_lanes(
+      lv, ls.pub.data(), padded(sec + b0 * sec_stride, sec_stride, lv.in_width, lanes, ls.sec),
+      sec_stride,
+      padded(products + b0 * product_stride, product_stride, product_stride, lanes, ls.products),
+      product_stride, constant, ls.out.data());
+  from_lanes(ls.out.data(), lv.out_width, lanes, out + b0 * lv.out_width, lv.out_width);
+}
+
 // The steps of a circuit evaluation on this party's memory: host memory (parallel over blocks) or
 // its GPU (kernels/cuda_circuit.h). Either way the arithmetic is that of
 // kernels/bit_circuit_eval.h, so a GPU party's shares, messages and results equal a CPU party's.
@@ -385,11 +406,7 @@ void local_level(core::Device dev,
     }
     kc::transpose64_lanes<kLanes>(planes);
     std::copy(planes + 63 * kLanes, planes + 63 * kLanes + lanes, c_top + b0);
-    level_lanes(
-        l0, planes, padded(r_planes + 64 * b0, 64, 64, lanes, ls.sec), 64,
-        padded(products + product_stride * b0, product_stride, product_stride, lanes, ls.products),
-        product_stride, constant, ls.out.data());
-    from_lanes(ls.out.data(), l0.out_width, lanes, wires + b0 * l0.out_width, l0.out_width);
+    evaluate_group(l0, b0, lanes, ls, r_planes, 64, products, product_stride, constant, wires);
   });
 }
 
@@ -428,12 +445,7 @@ void level(core::Device dev,
   }
   for_lane_groups(blocks, lv.in_width, lv.out_width, [&](int64_t b0, int lanes, LaneScratch& ls) {
     to_lanes(opened + b0 * lv.in_width, lv.in_width, lv.in_width, lanes, ls.pub.data());
-    level_lanes(
-        lv, ls.pub.data(),
-        padded(masks + b0 * mask_stride, mask_stride, lv.in_width, lanes, ls.sec), mask_stride,
-        padded(products + product_stride * b0, product_stride, product_stride, lanes, ls.products),
-        product_stride, constant, ls.out.data());
-    from_lanes(ls.out.data(), lv.out_width, lanes, out + b0 * lv.out_width, lv.out_width);
+    evaluate_group(lv, b0, lanes, ls, masks, mask_stride, products, product_stride, constant, out);
   });
 }
 
