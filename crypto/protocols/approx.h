@@ -20,7 +20,7 @@
 //   e^-z for z in [0, 16] (internal): q(u)^8 with u = 1 - z/8 in [-1, 1] and q the degree-6
 //       Chebyshev interpolant of e^(u - 1), at f + 2 fractional bits; every intermediate is in
 //       [-1, 1]: 3 rounds for the powers + 3 squarings = 6 rounds, relative error ~ 6e-5 + 8
-//       units of 2^-(f+2); 5 of its 8 products are squares (8 bytes per element instead of 16).
+//       units of 2^-(f+2); 5 of its 7 products are squares (8 bytes per element instead of 16).
 //   sigmoid(x): a = min(|x|, 16), n = [x < 0], s = 1 - 2n, e = e^-a; sigmoid(x) = n + s g(e)
 //       with g the degree-5 Chebyshev interpolant of 1 / (1 + e) on [0, 1] (error 5.1e-5),
 //       evaluated as c0 + c1 e + c2 e^2 + e^3 (c3 + c4 e + c5 e^2) with s carried by the
@@ -88,9 +88,9 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b);
 
 /// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 17 rounds
 /// (N = 2; the header's breakdown; CrypTen: 23): clamped |x| 8 (2 comparisons), e^-|x| 6 (5 square
-/// pairs and 3 Beaver products), the interpolant of 1 / (1 + e) with the sign 3 (1 square pair,
+/// pairs and 2 Beaver products), the interpolant of 1 / (1 + e) with the sign 3 (1 square pair,
 /// 4 products); bytes 2 x 8(N-1)(n + 39 ceil(n/64)) for the comparisons + 8(N-1) n per square +
-/// 16(N-1) n per product: ~186 per element for 2 parties (CrypTen: 752). Accuracy: absolute
+/// 16(N-1) n per product: ~170 per element for 2 parties (CrypTen: 752). Accuracy: absolute
 /// error <= 2e-3 on [-10, 10] (measured 9.6e-5, 2 parties); |x| is clamped at 16 so the output
 /// saturates (error <= 2e-3) for every representable x. Throws ValueError for another frac_bits.
 AShare sigmoid(Party& p, const AShare& x);
