@@ -224,6 +224,24 @@ VEIL_HD inline void transpose64_lanes(uint64_t* a) {
   }
 }
 
+/// Loads the 64-word records of L consecutive blocks lane-major into a (word i of block l at
+/// a[i L + l]; src holds `count` words, the rest read as zero) and transposes them
+/// (transpose64_lanes): the blocks' words become their bit planes, or planes their words.
+template <int L>
+VEIL_HD inline void load_transpose64_lanes(const uint64_t* src, int64_t count, uint64_t* a) {
+  constexpr int64_t kL = L;
+  for (int64_t i = 0; i < 64; ++i) {
+    for (int64_t l = 0; l < kL; ++l) {
+      const int64_t e = 64 * l + i;
+      a[i * kL + l] = e < count ? src[e] : 0;
+    }
+  }
+  transpose64_lanes<L>(a);
+}
+
+/// Blocks the host evaluates side by side (one AVX-512 vector of words).
+inline constexpr int kHostLanes = 8;
+
 /// One 64 x 64 bit matrix (transpose64_lanes).
 VEIL_HD inline void transpose64(uint64_t* a) {
   transpose64_lanes<1>(a);

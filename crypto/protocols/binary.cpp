@@ -272,7 +272,7 @@ namespace kc = kernels::circuit;
 // evaluate_level_lanes), so the program is read once per kLanes blocks and each of its steps is
 // one vector operation; the public planes are gathered into lane-major scratch and the outputs
 // scattered back (the secret records are read in place).
-constexpr int kLanes = 8;
+constexpr int kLanes = kc::kHostLanes;
 
 // The records (stride words apart, `width` words read from each) of the `lanes` blocks of a
 // group at src, as kLanes records: src itself for a full group, else a zero-padded copy in
@@ -396,15 +396,7 @@ void local_level(core::Device dev,
   for_lane_groups(blocks, 64, l0.out_width, [&](int64_t b0, int lanes, LaneScratch& ls) {
     // c's words of the group, lane-major, then their planes (elements past n: zero)
     uint64_t* planes = ls.pub.data();
-    const int64_t first = 64 * b0;
-    const int64_t count = std::min<int64_t>(64 * kLanes, n - first);
-    for (int64_t i = 0; i < 64; ++i) {
-      for (int64_t l = 0; l < kLanes; ++l) {
-        const int64_t e = 64 * l + i;
-        planes[i * kLanes + l] = e < count ? c[first + e] : 0;
-      }
-    }
-    kc::transpose64_lanes<kLanes>(planes);
+    kc::load_transpose64_lanes<kLanes>(c + 64 * b0, n - 64 * b0, planes);
     std::copy(planes + 63 * kLanes, planes + 63 * kLanes + lanes, c_top + b0);
     evaluate_group(l0, b0, lanes, ls, r_planes, 64, products, product_stride, constant, wires);
   });

@@ -525,20 +525,17 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
   const int sbit = c.mask_bits();
   // Groups of kGroup blocks: the gates' products are formed for the group's blocks side by side
   // (the subset walk is paid once per group), and r's planes are turned into words group-wise.
-  constexpr int kGroup = 8;
+  constexpr int kGroup = kernels::circuit::kHostLanes;
   const int64_t groups = (lay.blocks + kGroup - 1) / kGroup;
   core::parallel_for(0, groups, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t grp = lo; grp < hi; ++grp) {
       const int64_t b0 = grp * kGroup;
       const int lanes = static_cast<int>(std::min<int64_t>(kGroup, lay.blocks - b0));
       if (c.uses_r()) {
-        uint64_t r[64 * kGroup];  // lane-major: word i of block b0 + l at r[i kGroup + l]
-        for (int i = 0; i < 64; ++i) {
-          for (int l = 0; l < kGroup; ++l) {
-            r[i * kGroup + l] = l < lanes ? pr[lay.r_planes + 64 * (b0 + l) + i] : 0;
-          }
-        }
-        kernels::circuit::transpose64_lanes<kGroup>(r);  // planes -> the words r
+        // lane-major: word i of block b0 + l at r[i kGroup + l] (planes -> the words r)
+        uint64_t r[64 * kGroup];
+        kernels::circuit::load_transpose64_lanes<kGroup>(pr + lay.r_planes + 64 * b0, 64 * lanes,
+                                                         r);
         for (int l = 0; l < lanes; ++l) {
           const int64_t b = b0 + l;
           // the injection mask's plane (present only with the injection round)
