@@ -84,11 +84,16 @@ AShare exp_neg_bounded(Party& p, const AShare& z) {
   return rescale(p, q, f);
 }
 
-// 1 / (1 + e) for e in [0, 1]: the degree-5 Chebyshev interpolant (on [0, 1]) in the monomial
-// basis of e; interpolation error 5.1e-5.
-constexpr double kInvOnePlusCoeffs[6] = {0.9999489821947859, -0.9962757002193705,
-                                         0.9534207438395627, -0.7705729299524564,
-                                         0.4179378603131385, -0.10448446507826635};
+// sigmoid(z) for z in [0, 12]: the degree-12 minimax polynomial (Remez exchange,
+// scripts/fit_minimax.py sigmoid --clamp 12 --degree 12) in
+// t = z / 6 - 1 in [-1, 1], monomial basis of t; approximation error 3.5e-5. Encoding the 13
+// coefficients at f + 2 bits adds at most 13 * 2^-(f+3) = 2.5e-5, and the powers' rounding is
+// amplified at most by sum |c_k| = 3.3.
+constexpr double kSigmoidHalfCoeffs[13] = {
+    0.9975089841490807,   0.014403039446559088, -0.042581685207182335, 0.09859385265775475,
+    -0.15208536543788279, 0.06126831504565995,  -0.003327174411049044, 0.3729823116162662,
+    -0.3984767158074822,  -0.39373380786367446, 0.5182122520801578,    0.09644783274777784,
+    -0.16925336745294314};
 
 }  // namespace
 
@@ -157,30 +162,32 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b) {
 
 AShare sigmoid(Party& p, const AShare& x) {
   check_fixed(p, "sigmoid", x);
-  constexpr double kClamp = 16.0;
+  constexpr double kClamp = 12.0;
+  constexpr int kExtraBits = 2;
   const int f = x.frac_bits;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);
-  const AShare e = exp_neg_bounded(p, ca.abs);  // e^-|x| in (0, 1]
-  // sigmoid(|x|) = g(e) = 1 / (1 + e) and sigmoid(x) = n + s g(e) with n = [x < 0], s = 1 - 2n.
-  // g = c0 + c1 e + c2 e^2 + e^3 (c3 + c4 e + c5 e^2) (Paterson-Stockmeyer), the sign carried
-  // by the products: round 1 e^2, s e; round 2 s e^2, s e^3; round 3 s e^3 (c3 + c4 e + c5 e^2).
-  // s is an integer share, so s e needs no truncation.
-  const AShare s = add_public(p, mul_public_int(ca.negative, -2), 1.0);
-  const auto& c = kInvOnePlusCoeffs;
-  const auto op = BilinearOp::mul(x.shape(), x.shape());
-  const auto r1 = beaver_batch(p, {BilinearOp::square(x.shape()), op}, {e, s}, {e, e});
-  const AShare e2 = rescale(p, r1[0], f);
-  const AShare se = r1[1];
-  const auto r2 = rescale_batch(p, beaver_batch(p, {op, op}, {se, se}, {e, e2}), f);
-  const AShare& se2 = r2[0];
-  const AShare& se3 = r2[1];
-  const AShare high = mul(p, se3, polynomial(p, {e, e2}, {c[3], c[4], c[5]}, f));
-  // n + c0 s exactly at scale f (integer shares), c1 s e + c2 s e^2 with one truncation
-  const FixedPointEncoder enc(f);
-  const AShare low{core::add(mul_public_int(ca.negative, int64_t{1} << f).data,
-                             core::mul_scalar(s.data, enc.encode_scalar(c[0]))),
-                   f};
-  return add(add(low, polynomial(p, {se, se2}, {0.0, c[1], c[2]}, f)), high);
+  const int big_f = f + kExtraBits;
+  const ClampedAbs ca = clamped_abs(p, x, kClamp);  // z = min(|x|, 12), n = [x < 0]
+  // t = z / 6 - 1 at scale F = f + 2 (one truncation), powers t^2 | t^3, t^4 in 2 rounds
+  const AShare t = add_public(
+      p,
+      rescale(p,
+              {core::mul_scalar(ca.abs.data, FixedPointEncoder(big_f).encode_scalar(1.0 / 6.0)),
+               f + big_f},
+              big_f),
+      -1.0);
+  const auto pw = powers(p, t, 4);
+  // g(z) = A0 + t^4 (A1 + t^4 A2) with A0, A1 of degree 3 and A2 of degree 4 in t (Paterson-
+  // Stockmeyer with Horner in t^4): rounds 3 and 4
+  const auto& c = kSigmoidHalfCoeffs;
+  const std::vector<AShare> low3{pw[0], pw[1], pw[2]};
+  const AShare a2 = mul(p, pw[3], polynomial(p, pw, {c[8], c[9], c[10], c[11], c[12]}, big_f));
+  const AShare a1 = add(polynomial(p, low3, {c[4], c[5], c[6], c[7]}, big_f), a2);
+  const AShare g = add(polynomial(p, low3, {c[0], c[1], c[2], c[3]}, big_f), mul(p, pw[3], a1));
+  // sigmoid(x) = n + (1 - 2n) g = n + g - 2 n g: n is an integer share, so n g needs no
+  // truncation, and g - 2 n g is truncated once to scale f (round 5)
+  const AShare ng = beaver(p, BilinearOp::mul(x.shape(), x.shape()), ca.negative, g);
+  const AShare tail = rescale(p, sub(g, mul_public_int(ng, 2)), f);
+  return add(mul_public_int({ca.negative.data, f}, int64_t{1} << f), tail);
 }
 
 AShare tanh(Party& p, const AShare& x) {

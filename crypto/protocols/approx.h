@@ -17,15 +17,17 @@
 //       z = B - |x| give min(|x|, B) = |x| + z h: 8 rounds, 2 comparisons' bytes per element.
 //       (Three comparisons [x < 0], [x < -B], [x > B] side by side take 4 rounds but 1.5x the
 //       bytes; the comparison dominates the time, so the sequential form is ~1.5x faster.)
-//   e^-z for z in [0, 16] (internal): q(u)^8 with u = 1 - z/8 in [-1, 1] and q the degree-6
+//   e^-z for z in [0, 16] (internal; erf): q(u)^8 with u = 1 - z/8 in [-1, 1] and q the degree-6
 //       Chebyshev interpolant of e^(u - 1), at f + 2 fractional bits; every intermediate is in
 //       [-1, 1]: 3 rounds for the powers + 3 squarings = 6 rounds, relative error ~ 6e-5 + 8
 //       units of 2^-(f+2); 5 of its 7 products are squares (8 bytes per element instead of 16).
-//   sigmoid(x): a = min(|x|, 16), n = [x < 0], s = 1 - 2n, e = e^-a; sigmoid(x) = n + s g(e)
-//       with g the degree-5 Chebyshev interpolant of 1 / (1 + e) on [0, 1] (error 5.1e-5),
-//       evaluated as c0 + c1 e + c2 e^2 + e^3 (c3 + c4 e + c5 e^2) with s carried by the
-//       products: e^2 and s e, then s e^2 and s e^3, then the last product: 8 + 6 + 3 = 17
-//       rounds. tanh(x) = 2 sigmoid(2x) - 1.
+//   sigmoid(x): z = min(|x|, 12), n = [x < 0]; sigmoid(x) = n + (1 - 2n) g(z) with g the
+//       degree-12 minimax polynomial of sigmoid on [0, 12] (error 3.5e-5; e^-12 = 6e-6 beyond)
+//       in t = z/6 - 1 in [-1, 1] at f + 2 fractional bits, evaluated as A0 + t^4 (A1 + t^4 A2)
+//       (A0, A1 of degree 3, A2 of degree 4 in t): t^2 | t^3, t^4 | t^4 A2 | t^4 (A1 + ...) |
+//       n g: 8 + 5 = 13 rounds, 6 products (2 of them square pairs). No exponential and no
+//       reciprocal: one polynomial on the bounded half-line does the work of e^-|x| and
+//       1 / (1 + e). tanh(x) = 2 sigmoid(2x) - 1.
 //   erf(x): Abramowitz & Stegun 7.1.26 on a = min(|x|, 4): t = 1 / (1 + 0.3275911 a) (range
 //       [1, 2.31], 4 Newton steps), erf(a) = 1 - t (a1 + t (a2 + ...)) e^{-a^2} (formula error
 //       <= 1.5e-7), then erf(x) = sign(x) erf(a). gelu(x) = x (1 + erf(x / sqrt 2)) / 2.
@@ -86,16 +88,20 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b);
 
 // ---- sigmoid / tanh ----------------------------------------------------------------------------
 
-/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 17 rounds
-/// (N = 2; the header's breakdown; CrypTen: 23): clamped |x| 8 (2 comparisons), e^-|x| 6 (5 square
-/// pairs and 2 Beaver products), the interpolant of 1 / (1 + e) with the sign 3 (1 square pair,
-/// 4 products); bytes 2 x 8(N-1)(n + 39 ceil(n/64)) for the comparisons + 8(N-1) n per square +
-/// 16(N-1) n per product: ~170 per element for 2 parties (CrypTen: 752). Accuracy: absolute
-/// error <= 2e-3 on [-10, 10] (measured 9.6e-5, 2 parties); |x| is clamped at 16 so the output
-/// saturates (error <= 2e-3) for every representable x. Throws ValueError for another frac_bits.
+/// Logistic 1 / (1 + e^-x). x: secret, frac_bits f = p.frac_bits() -> same. Cost: 13 rounds
+/// (N = 2; CrypTen: 23): clamped |x| 8 (2 comparisons), then the degree-12 polynomial in
+/// t = min(|x|, 12)/6 - 1 5 (powers t^2..t^4, two products with t^4, the sign product n g); bytes
+/// 2 x 8(N-1)(n + 39 ceil(n/64)) for the comparisons + 8(N-1) n per square pair (2) + 16(N-1) n
+/// per product (4): ~106 per element for 2 parties (CrypTen: 752). For N > 2 the truncations add
+/// rounds (arithmetic.h). Accuracy: absolute error <= 1e-4 everywhere (measured 5.2e-5 on
+/// [-10, 10], 2 and 3 parties; target 2e-3): the polynomial's error 3.5e-5 on [0, 12], the
+/// coefficients' encoding at most 2.5e-5, and e^-12 = 6e-6 where |x| is clamped, so the output
+/// saturates for every representable x. Source: minimax approximation by the Remez exchange;
+/// Paterson & Stockmeyer (1973) for the evaluation. Throws ValueError for another frac_bits.
 AShare sigmoid(Party& p, const AShare& x);
-/// tanh(x) = 2 sigmoid(2x) - 1. Same encoding and cost as sigmoid; absolute error <= 4e-3 on
-/// [-10, 10] (measured 2.1e-4), saturating outside. Throws ValueError for another frac_bits.
+/// tanh(x) = 2 sigmoid(2x) - 1. Same encoding and cost as sigmoid; absolute error <= 2e-4
+/// everywhere (measured 1.2e-4; target 4e-3 on [-10, 10]), saturating outside. Throws ValueError
+/// for another frac_bits.
 AShare tanh(Party& p, const AShare& x);
 
 // ---- erf / gelu --------------------------------------------------------------------------------

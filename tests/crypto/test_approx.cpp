@@ -148,8 +148,12 @@ TEST_CASE("approx: sigmoid and tanh within 2e-3 / 4e-3 on [-10, 10], saturated o
     const Tensor t = run1(n, x, [](Party& p, const AShare& a) { return crypto::tanh(p, a); });
     const double et = vt::max_abs_diff(t, map_double(x, std::tanh));
     std::printf("approx n=%d: sigmoid max abs err %.3g, tanh %.3g\n", n, es, et);
-    CHECK(es <= 2e-3);
+    CHECK(es <= 2e-3);  // the target (MPC_REFERENCE.md section 3)
     CHECK(et <= 4e-3);
+    // and what approx.h documents: interpolation 3.5e-5 + coefficient encoding 2.5e-5 + a few
+    // units of 2^-(f+2) of rounding
+    CHECK(es <= 1e-4);
+    CHECK(et <= 2e-4);
   }
 }
 
@@ -224,8 +228,8 @@ TEST_CASE("approx: round counts for 2 parties match the documentation", "[crypto
   CHECK(rounds(x, [](Party& p, const AShare& a) {
           crypto::where(p, AShare{a.data, 0}, a, a);
         }) == 1);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 17);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 17);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 13);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 13);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 29);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 30);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); }) == 9);

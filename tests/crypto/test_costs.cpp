@@ -188,18 +188,17 @@ TEST_CASE("cost of max over 10 classes, softmax and sigmoid", "[crypto][cost][bi
              [](Party& p, const AShare& a, const AShare&) { crypto::softmax(p, a); });
     CHECK(c.rounds <= 60);
     if (n == 2) {
-      // sigmoid and tanh: clamped |x| 8 (two comparisons in sequence) + e^-|x| 6 + the
-      // interpolant of 1 / (1 + e) with the sign folded in 3
+      // sigmoid and tanh: clamped |x| 8 (two comparisons in sequence) + the powers t^2 | t^3,
+      // t^4 of t = min(|x|, 12) / 6 - 1 (2 rounds) + the two products with t^4 (2) + n g (1)
       const int64_t m = 37;
       c = cost(n, {m}, {1},
                [](Party& p, const AShare& a, const AShare&) { crypto::sigmoid(p, a); });
-      CHECK(c.rounds == 17);
-      // 2 comparisons, then e^-|x| (u^2, u^4 and 3 squarings are square pairs: 5 x 8 bytes;
-      // u^3 and u^4 times the high part: 2 x 16) and e^2 (8), s e, s e^2, s e^3, the last
-      // product (4 x 16)
-      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (6 * 8 + 6 * 16) * m);
+      CHECK(c.rounds == 13);
+      // 2 comparisons, then t^2 and t^4 from square pairs (2 x 8 bytes), t^3, the two
+      // products with t^4 and n g (4 x 16)
+      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (2 * 8 + 4 * 16) * m);
       c = cost(n, {37}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::tanh(p, a); });
-      CHECK(c.rounds == 17);
+      CHECK(c.rounds == 13);
     }
   }
 }
