@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/grad_mode.h"
 #include "autograd/internal.h"
 #include "autograd/node.h"
 #include "autograd/shape_ops.h"
@@ -947,35 +948,27 @@ MpcTensor tanh(const MpcTensor& x) {
 }
 
 MpcTensor gelu(const MpcTensor& x) {
-  // x: S -> x * Phi(x): S
+  // x: S -> x Phi(x): S; the derivative Phi(x) + x phi(x) saved (secret: computed with the value
+  // when a gradient will be needed, from the same clamp and powers: one round more)
   Party& p = party_of(x, "gelu");
-  MpcTensor phi_cdf;  // Phi(x)
   if (x.is_secret()) {
-    const crypto::AShare e =
-        crypto::erf(p, crypto::mul_public(p, x.ashare(), 1.0 / std::sqrt(2.0)));
-    phi_cdf = MpcTensor::from_secret(crypto::mul_public(p, crypto::add_public(p, e, 1.0), 0.5), p);
-  } else {
-    phi_cdf = public_map(x, [](double v) { return 0.5 * (1.0 + std::erf(v / std::sqrt(2.0))); });
-  }
-  const MpcTensor xd = x.detach();
-  MpcTensor out = raw_mul(xd, phi_cdf, "gelu");
-  return record("gelu", std::move(out), {x}, [xd, phi_cdf](const MpcTensor& g, const Needs&) {
-    // dx = g * (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-    const MpcTensor half_sq = raw_mul_scalar(raw_mul(xd, xd, "gelu"), -0.5, "gelu");
-    MpcTensor density;
-    if (half_sq.is_secret()) {
-      Party& party = half_sq.party();
-      density =
-          MpcTensor::from_secret(crypto::mul_public(party, crypto::exp(party, half_sq.ashare()),
-                                                    1.0 / std::sqrt(2.0 * std::numbers::pi)),
-                                 party);
-    } else {
-      density = public_map(
-          half_sq, [](double v) { return std::exp(v) / std::sqrt(2.0 * std::numbers::pi); });
+    const bool need_grad = GradMode::is_enabled() && x.requires_grad();
+    if (!need_grad) {
+      return MpcTensor::from_secret(crypto::gelu(p, x.ashare()), p);
     }
-    const MpcTensor d = raw_add(phi_cdf, raw_mul(xd, density, "gelu"), "gelu");
-    return Grads{raw_mul(g, d, "gelu")};
+    const crypto::GeluResult r = crypto::gelu_with_derivative(p, x.ashare());
+    const MpcTensor d = MpcTensor::from_secret(r.derivative, p);
+    return record("gelu", MpcTensor::from_secret(r.value, p), {x},
+                  [d](const MpcTensor& g, const Needs&) { return Grads{raw_mul(g, d, "gelu")}; });
+  }
+  const MpcTensor out =
+      public_map(x, [](double v) { return 0.5 * v * std::erfc(-v / std::sqrt(2.0)); });
+  const MpcTensor d = public_map(x, [](double v) {
+    return 0.5 * std::erfc(-v / std::sqrt(2.0)) +
+           v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * std::numbers::pi);
   });
+  return record("gelu", out, {x},
+                [d](const MpcTensor& g, const Needs&) { return Grads{raw_mul(g, d, "gelu")}; });
 }
 
 MpcTensor abs(const MpcTensor& x) {

@@ -6,15 +6,41 @@ t in [-1, 1], with the maximum error, the Chebyshev interpolant's error for comp
 sum of |c_k| (which bounds the error added by encoding the coefficients in fixed point).
 
   python3 scripts/fit_minimax.py sigmoid --clamp 12 --degree 12
+  python3 scripts/fit_minimax.py erf --clamp 4 --degree 10
+  python3 scripts/fit_minimax.py gauss --clamp 4 --degree 12
+  python3 scripts/fit_minimax.py gelu_tail --clamp 5 --degree 12
+  python3 scripts/fit_minimax.py gelu_tail_slope --clamp 5 --degree 12
 
-sigmoid: g(t) = sigmoid((t + 1) * clamp / 2), i.e. sigmoid(z) for z = clamp (t + 1) / 2 in
-[0, clamp]. Needs numpy only.
+Each function F(z) is fitted on z in [0, clamp] as a polynomial in t = 2 z / clamp - 1:
+sigmoid(z), erf(z), e^(-z^2), h(z) = z Phi(-z) (gelu(x) = relu(x) - h(|x|)) and
+h'(z) = Phi(-z) - z phi(z). Needs numpy only.
 """
 import argparse
+import math
 
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 from numpy.polynomial import polynomial as poly
+
+
+_erf = np.vectorize(math.erf)
+
+
+def _phi_upper(z):  # Phi(-z)
+    return 0.5 * (1.0 - _erf(z / math.sqrt(2.0)))
+
+
+def _density(z):  # phi(z)
+    return np.exp(-z * z / 2.0) / math.sqrt(2.0 * math.pi)
+
+
+FUNCTIONS = {
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "erf": _erf,
+    "gauss": lambda z: np.exp(-z * z),
+    "gelu_tail": lambda z: z * _phi_upper(z),
+    "gelu_tail_slope": lambda z: _phi_upper(z) - z * _density(z),
+}
 
 
 def remez(f, degree, grid_points=200001, iterations=40):
@@ -49,20 +75,21 @@ def remez(f, degree, grid_points=200001, iterations=40):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("function", choices=["sigmoid"])
+    parser.add_argument("function", choices=sorted(FUNCTIONS))
     parser.add_argument("--clamp", type=float, default=12.0)
     parser.add_argument("--degree", type=int, default=12)
     args = parser.parse_args()
 
     def f(t):
-        return 1.0 / (1.0 + np.exp(-(t + 1.0) * args.clamp / 2.0))
+        return FUNCTIONS[args.function]((t + 1.0) * args.clamp / 2.0)
 
     coeffs, err = remez(f, args.degree)
     grid = np.linspace(-1.0, 1.0, 100001)
     interp = cheb.cheb2poly(cheb.chebinterpolate(f, args.degree))
     interp_err = float(np.max(np.abs(poly.polyval(grid, interp) - f(grid))))
     print(f"minimax error {err:.3e} (Chebyshev interpolant {interp_err:.3e}); "
-          f"beyond the clamp {np.exp(-args.clamp):.1e}; sum |c_k| {np.sum(np.abs(coeffs)):.3f}")
+          f"F(clamp) = {float(FUNCTIONS[args.function](np.array(args.clamp))):.3e}; "
+          f"sum |c_k| {np.sum(np.abs(coeffs)):.3f}")
     print(", ".join(repr(float(c)) for c in coeffs))
 
 

@@ -39,49 +39,111 @@ void check_fixed(Party& p, const char* op, const AShare& x) {
 // min(|x|, B) = |x| + z h. 8 rounds for any N and two comparisons' bytes (the three comparisons
 // [x < 0], [x < -B], [x > B] side by side take 4 rounds but 1.5x the bytes and the time).
 struct ClampedAbs {
-  AShare abs;
-  AShare negative;
+  AShare abs;               ///< min(|x|, B) at x's scale
+  AShare negative;          ///< n = [x < 0] (integer)
+  AShare x_times_negative;  ///< x n at x's scale (so relu(x) = x - x n)
 };
 ClampedAbs clamped_abs(Party& p, const AShare& x, double bound) {
   const BitProducts s = ltz_mul(p, x, /*with_x=*/true);
   const AShare a = sub(x, mul_public_int(s.x_times_bit, 2));
   const BitProducts h = ltz_mul(p, add_public(p, neg(a), bound), /*with_x=*/true);
-  return {add(a, h.x_times_bit), s.bit};
+  return {add(a, h.x_times_bit), s.bit, s.x_times_bit};
 }
 
-// x * y / 2 at x's scale (both at scale f): the /2 is folded into the truncation.
-AShare mul_half(Party& p, const AShare& x, const AShare& y) {
-  const AShare raw = beaver(p, BilinearOp::mul(x.shape(), y.shape()), x, y);
-  return rescale(p, {raw.data, raw.frac_bits + 1}, x.frac_bits);
-}
-
-// e^-z for z in [0, 16] (every intermediate lies in [-1, 1]): e^-z = q(u)^8 with u = 1 - z/8 in
-// [-1, 1] and q the degree-6 Chebyshev interpolant of e^(u - 1) on [-1, 1] (so q(u)^8 =
-// e^(8u - 8)), at F = f + 2 fractional bits. Interpolation error 1.3e-6 absolute (7.7e-6
-// relative), amplified 8-fold by the squarings: relative error <= 6.2e-5 plus ~8 units of 2^-F
-// of rounding. Powers u^2 | u^3, u^4 | the product with u^4 take 3 rounds, the squarings 3:
-// 6 rounds for N = 2, 7 products of which 5 are squares (8 bytes per element each).
-constexpr double kExpNegCoeffs[7] = {
-    0.36787944117144294, 0.36788762093019917,   0.18394073811175993,  0.06124791478529901,
-    0.01532018107665545, 0.0031956378883656613, 0.0005271342802279991};
-AShare exp_neg_bounded(Party& p, const AShare& z) {
-  constexpr int kSquarings = 3;
-  constexpr int kExtraBits = 2;
+// t = z / half_width - 1 at scale f + kPolyExtraBits (z at scale f, in [0, 2 half_width]):
+// a scale change when half_width is a power of two, otherwise one truncation.
+constexpr int kPolyExtraBits = 2;
+AShare unit_interval(Party& p, const AShare& z, double half_width) {
   const int f = z.frac_bits;
-  const int big_f = f + kExtraBits;
-  // -z at scale f is -z/8 at scale f + 3: one truncated bit gives scale F
-  const AShare u =
-      add_public(p, truncate(p, {neg(z).data, f + kSquarings}, kSquarings - kExtraBits), 1.0);
-  // q = (c0 + c1 u + c2 u^2 + c3 u^3) + u^4 (c4 + c5 u + c6 u^2) (Paterson-Stockmeyer: the
-  // product with u^4 is the third round, in place of u^5 and u^6)
-  const auto& c = kExpNegCoeffs;
-  const auto pw = powers(p, u, 4);
-  const AShare high = mul(p, pw[3], polynomial(p, {pw[0], pw[1]}, {c[4], c[5], c[6]}, big_f));
-  AShare q = add(polynomial(p, pw, {c[0], c[1], c[2], c[3]}, big_f), high);
-  for (int i = 0; i < kSquarings; ++i) {
-    q = square(p, q);
+  const int big_f = f + kPolyExtraBits;
+  const int log2_hw = std::ilogb(half_width);
+  AShare scaled;
+  if (std::ldexp(1.0, log2_hw) == half_width && log2_hw <= kPolyExtraBits) {
+    scaled = {z.data, f + log2_hw};
+    scaled = {core::shift_left(scaled.data, big_f - scaled.frac_bits), big_f};
+  } else {
+    const uint64_t inv = FixedPointEncoder(big_f).encode_scalar(1.0 / half_width);
+    scaled = rescale(p, {core::mul_scalar(z.data, inv), f + big_f}, big_f);
   }
-  return rescale(p, q, f);
+  return add_public(p, scaled, -1.0);
+}
+
+// Polynomials of degree <= 12 in t from pw = {t, t^2, t^3, t^4} (scale F), each evaluated as
+// A0 + t^4 (A1 + t^4 A2) with A0, A1 of degree 3 and A2 of degree 4 in t (Paterson-Stockmeyer,
+// Horner in t^4). All polynomials share the two rounds (products with t^4, batched; a polynomial
+// of degree <= 8 needs only the second, one of degree <= 4 none). Results at scale F.
+std::vector<AShare> polynomials_deg12(Party& p,
+                                      const std::vector<AShare>& pw,
+                                      const std::vector<std::vector<double>>& coeffs) {
+  const int big_f = pw.front().frac_bits;
+  const std::vector<AShare> low3{pw[0], pw[1], pw[2]};
+  auto block = [&](const std::vector<double>& c, std::size_t from, std::size_t count) {
+    const auto last = std::min(c.size(), from + count);
+    return polynomial(p, count == 5 ? pw : low3,
+                      std::vector<double>(c.begin() + static_cast<std::ptrdiff_t>(from),
+                                          c.begin() + static_cast<std::ptrdiff_t>(last)),
+                      big_f);
+  };
+  const auto op = BilinearOp::mul(pw[3].shape(), pw[3].shape());
+  // round 1: t^4 A2 for the polynomials of degree > 8
+  std::vector<AShare> inner(coeffs.size());
+  std::vector<std::size_t> who;
+  std::vector<AShare> rhs;
+  for (std::size_t i = 0; i < coeffs.size(); ++i) {
+    VEIL_CHECK(!coeffs[i].empty() && coeffs[i].size() <= 13,
+               "[polynomial] expected 1 to 13 coefficients, got {}", coeffs[i].size());
+    if (coeffs[i].size() > 9) {
+      who.push_back(i);
+      rhs.push_back(block(coeffs[i], 8, 5));
+    }
+  }
+  auto multiply_by_t4 = [&]() {
+    const auto prods = beaver_batch_rescaled(p, std::vector<BilinearOp>(who.size(), op),
+                                             std::vector<AShare>(who.size(), pw[3]), rhs,
+                                             std::vector<int>(who.size(), big_f));
+    for (std::size_t k = 0; k < who.size(); ++k) {
+      inner[who[k]] = prods[k];
+    }
+  };
+  if (!who.empty()) {
+    multiply_by_t4();
+  }
+  // round 2: t^4 (A1 + t^4 A2) for the polynomials of degree > 4
+  who.clear();
+  rhs.clear();
+  for (std::size_t i = 0; i < coeffs.size(); ++i) {
+    if (coeffs[i].size() > 5) {
+      const AShare a = block(coeffs[i], 4, coeffs[i].size() > 9 ? 4 : 5);
+      who.push_back(i);
+      rhs.push_back(inner[i].data.defined() ? add(a, inner[i]) : a);
+    }
+  }
+  inner.assign(coeffs.size(), AShare{});
+  if (!who.empty()) {
+    multiply_by_t4();
+  }
+  std::vector<AShare> out;
+  for (std::size_t i = 0; i < coeffs.size(); ++i) {
+    const AShare a0 = block(coeffs[i], 0, coeffs[i].size() > 5 ? 4 : 5);
+    out.push_back(inner[i].data.defined() ? add(a0, inner[i]) : a0);
+  }
+  return out;
+}
+
+// (1 - 2n) g = g - 2 n g rescaled to `frac_bits`, for integer shares n in {0, 1} (so n g needs
+// no truncation): 1 round, one product per pair, batched.
+std::vector<AShare> times_sign(Party& p,
+                               const AShare& n,
+                               const std::vector<AShare>& gs,
+                               int frac_bits) {
+  const auto op = BilinearOp::mul(n.shape(), n.shape());
+  const auto ngs = beaver_batch(p, std::vector<BilinearOp>(gs.size(), op),
+                                std::vector<AShare>(gs.size(), n), gs);
+  std::vector<AShare> out;
+  for (std::size_t i = 0; i < gs.size(); ++i) {
+    out.push_back(rescale(p, sub(gs[i], mul_public_int(ngs[i], 2)), frac_bits));
+  }
+  return out;
 }
 
 // sigmoid(z) for z in [0, 12]: the degree-12 minimax polynomial (Remez exchange,
@@ -163,31 +225,15 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b) {
 AShare sigmoid(Party& p, const AShare& x) {
   check_fixed(p, "sigmoid", x);
   constexpr double kClamp = 12.0;
-  constexpr int kExtraBits = 2;
   const int f = x.frac_bits;
-  const int big_f = f + kExtraBits;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);  // z = min(|x|, 12), n = [x < 0]
-  // t = z / 6 - 1 at scale F = f + 2 (one truncation), powers t^2 | t^3, t^4 in 2 rounds
-  const AShare t = add_public(
-      p,
-      rescale(p,
-              {core::mul_scalar(ca.abs.data, FixedPointEncoder(big_f).encode_scalar(1.0 / 6.0)),
-               f + big_f},
-              big_f),
-      -1.0);
-  const auto pw = powers(p, t, 4);
-  // g(z) = A0 + t^4 (A1 + t^4 A2) with A0, A1 of degree 3 and A2 of degree 4 in t (Paterson-
-  // Stockmeyer with Horner in t^4): rounds 3 and 4
-  const auto& c = kSigmoidHalfCoeffs;
-  const std::vector<AShare> low3{pw[0], pw[1], pw[2]};
-  const AShare a2 = mul(p, pw[3], polynomial(p, pw, {c[8], c[9], c[10], c[11], c[12]}, big_f));
-  const AShare a1 = add(polynomial(p, low3, {c[4], c[5], c[6], c[7]}, big_f), a2);
-  const AShare g = add(polynomial(p, low3, {c[0], c[1], c[2], c[3]}, big_f), mul(p, pw[3], a1));
-  // sigmoid(x) = n + (1 - 2n) g = n + g - 2 n g: n is an integer share, so n g needs no
-  // truncation, and g - 2 n g is truncated once to scale f (round 5)
-  const AShare ng = beaver(p, BilinearOp::mul(x.shape(), x.shape()), ca.negative, g);
-  const AShare tail = rescale(p, sub(g, mul_public_int(ng, 2)), f);
-  return add(mul_public_int({ca.negative.data, f}, int64_t{1} << f), tail);
+  const ClampedAbs ca = clamped_abs(p, x, kClamp);  // z = min(|x|, 12), n = [x < 0]: 8 rounds
+  // g(z) in t = z / 6 - 1: powers (2 rounds) and the polynomial (2 rounds)
+  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);
+  const std::vector<double> c(std::begin(kSigmoidHalfCoeffs), std::end(kSigmoidHalfCoeffs));
+  const AShare g = polynomials_deg12(p, pw, {c})[0];
+  // sigmoid(x) = n + (1 - 2n) g (round 13)
+  return add(mul_public_int({ca.negative.data, f}, int64_t{1} << f),
+             times_sign(p, ca.negative, {g}, f)[0]);
 }
 
 AShare tanh(Party& p, const AShare& x) {
@@ -198,35 +244,93 @@ AShare tanh(Party& p, const AShare& x) {
 
 // ---- erf / gelu --------------------------------------------------------------------------------
 
-ErfResult erf_with_gaussian(Party& p, const AShare& x) {
+namespace {
+
+// erf(z), e^(-z^2) on [0, 4] and h(z) = z Phi(-z), h'(z) = Phi(-z) - z phi(z) on [0, 5]: minimax
+// polynomials (scripts/fit_minimax.py) in t = z / 2 - 1 resp. z / 2.5 - 1, monomial basis.
+// Errors: erf 4.0e-5 (degree 10), e^(-z^2) 2.8e-5 (12), h 6.4e-6 (12), h' 1.2e-5 (12).
+constexpr double kErfHalfCoeffs[11] = {
+    0.9952819431709133,  0.04135848433894551, -0.16255726435377782, 0.3848458277976524,
+    -0.5821724977362285, 0.43110227561595627, 0.15677642903266623,  -0.4982535518783069,
+    0.17173603464007361, 0.14098733226284887, -0.07906465246227583};
+constexpr double kGaussHalfCoeffs[13] = {
+    0.018340145569583632, -0.14635566521220034, 0.5106060138472889,  -0.9816906340324209,
+    0.9617784848917073,   0.1150813862923774,   -1.5374415344923673, 1.3399709641677062,
+    0.4535079686389374,   -1.1186679025947657,  0.19545682595550243, 0.29168945512733513,
+    -0.10224784814306505};
+constexpr double kGeluTailCoeffs[13] = {
+    0.01552639733879288,  -0.09394768267420905, 0.2325978779117819,   -0.25910355434980203,
+    -0.01657689565959116, 0.43637330166391897,  -0.49421033116825525, 0.016856700014539976,
+    0.3518151764198658,   -0.1496547341183612,  -0.09831192568422505, 0.04948310052122498,
+    0.009160417470560598};
+constexpr double kGeluTailSlopeCoeffs[13] = {
+    -0.037605248164807537, 0.186095968609657,   -0.3086674694251098, -0.026884273057160728,
+    0.8420386911214495,    -1.1840686938419347, 0.19702469702333422, 1.1211800283069635,
+    -0.864165212053227,    -0.3886882852143305, 0.5395212048384092,  0.042349826857341025,
+    -0.1181502368130492};
+
+template <std::size_t K>
+std::vector<double> coeff_vector(const double (&c)[K]) {
+  return {std::begin(c), std::end(c)};
+}
+
+ErfResult erf_impl(Party& p, const AShare& x, bool want_gaussian) {
   check_fixed(p, "erf", x);
-  // Abramowitz & Stegun 7.1.26 coefficients.
-  constexpr double kP = 0.3275911;
-  constexpr double kA[5] = {0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429};
   constexpr double kClamp = 4.0;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);
-  const AShare e = exp_neg_bounded(p, square(p, ca.abs));
-  const AShare t = reciprocal(p, add_public(p, mul_public(p, ca.abs, kP), 1.0),
-                              std::make_pair(1.0, 1.0 + kP * kClamp));
-  // q = t (a1 + t (a2 + t (a3 + t (a4 + a5 t)))) by Horner.
-  AShare q = add_public(p, mul_public(p, t, kA[4]), kA[3]);
-  for (int i = 2; i >= 0; --i) {
-    q = add_public(p, mul(p, t, q), kA[i]);
+  const int f = x.frac_bits;
+  const ClampedAbs ca = clamped_abs(p, x, kClamp);                     // 8 rounds
+  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);  // 2 rounds
+  std::vector<std::vector<double>> polys{coeff_vector(kErfHalfCoeffs)};
+  if (want_gaussian) {
+    polys.push_back(coeff_vector(kGaussHalfCoeffs));
   }
-  q = mul(p, t, q);
-  const AShare erf_abs = add_public(p, neg(mul(p, q, e)), 1.0);
-  const AShare sgn = add_public(p, mul_public_int(ca.negative, -2), 1.0);
-  return {mul(p, erf_abs, sgn), e};
+  const auto r = polynomials_deg12(p, pw, polys);               // 2 rounds
+  ErfResult out{times_sign(p, ca.negative, {r[0]}, f)[0], {}};  // erf odd: 1 round
+  if (want_gaussian) {
+    out.gaussian = rescale(p, r[1], f);
+  }
+  return out;
+}
+
+GeluResult gelu_impl(Party& p, const AShare& x, bool want_derivative) {
+  check_fixed(p, "gelu", x);
+  // gelu(x) = x Phi(x) = relu(x) - h(|x|) with h(z) = z Phi(-z) (h(5) = 1.4e-6), and
+  // gelu'(x) = [x > 0] - (1 - 2n) h'(|x|)
+  constexpr double kClamp = 5.0;
+  const int f = x.frac_bits;
+  const ClampedAbs ca = clamped_abs(p, x, kClamp);                     // 8 rounds
+  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);  // 2 rounds
+  std::vector<std::vector<double>> polys{coeff_vector(kGeluTailCoeffs)};
+  if (want_derivative) {
+    polys.push_back(coeff_vector(kGeluTailSlopeCoeffs));
+  }
+  const auto r = polynomials_deg12(p, pw, polys);  // 2 rounds
+  GeluResult out{sub(sub(x, ca.x_times_negative), rescale(p, r[0], f)), {}};
+  if (want_derivative) {
+    // 1 - n - (1 - 2n) h' (round 13)
+    const AShare slope = times_sign(p, ca.negative, {r[1]}, f)[0];
+    out.derivative =
+        sub(add_public(p, mul_public_int({ca.negative.data, f}, -(int64_t{1} << f)), 1.0), slope);
+  }
+  return out;
+}
+
+}  // namespace
+
+ErfResult erf_with_gaussian(Party& p, const AShare& x) {
+  return erf_impl(p, x, /*want_gaussian=*/true);
 }
 
 AShare erf(Party& p, const AShare& x) {
-  return erf_with_gaussian(p, x).value;
+  return erf_impl(p, x, /*want_gaussian=*/false).value;
+}
+
+GeluResult gelu_with_derivative(Party& p, const AShare& x) {
+  return gelu_impl(p, x, /*want_derivative=*/true);
 }
 
 AShare gelu(Party& p, const AShare& x) {
-  check_fixed(p, "gelu", x);
-  const AShare r = erf(p, mul_public(p, x, 1.0 / std::sqrt(2.0)));
-  return mul_half(p, x, add_public(p, r, 1.0));
+  return gelu_impl(p, x, /*want_derivative=*/false).value;
 }
 
 // ---- sqrt / inv_sqrt ---------------------------------------------------------------------------

@@ -17,10 +17,6 @@
 //       z = B - |x| give min(|x|, B) = |x| + z h: 8 rounds, 2 comparisons' bytes per element.
 //       (Three comparisons [x < 0], [x < -B], [x > B] side by side take 4 rounds but 1.5x the
 //       bytes; the comparison dominates the time, so the sequential form is ~1.5x faster.)
-//   e^-z for z in [0, 16] (internal; erf): q(u)^8 with u = 1 - z/8 in [-1, 1] and q the degree-6
-//       Chebyshev interpolant of e^(u - 1), at f + 2 fractional bits; every intermediate is in
-//       [-1, 1]: 3 rounds for the powers + 3 squarings = 6 rounds, relative error ~ 6e-5 + 8
-//       units of 2^-(f+2); 5 of its 7 products are squares (8 bytes per element instead of 16).
 //   sigmoid(x): z = min(|x|, 12), n = [x < 0]; sigmoid(x) = n + (1 - 2n) g(z) with g the
 //       degree-12 minimax polynomial of sigmoid on [0, 12] (error 3.5e-5; e^-12 = 6e-6 beyond)
 //       in t = z/6 - 1 in [-1, 1] at f + 2 fractional bits, evaluated as A0 + t^4 (A1 + t^4 A2)
@@ -28,9 +24,13 @@
 //       n g: 8 + 5 = 13 rounds, 6 products (2 of them square pairs). No exponential and no
 //       reciprocal: one polynomial on the bounded half-line does the work of e^-|x| and
 //       1 / (1 + e). tanh(x) = 2 sigmoid(2x) - 1.
-//   erf(x): Abramowitz & Stegun 7.1.26 on a = min(|x|, 4): t = 1 / (1 + 0.3275911 a) (range
-//       [1, 2.31], 4 Newton steps), erf(a) = 1 - t (a1 + t (a2 + ...)) e^{-a^2} (formula error
-//       <= 1.5e-7), then erf(x) = sign(x) erf(a). gelu(x) = x (1 + erf(x / sqrt 2)) / 2.
+//   erf(x) = (1 - 2n) E(z), z = min(|x|, 4), E the degree-10 minimax polynomial of erf on
+//       [0, 4] in t = z/2 - 1 (error 4.0e-5): 8 + 2 + 2 + 1 = 13 rounds. Its derivative's
+//       Gaussian e^(-z^2) is a second polynomial in the same powers (no extra round).
+//   gelu(x) = x Phi(x) = relu(x) - h(z), z = min(|x|, 5), h(z) = z Phi(-z) as a degree-12
+//       minimax polynomial in t = z/2.5 - 1 (error 6.4e-6; h(5) = 1.4e-6), relu(x) = x - x n
+//       from the clamp: 8 + 2 + 2 = 12 rounds; gelu'(x) = [x > 0] - (1 - 2n) h'(z), one more
+//       polynomial and one round.
 //   inv_sqrt(x), sqrt(x): normalization (crypto/protocols/range.h) x = m 4^kappa with m in
 //       [1, 4) (21 thresholds 4^j, j = -8..12, in one ltz; |x| saturated to [2^-16, 2^24]),
 //       t = (2m - 5)/3, degree-8 Chebyshev interpolants of m^-1/2 and m^1/2 in t (powers in 3
@@ -41,8 +41,9 @@
 //       one when k is not a power of two (k = 0, 1: 0 rounds; k = 7: 3). Negative k:
 //       pow(reciprocal(x, range), -k).
 // Sources: CrypTen (Knott et al. 2021, App. C) for Newton iterations and the comparison
-// construction; Abramowitz & Stegun, Handbook of Mathematical Functions (1964), 7.1.26; SecureML
-// (Mohassel & Zhang 2017) for sign-based abs/relu.
+// construction; minimax polynomials by the Remez exchange (Remez 1934; coefficients from
+// scripts/fit_minimax.py) evaluated Paterson & Stockmeyer style (1973); SecureML (Mohassel &
+// Zhang 2017) for sign-based abs/relu.
 
 #include <optional>
 #include <utility>
@@ -106,25 +107,42 @@ AShare tanh(Party& p, const AShare& x);
 
 // ---- erf / gelu --------------------------------------------------------------------------------
 
-/// Error function by Abramowitz & Stegun 7.1.26 on min(|x|, 4) (see header). x: secret,
-/// frac_bits f -> same. Cost: 29 rounds (N = 2; 8 of them the clamped |x|, see the header;
-/// measured by tests/crypto/test_approx.cpp). Accuracy: absolute
-/// error <= 1e-3 on [-3, 3] (measured 1.5e-4), saturating to +-1 (error <= 1e-3) outside. Throws
-/// ValueError for another frac_bits.
+/// Error function. x: secret, frac_bits f -> same. erf(x) = (1 - 2n) E(z) with z = min(|x|, 4),
+/// n = [x < 0] and E the degree-10 minimax polynomial of erf on [0, 4] in t = z/2 - 1 (see the
+/// header). Cost: 13 rounds (N = 2; clamp 8, powers 2, polynomial 2, sign 1; CrypTen's Taylor
+/// series: 8 rounds but broken beyond |x| ~ 1); bytes 2 x 8(N-1)(n + 39 ceil(n/64)) for the
+/// comparisons + 8(N-1)n per square pair (2) + 16(N-1)n per product (4): ~106 per element for 2
+/// parties. Accuracy: absolute error <= 1e-4 everywhere (polynomial 4.0e-5, coefficient encoding
+/// <= 11 x 2^-(f+3) = 2.1e-5, 1 - erf(4) = 1.5e-8 beyond the clamp; measured ~5e-5 on [-3, 3];
+/// target 1e-3), saturating to +-1 outside. Source: minimax approximation (Remez exchange),
+/// Paterson & Stockmeyer (1973). Throws ValueError for another frac_bits.
 AShare erf(Party& p, const AShare& x);
-/// erf(x) and the Gaussian factor g = e^(-min(|x|, 4)^2) that erf computes on the way, so that
-/// d erf / dx = 2 / sqrt(pi) g costs nothing more (for |x| > 4 the true e^(-x^2) < 1.2e-7 is
-/// replaced by e^-16 = 1.1e-7). Same encoding, cost and errors as erf; g has relative error
-/// ~1e-4 (absolute <= 2^-15).
+/// erf(x) and the Gaussian factor g = e^(-min(|x|, 4)^2) for d erf / dx = 2 / sqrt(pi) g: g is
+/// a second polynomial (degree 12, error 2.8e-5) in the same powers and rounds, so it costs 2
+/// more products (32 bytes per element for 2 parties) and no round. Absolute error of g <= 1e-4
+/// (measured 4.5e-5); for |x| > 4 the true e^(-x^2) < 1.2e-7 is replaced by g(4). Same
+/// encoding, rounds and errors as erf.
 struct ErfResult {
   AShare value;
   AShare gaussian;
 };
 ErfResult erf_with_gaussian(Party& p, const AShare& x);
-/// GELU x (1 + erf(x / sqrt 2)) / 2 (the exact form, not the tanh approximation). Same encoding;
-/// cost erf + 1 = 30 rounds. Absolute error <= 3e-3 on [-6, 6] (measured 5.3e-5) (<= |x| erf error
-/// / 2 + ulp).
+/// GELU x Phi(x) (the exact form, not the tanh approximation) = relu(x) - h(z) with
+/// z = min(|x|, 5), h(z) = z Phi(-z) (h(5) = 1.4e-6) as a degree-12 minimax polynomial in
+/// t = z/2.5 - 1, relu(x) = x - x n from the clamp's first comparison. x: secret, frac_bits f ->
+/// same. Cost: 12 rounds (N = 2; clamp 8, powers 2, polynomial 2; no sign product), ~90 bytes
+/// per element for 2 parties. Accuracy: absolute error <= 5e-5 everywhere (polynomial 6.4e-6,
+/// coefficient encoding <= 2.5e-5, h(5) beyond the clamp), target 3e-3 on [-6, 6]. Throws
+/// ValueError for another frac_bits.
 AShare gelu(Party& p, const AShare& x);
+/// gelu(x) and its derivative Phi(x) + x phi(x) = [x > 0] - (1 - 2n) h'(z) with h'(z) =
+/// Phi(-z) - z phi(z) (degree 12 in the same powers, error 1.2e-5): 2 more products in the
+/// polynomial's rounds and one round for the sign product (13 rounds). Same encoding and errors.
+struct GeluResult {
+  AShare value;
+  AShare derivative;
+};
+GeluResult gelu_with_derivative(Party& p, const AShare& x);
 
 // ---- sqrt / inv_sqrt ---------------------------------------------------------------------------
 

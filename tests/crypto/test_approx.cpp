@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numbers>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -163,12 +164,33 @@ TEST_CASE("approx: erf within 1e-3 on [-3, 3], saturated outside, gelu within 3e
     const Tensor x = core::cat({linspace(-3, 3, 301), from({-4, 4, -5, 5, -100, 100, 0})}, 0);
     const Tensor e = run1(n, x, [](Party& p, const AShare& a) { return crypto::erf(p, a); });
     const double ee = vt::max_abs_diff(e, map_double(x, std::erf));
-    const Tensor g = linspace(-6, 6, 241);
+    // the Gaussian factor of the derivative, e^(-min(|x|, 4)^2)
+    const Tensor gauss = run1(
+        n, x, [](Party& p, const AShare& a) { return crypto::erf_with_gaussian(p, a).gaussian; });
+    const double egauss = vt::max_abs_diff(gauss, map_double(x, [](double v) {
+                                             const double a = std::min(std::abs(v), 4.0);
+                                             return std::exp(-a * a);
+                                           }));
+    const Tensor g = core::cat({linspace(-6, 6, 241), from({-100, 100, 0})}, 0);
     const Tensor gg = run1(n, g, [](Party& p, const AShare& a) { return crypto::gelu(p, a); });
     const double eg = vt::max_abs_diff(gg, map_double(g, gelu_ref));
-    std::printf("approx n=%d: erf max abs err %.3g, gelu %.3g\n", n, ee, eg);
-    CHECK(ee <= 1e-3);
+    const Tensor dg = run1(n, g, [](Party& p, const AShare& a) {
+      return crypto::gelu_with_derivative(p, a).derivative;
+    });
+    const double edg =
+        vt::max_abs_diff(dg, map_double(g, [](double v) {
+                           return 0.5 * std::erfc(-v / std::sqrt(2.0)) +
+                                  v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * std::numbers::pi);
+                         }));
+    std::printf("approx n=%d: erf max abs err %.3g (gaussian %.3g), gelu %.3g (derivative %.3g)\n",
+                n, ee, egauss, eg, edg);
+    CHECK(ee <= 1e-3);  // the targets (MPC_REFERENCE.md section 3)
     CHECK(eg <= 3e-3);
+    // and what approx.h documents (polynomial + coefficient encoding + rounding)
+    CHECK(ee <= 1e-4);
+    CHECK(egauss <= 1e-4);
+    CHECK(eg <= 1e-4);
+    CHECK(edg <= 1e-4);
   }
 }
 
@@ -230,8 +252,8 @@ TEST_CASE("approx: round counts for 2 parties match the documentation", "[crypto
         }) == 1);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sigmoid(p, a); }) == 13);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::tanh(p, a); }) == 13);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 29);
-  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 30);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::erf(p, a); }) == 13);
+  CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::gelu(p, a); }) == 12);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::inv_sqrt(p, a); }) == 9);
   CHECK(rounds(x, [](Party& p, const AShare& a) { crypto::sqrt(p, a); }) == 9);
   // floor(log2 k) + [k not a power of two]

@@ -199,6 +199,14 @@ TEST_CASE("cost of max over 10 classes, softmax and sigmoid", "[crypto][cost][bi
       CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (2 * 8 + 4 * 16) * m);
       c = cost(n, {37}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::tanh(p, a); });
       CHECK(c.rounds == 13);
+      // erf: the same structure (clamp at 4, degree 10, the sign product); gelu: no sign
+      // product (relu(x) - h(|x|)), 12 rounds
+      c = cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::erf(p, a); });
+      CHECK(c.rounds == 13);
+      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (2 * 8 + 4 * 16) * m);
+      c = cost(n, {m}, {1}, [](Party& p, const AShare& a, const AShare&) { crypto::gelu(p, a); });
+      CHECK(c.rounds == 12);
+      CHECK(c.bytes == 2 * (ltz_bytes(n, m) + inject_bytes(n, m, 0)) + (2 * 8 + 3 * 16) * m);
     }
   }
 }
