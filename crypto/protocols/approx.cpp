@@ -146,6 +146,28 @@ std::vector<AShare> times_sign(Party& p,
   return out;
 }
 
+// Functions of |x| on a bounded half-line: z = min(|x|, bound) and n = [x < 0] (8 rounds), then
+// polynomials of degree <= 12 in t = 2 z / bound - 1 (powers 2 rounds, polynomials 2), results
+// at scale f + kPolyExtraBits.
+struct HalfLine {
+  ClampedAbs clamp;
+  std::vector<AShare> values;
+};
+HalfLine on_half_line(Party& p,
+                      const AShare& x,
+                      double bound,
+                      const std::vector<std::vector<double>>& coeffs) {
+  HalfLine out{clamped_abs(p, x, bound), {}};
+  const auto pw = powers(p, unit_interval(p, out.clamp.abs, bound / 2), 4);
+  out.values = polynomials_deg12(p, pw, coeffs);
+  return out;
+}
+
+template <std::size_t K>
+std::vector<double> coeff_vector(const double (&c)[K]) {
+  return {std::begin(c), std::end(c)};
+}
+
 // sigmoid(z) for z in [0, 12]: the degree-12 minimax polynomial (Remez exchange,
 // scripts/fit_minimax.py sigmoid --clamp 12 --degree 12) in
 // t = z / 6 - 1 in [-1, 1], monomial basis of t; approximation error 3.5e-5. Encoding the 13
@@ -224,16 +246,12 @@ AShare where(Party& p, const AShare& cond, const AShare& a, const AShare& b) {
 
 AShare sigmoid(Party& p, const AShare& x) {
   check_fixed(p, "sigmoid", x);
-  constexpr double kClamp = 12.0;
   const int f = x.frac_bits;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);  // z = min(|x|, 12), n = [x < 0]: 8 rounds
-  // g(z) in t = z / 6 - 1: powers (2 rounds) and the polynomial (2 rounds)
-  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);
-  const std::vector<double> c(std::begin(kSigmoidHalfCoeffs), std::end(kSigmoidHalfCoeffs));
-  const AShare g = polynomials_deg12(p, pw, {c})[0];
+  // z = min(|x|, 12), n = [x < 0], g(z) in t = z / 6 - 1: 12 rounds
+  const HalfLine h = on_half_line(p, x, 12.0, {coeff_vector(kSigmoidHalfCoeffs)});
+  const AShare& n = h.clamp.negative;
   // sigmoid(x) = n + (1 - 2n) g (round 13)
-  return add(mul_public_int({ca.negative.data, f}, int64_t{1} << f),
-             times_sign(p, ca.negative, {g}, f)[0]);
+  return add(mul_public_int({n.data, f}, int64_t{1} << f), times_sign(p, n, h.values, f)[0]);
 }
 
 AShare tanh(Party& p, const AShare& x) {
@@ -269,25 +287,18 @@ constexpr double kGeluTailSlopeCoeffs[13] = {
     -0.864165212053227,    -0.3886882852143305, 0.5395212048384092,  0.042349826857341025,
     -0.1181502368130492};
 
-template <std::size_t K>
-std::vector<double> coeff_vector(const double (&c)[K]) {
-  return {std::begin(c), std::end(c)};
-}
-
 ErfResult erf_impl(Party& p, const AShare& x, bool want_gaussian) {
   check_fixed(p, "erf", x);
-  constexpr double kClamp = 4.0;
-  const int f = x.frac_bits;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);                     // 8 rounds
-  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);  // 2 rounds
   std::vector<std::vector<double>> polys{coeff_vector(kErfHalfCoeffs)};
   if (want_gaussian) {
     polys.push_back(coeff_vector(kGaussHalfCoeffs));
   }
-  const auto r = polynomials_deg12(p, pw, polys);               // 2 rounds
-  ErfResult out{times_sign(p, ca.negative, {r[0]}, f)[0], {}};  // erf odd: 1 round
+  const HalfLine h = on_half_line(p, x, 4.0, polys);  // 12 rounds
+  const int f = x.frac_bits;
+  // erf is odd: 1 round
+  ErfResult out{times_sign(p, h.clamp.negative, {h.values[0]}, f)[0], {}};
   if (want_gaussian) {
-    out.gaussian = rescale(p, r[1], f);
+    out.gaussian = rescale(p, h.values[1], f);
   }
   return out;
 }
@@ -296,21 +307,18 @@ GeluResult gelu_impl(Party& p, const AShare& x, bool want_derivative) {
   check_fixed(p, "gelu", x);
   // gelu(x) = x Phi(x) = relu(x) - h(|x|) with h(z) = z Phi(-z) (h(5) = 1.4e-6), and
   // gelu'(x) = [x > 0] - (1 - 2n) h'(|x|)
-  constexpr double kClamp = 5.0;
-  const int f = x.frac_bits;
-  const ClampedAbs ca = clamped_abs(p, x, kClamp);                     // 8 rounds
-  const auto pw = powers(p, unit_interval(p, ca.abs, kClamp / 2), 4);  // 2 rounds
   std::vector<std::vector<double>> polys{coeff_vector(kGeluTailCoeffs)};
   if (want_derivative) {
     polys.push_back(coeff_vector(kGeluTailSlopeCoeffs));
   }
-  const auto r = polynomials_deg12(p, pw, polys);  // 2 rounds
-  GeluResult out{sub(sub(x, ca.x_times_negative), rescale(p, r[0], f)), {}};
+  const HalfLine h = on_half_line(p, x, 5.0, polys);  // 12 rounds
+  const int f = x.frac_bits;
+  const AShare& n = h.clamp.negative;
+  GeluResult out{sub(sub(x, h.clamp.x_times_negative), rescale(p, h.values[0], f)), {}};
   if (want_derivative) {
     // 1 - n - (1 - 2n) h' (round 13)
-    const AShare slope = times_sign(p, ca.negative, {r[1]}, f)[0];
-    out.derivative =
-        sub(add_public(p, mul_public_int({ca.negative.data, f}, -(int64_t{1} << f)), 1.0), slope);
+    out.derivative = sub(add_public(p, mul_public_int({n.data, f}, -(int64_t{1} << f)), 1.0),
+                         times_sign(p, n, {h.values[1]}, f)[0]);
   }
   return out;
 }
