@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "crypto/bilinear.h"
 #include "crypto/fixed_point.h"
 #include "crypto/protocols/arithmetic.h"
@@ -445,13 +446,46 @@ AShare polynomial(Party& p,
              coeffs.size());
   const int big_f = powers.front().frac_bits;
   const FixedPointEncoder enc(big_f);
-  AShare acc{core::Tensor::zeros(powers.front().shape(), core::DType::kRing64,
-                                 powers.front().data.device()),
-             2 * big_f};
-  for (std::size_t i = 1; i < coeffs.size(); ++i) {
-    core::add_(acc.data, core::mul_scalar(powers[i - 1].data, enc.encode_scalar(coeffs[i])));
+  const core::Tensor& first = powers.front().data;
+  const std::size_t terms = coeffs.size() - 1;
+  bool fused = !first.is_cuda();
+  for (std::size_t i = 0; i < terms; ++i) {
+    const AShare& pw = powers[i];
+    VEIL_CHECK(pw.frac_bits == big_f && pw.shape() == first.shape(),
+               "[polynomial] expected powers of one shape and frac_bits, got {} at {} and {} at {}",
+               pw.data.str(), pw.frac_bits, first.str(), big_f);
+    fused = fused && !pw.data.is_cuda() && pw.data.is_contiguous();
   }
-  acc = add_public(p, acc, coeffs[0]);
+  AShare acc;
+  if (fused) {
+    // one pass on the host: c0 (party 0) + sum_k c_k p_k at scale 2F
+    std::vector<const uint64_t*> src(terms);
+    std::vector<uint64_t> k(terms);
+    for (std::size_t i = 0; i < terms; ++i) {
+      src[i] = powers[i].data.data<uint64_t>();
+      k[i] = enc.encode_scalar(coeffs[i + 1]);
+    }
+    const uint64_t c0 =
+        p.rank() == 0 ? FixedPointEncoder(2 * big_f).encode_scalar(coeffs[0], "polynomial") : 0;
+    core::Tensor out = core::Tensor::empty(first.shape(), core::DType::kRing64);
+    uint64_t* o = out.data<uint64_t>();
+    core::parallel_for(0, first.numel(), int64_t{1} << 14, [&](int64_t lo, int64_t hi) {
+      for (int64_t e = lo; e < hi; ++e) {
+        uint64_t sum = c0;
+        for (std::size_t i = 0; i < terms; ++i) {
+          sum += k[i] * src[i][e];
+        }
+        o[e] = sum;
+      }
+    });
+    acc = {std::move(out), 2 * big_f};
+  } else {
+    acc = {core::Tensor::zeros(first.shape(), core::DType::kRing64, first.device()), 2 * big_f};
+    for (std::size_t i = 1; i < coeffs.size(); ++i) {
+      core::add_(acc.data, core::mul_scalar(powers[i - 1].data, enc.encode_scalar(coeffs[i])));
+    }
+    acc = add_public(p, acc, coeffs[0]);
+  }
   return rescale(p, acc, out_frac_bits);
 }
 
