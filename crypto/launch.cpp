@@ -1,5 +1,6 @@
 #include "crypto/launch.h"
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <mutex>
@@ -9,6 +10,11 @@
 #include "core/parallel.h"
 
 namespace veil::crypto {
+
+int default_threads_per_party(int world_size) {
+  const auto hw = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, hw / std::max(1, world_size));
+}
 
 void launch(const LaunchOptions& options, const std::function<void(Party&)>& fn) {
   VEIL_CHECK(options.world_size >= 2, "[launch] expected world_size >= 2, got {}",
@@ -33,9 +39,9 @@ void launch(const LaunchOptions& options, const std::function<void(Party&)>& fn)
     threads.emplace_back([&, r] {
       comm::Communicator& comm = hub.communicator(r);
       try {
-        if (options.threads_per_party > 0) {
-          core::set_num_threads(options.threads_per_party);
-        }
+        core::set_num_threads(options.threads_per_party > 0
+                                  ? options.threads_per_party
+                                  : default_threads_per_party(options.world_size));
         Party party(comm, options.party_for_rank ? options.party_for_rank(r) : options.party);
         CurrentPartyGuard guard(party);
         fn(party);

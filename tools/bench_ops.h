@@ -388,7 +388,9 @@ inline void add_ops_command(CLI::App& app) {
       ->check(CLI::Range(2, 16));
   cmd->add_option("--reps", args->reps, "timed repetitions per op (median reported)")
       ->check(CLI::Range(1, 100));
-  cmd->add_option("--threads", args->threads, "intra-op threads per party (0: the default)");
+  cmd->add_option("--threads", args->threads,
+                  "intra-op threads per party (0: parties in one process share its cores; a party "
+                  "process uses all)");
   cmd->add_option("--providers", args->providers, "providers: dealer, tfp")->delimiter(',');
   cmd->add_option("--ops", args->only, "only these ops (comma separated names)")->delimiter(',');
   cmd->add_option("--json", args->json, "write one record per (op, provider) to this file");

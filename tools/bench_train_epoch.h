@@ -34,7 +34,9 @@ inline void add_train_epoch_command(CLI::App& app) {
   cmd->add_option("--samples", args->samples, "training rows")
       ->check(CLI::Range(int64_t{1}, int64_t{60000}));
   cmd->add_option("--reps", args->reps, "repetitions (median reported)")->check(CLI::Range(1, 100));
-  cmd->add_option("--threads", args->threads, "intra-op threads per party (0: all cores)");
+  cmd->add_option("--threads", args->threads,
+                  "intra-op threads per party (0: parties in one process share its cores; a party "
+                  "process uses all)");
   cmd->add_option("--providers", args->providers, "providers to time: dealer, tfp");
   cmd->add_option("--json", args->json, "write one record per provider to this file");
   cmd->callback([args] {

@@ -168,7 +168,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_arg,
                  "where every party keeps its shares: 'cpu' (default), 'cuda' or 'cuda:N' (all "
                  "parties on that GPU as threads; under veil-run each process's own)");
-  app.add_option("--threads", threads, "intra-op threads per party (0: all cores)")
+  app.add_option("--threads", threads,
+                 "intra-op threads per party (0: parties in one process share its cores; a party "
+                 "process uses all)")
       ->check(CLI::Range(0, 256));
   app.add_option("--frac-bits", frac_bits, "fixed-point fractional bits")->check(CLI::Range(8, 32));
   app.add_option("--progress-every", progress_every,
