@@ -59,8 +59,8 @@ AShare unit_interval(Party& p, const AShare& z, double half_width) {
   const int log2_hw = std::ilogb(half_width);
   AShare scaled;
   if (std::ldexp(1.0, log2_hw) == half_width && log2_hw <= kPolyExtraBits) {
-    scaled = {z.data, f + log2_hw};
-    scaled = {core::shift_left(scaled.data, big_f - scaled.frac_bits), big_f};
+    // z / 2^k at scale F is z's ring value times 2^(F - f - k)
+    scaled = {core::shift_left(z.data, kPolyExtraBits - log2_hw), big_f};
   } else {
     const uint64_t inv = FixedPointEncoder(big_f).encode_scalar(1.0 / half_width);
     scaled = rescale(p, {core::mul_scalar(z.data, inv), f + big_f}, big_f);
@@ -77,54 +77,46 @@ std::vector<AShare> polynomials_deg12(Party& p,
                                       const std::vector<std::vector<double>>& coeffs) {
   const int big_f = pw.front().frac_bits;
   const std::vector<AShare> low3{pw[0], pw[1], pw[2]};
-  auto block = [&](const std::vector<double>& c, std::size_t from, std::size_t count) {
-    const auto last = std::min(c.size(), from + count);
-    return polynomial(p, count == 5 ? pw : low3,
-                      std::vector<double>(c.begin() + static_cast<std::ptrdiff_t>(from),
-                                          c.begin() + static_cast<std::ptrdiff_t>(last)),
+  // block j of a polynomial: coefficients [4j, 4j + 4), the last block up to 5 (it uses t^4)
+  auto blocks = [](const std::vector<double>& c) {
+    VEIL_CHECK(!c.empty() && c.size() <= 13, "[polynomial] expected 1 to 13 coefficients, got {}",
+               c.size());
+    return c.size() <= 5 ? 1 : c.size() <= 9 ? 2 : 3;
+  };
+  auto block = [&](const std::vector<double>& c, int j) {
+    const auto from = static_cast<std::ptrdiff_t>(4 * j);
+    const bool last = j == blocks(c) - 1;
+    const auto to = last ? static_cast<std::ptrdiff_t>(c.size()) : from + 4;
+    return polynomial(p, last ? pw : low3, std::vector<double>(c.begin() + from, c.begin() + to),
                       big_f);
   };
+  // Horner in t^4 from the highest block: inner = t^4 (block j + inner), one batched round per
+  // step; a polynomial joins the step of its own highest block
   const auto op = BilinearOp::mul(pw[3].shape(), pw[3].shape());
-  // round 1: t^4 A2 for the polynomials of degree > 8
   std::vector<AShare> inner(coeffs.size());
-  std::vector<std::size_t> who;
-  std::vector<AShare> rhs;
-  for (std::size_t i = 0; i < coeffs.size(); ++i) {
-    VEIL_CHECK(!coeffs[i].empty() && coeffs[i].size() <= 13,
-               "[polynomial] expected 1 to 13 coefficients, got {}", coeffs[i].size());
-    if (coeffs[i].size() > 9) {
-      who.push_back(i);
-      rhs.push_back(block(coeffs[i], 8, 5));
+  for (int j = 2; j >= 1; --j) {
+    std::vector<std::size_t> who;
+    std::vector<AShare> rhs;
+    for (std::size_t i = 0; i < coeffs.size(); ++i) {
+      if (blocks(coeffs[i]) > j) {
+        const AShare b = block(coeffs[i], j);
+        who.push_back(i);
+        rhs.push_back(inner[i].data.defined() ? add(b, inner[i]) : b);
+      }
     }
-  }
-  auto multiply_by_t4 = [&]() {
+    if (who.empty()) {
+      continue;
+    }
     const auto prods = beaver_batch_rescaled(p, std::vector<BilinearOp>(who.size(), op),
                                              std::vector<AShare>(who.size(), pw[3]), rhs,
                                              std::vector<int>(who.size(), big_f));
     for (std::size_t k = 0; k < who.size(); ++k) {
       inner[who[k]] = prods[k];
     }
-  };
-  if (!who.empty()) {
-    multiply_by_t4();
-  }
-  // round 2: t^4 (A1 + t^4 A2) for the polynomials of degree > 4
-  who.clear();
-  rhs.clear();
-  for (std::size_t i = 0; i < coeffs.size(); ++i) {
-    if (coeffs[i].size() > 5) {
-      const AShare a = block(coeffs[i], 4, coeffs[i].size() > 9 ? 4 : 5);
-      who.push_back(i);
-      rhs.push_back(inner[i].data.defined() ? add(a, inner[i]) : a);
-    }
-  }
-  inner.assign(coeffs.size(), AShare{});
-  if (!who.empty()) {
-    multiply_by_t4();
   }
   std::vector<AShare> out;
   for (std::size_t i = 0; i < coeffs.size(); ++i) {
-    const AShare a0 = block(coeffs[i], 0, coeffs[i].size() > 5 ? 4 : 5);
+    const AShare a0 = block(coeffs[i], 0);
     out.push_back(inner[i].data.defined() ? add(a0, inner[i]) : a0);
   }
   return out;
@@ -166,6 +158,18 @@ HalfLine on_half_line(Party& p,
 template <std::size_t K>
 std::vector<double> coeff_vector(const double (&c)[K]) {
   return {std::begin(c), std::end(c)};
+}
+
+// A function's coefficients, and its derivative's (or another factor's) when wanted.
+template <std::size_t K1, std::size_t K2>
+std::vector<std::vector<double>> coeff_lists(const double (&value)[K1],
+                                             const double (&extra)[K2],
+                                             bool want_extra) {
+  std::vector<std::vector<double>> out{coeff_vector(value)};
+  if (want_extra) {
+    out.push_back(coeff_vector(extra));
+  }
+  return out;
 }
 
 // sigmoid(z) for z in [0, 12]: the degree-12 minimax polynomial (Remez exchange,
@@ -289,11 +293,8 @@ constexpr double kGeluTailSlopeCoeffs[13] = {
 
 ErfResult erf_impl(Party& p, const AShare& x, bool want_gaussian) {
   check_fixed(p, "erf", x);
-  std::vector<std::vector<double>> polys{coeff_vector(kErfHalfCoeffs)};
-  if (want_gaussian) {
-    polys.push_back(coeff_vector(kGaussHalfCoeffs));
-  }
-  const HalfLine h = on_half_line(p, x, 4.0, polys);  // 12 rounds
+  const HalfLine h =
+      on_half_line(p, x, 4.0, coeff_lists(kErfHalfCoeffs, kGaussHalfCoeffs, want_gaussian));
   const int f = x.frac_bits;
   // erf is odd: 1 round
   ErfResult out{times_sign(p, h.clamp.negative, {h.values[0]}, f)[0], {}};
@@ -307,11 +308,8 @@ GeluResult gelu_impl(Party& p, const AShare& x, bool want_derivative) {
   check_fixed(p, "gelu", x);
   // gelu(x) = x Phi(x) = relu(x) - h(|x|) with h(z) = z Phi(-z) (h(5) = 1.4e-6), and
   // gelu'(x) = [x > 0] - (1 - 2n) h'(|x|)
-  std::vector<std::vector<double>> polys{coeff_vector(kGeluTailCoeffs)};
-  if (want_derivative) {
-    polys.push_back(coeff_vector(kGeluTailSlopeCoeffs));
-  }
-  const HalfLine h = on_half_line(p, x, 5.0, polys);  // 12 rounds
+  const HalfLine h =
+      on_half_line(p, x, 5.0, coeff_lists(kGeluTailCoeffs, kGeluTailSlopeCoeffs, want_derivative));
   const int f = x.frac_bits;
   const AShare& n = h.clamp.negative;
   GeluResult out{sub(sub(x, h.clamp.x_times_negative), rescale(p, h.values[0], f)), {}};
