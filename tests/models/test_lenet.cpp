@@ -319,14 +319,20 @@ TEST_CASE("private LeNet training tracks the twin on Fashion-MNIST", "[lenet][tr
     // sit on the steep part of the learning curve, where fixed-point noise moves accuracy by a
     // few points (and 500 test rows alone have a standard error of ~2 points), so the accuracy
     // bound is loose; the full-data comparison is the veil-train run in docs/getting-started.md.
+    // The divergence guard may have restored the state after a 2-party truncation failure
+    // (probability ~1/15 per run of this test) and re-run the previous step: the losses then
+    // hold that step's loss once more per retry, and the last 10 entries are still the last
+    // steps' losses.
     const auto& pl = reports[0].losses;
     const auto& tl = twin.losses;
-    REQUIRE(pl.size() == tl.size());
+    INFO("guard retries " << reports[0].guard_retries);
+    REQUIRE(pl.size() >= tl.size());
+    REQUIRE(pl.size() <= tl.size() + static_cast<std::size_t>(reports[0].guard_retries));
     double pm = 0;
     double tm = 0;
-    for (std::size_t i = pl.size() - 10; i < pl.size(); ++i) {
-      pm += pl[i] / 10;
-      tm += tl[i] / 10;
+    for (std::size_t i = 0; i < 10; ++i) {
+      pm += pl[pl.size() - 1 - i] / 10;
+      tm += tl[tl.size() - 1 - i] / 10;
     }
     INFO("private " << acc << " (late loss " << pm << "), twin " << twin.test_accuracy
                     << " (late loss " << tm << ")");
