@@ -284,6 +284,24 @@ void reduce_into(std::span<uint64_t> acc, std::span<const uint64_t> x, ReduceOp 
   }
 }
 
+// out = the element-wise reduction of every part (rank order; exact and order-free mod 2^64, so
+// every party gets the same bits): the first two parts in one pass, later ones in place.
+void reduce_parts(Communicator::RingParts parts, ReduceOp op, core::Tensor& out) {
+  const std::span<uint64_t> acc(out.data<uint64_t>(), static_cast<std::size_t>(out.numel()));
+  if (parts.size() == 1) {
+    std::ranges::copy(parts[0], acc.begin());
+    return;
+  }
+  const std::span<const uint64_t> x = parts[0];
+  const std::span<const uint64_t> y = parts[1];
+  for (std::size_t i = 0; i < acc.size(); ++i) {
+    acc[i] = op == ReduceOp::kSum ? x[i] + y[i] : x[i] ^ y[i];
+  }
+  for (std::size_t k = 2; k < parts.size(); ++k) {
+    reduce_into(acc, parts[k], op);
+  }
+}
+
 }  // namespace
 
 core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& t, ReduceOp op) {
@@ -335,51 +353,71 @@ core::Tensor Communicator::all_reduce(std::string_view tag, core::Tensor&& t, Re
       !accepts_host_tensors() || t.dtype() != core::DType::kRing64) {
     return all_reduce(tag, static_cast<const core::Tensor&>(t), op);
   }
-  // No other reference to t exists and every reader only reads it (this party, and each peer
-  // inside its own all_reduce of this tag), so the peers get t's storage itself, not a copy.
-  const auto nbytes = static_cast<int64_t>(t.nbytes());
-  for (int p = 0; p < world_size_; ++p) {
-    if (p != rank_) {
-      begin_send(p, tag, /*observe=*/true);
-      send_host_tensor(p, tag, t);
-      count(p, tag, nbytes, /*sent=*/true);
+  core::Tensor out = core::Tensor::empty(t.shape(), core::DType::kRing64);
+  all_reduce_with(tag, std::move(t), [&](RingParts parts) { reduce_parts(parts, op, out); });
+  return out;
+}
+
+void Communicator::all_reduce_with(std::string_view tag,
+                                   core::Tensor&& t,
+                                   const std::function<void(RingParts)>& combine) {
+  VEIL_CHECK(!is_dealer(),
+             "[all_reduce_with] the dealer cannot take part in collectives (tag '{}')", tag);
+  VEIL_CHECK(t.defined() && t.dtype() == core::DType::kRing64 && !t.is_cuda(),
+             "[all_reduce_with] expected a host ring64 tensor, got {} (tag '{}')", t.str(), tag);
+  core::Tensor keep;
+  std::span<const std::byte> mine;
+  if (t.is_contiguous() && t.sole_owner() && accepts_host_tensors()) {
+    // No other reference to t exists and every reader only reads it (this party, and each peer
+    // inside its own reduction of this tag), so the peers get t's storage itself, not a copy.
+    const auto nbytes = static_cast<int64_t>(t.nbytes());
+    for (int p = 0; p < world_size_; ++p) {
+      if (p != rank_) {
+        begin_send(p, tag, /*observe=*/true);
+        send_host_tensor(p, tag, t);
+        count(p, tag, nbytes, /*sent=*/true);
+      }
+    }
+    mine = t.bytes();
+  } else {
+    for (int p = 0; p < world_size_; ++p) {
+      if (p != rank_) {
+        send_tensor_once(p, tag, t, keep, mine);
+      }
+    }
+    if (!keep.defined()) {
+      mine = host_bytes(t, keep);
     }
   }
-  const std::span<const std::byte> mine(reinterpret_cast<const std::byte*>(t.data<uint64_t>()),
-                                        t.nbytes());
-  return reduce_received(tag, t, mine, op);
+  with_received(tag, t.numel(), mine, combine);
+}
+
+void Communicator::with_received(std::string_view tag,
+                                 int64_t n,
+                                 std::span<const std::byte> mine,
+                                 const std::function<void(RingParts)>& combine) {
+  const auto words = static_cast<std::size_t>(n);
+  std::vector<Message> messages;
+  messages.reserve(static_cast<std::size_t>(world_size_));
+  std::vector<std::span<const uint64_t>> parts;
+  parts.reserve(static_cast<std::size_t>(world_size_));
+  for (int p = 0; p < world_size_; ++p) {
+    std::span<const std::byte> b = mine;
+    if (p != rank_) {
+      messages.push_back(recv_checked(p, tag, n * static_cast<int64_t>(sizeof(uint64_t))));
+      b = message_bytes(messages.back());
+    }
+    parts.emplace_back(reinterpret_cast<const uint64_t*>(b.data()), words);
+  }
+  combine(parts);
 }
 
 core::Tensor Communicator::reduce_received(std::string_view tag,
                                            const core::Tensor& t,
                                            std::span<const std::byte> mine,
                                            ReduceOp op) {
-  // Sum (or XOR) mod 2^64 is exact, associative and commutative, so every party gets the same
-  // result whatever the order: the first peer's message is added to this party's part while
-  // copying it into the result (one pass), later ones in place.
-  const auto n = static_cast<std::size_t>(t.numel());
   core::Tensor out = core::Tensor::empty(t.shape(), core::DType::kRing64);
-  std::span<uint64_t> acc(out.data<uint64_t>(), n);
-  const std::span<const uint64_t> own(reinterpret_cast<const uint64_t*>(mine.data()), n);
-  bool first = true;
-  for (int p = 0; p < world_size_; ++p) {
-    if (p == rank_) {
-      continue;
-    }
-    const Message m = recv_checked(p, tag, static_cast<int64_t>(n * sizeof(uint64_t)));
-    std::span<const uint64_t> x(reinterpret_cast<const uint64_t*>(message_bytes(m).data()), n);
-    if (first) {
-      for (std::size_t i = 0; i < n; ++i) {
-        acc[i] = op == ReduceOp::kSum ? own[i] + x[i] : own[i] ^ x[i];
-      }
-      first = false;
-    } else {
-      reduce_into(acc, x, op);
-    }
-  }
-  if (first) {
-    std::ranges::copy(own, acc.begin());
-  }
+  with_received(tag, t.numel(), mine, [&](RingParts parts) { reduce_parts(parts, op, out); });
   return out.to(t.device());
 }
 

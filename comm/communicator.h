@@ -135,6 +135,19 @@ class Communicator {
   /// is handed to in-process peers without the copy a send otherwise makes (they only read it).
   /// Same result, messages and counted bytes as the overload above.
   core::Tensor all_reduce(std::string_view tag, core::Tensor&& t, ReduceOp op = ReduceOp::kSum);
+  /// Every party's part of a host ring64 all-reduce, in rank order (this party's among them):
+  /// word spans valid only during the call that passes them.
+  using RingParts = std::span<const std::span<const uint64_t>>;
+  /// all_reduce's exchange without its reduction: sends this party's part t to every peer (as the
+  /// overload above, without a copy in-process) and calls combine with the world_size parts, so
+  /// that the caller folds the sum into the pass that consumes it (the Beaver output) instead of
+  /// writing the sum and reading it back. Same messages, round and counted bytes as all_reduce.
+  /// Throws ValueError for an undefined, non-ring64 or CUDA tensor (a device reduction belongs to
+  /// the device transport: use all_reduce) and when called by the dealer; CommError /
+  /// ProtocolError as recv(). An exception from combine propagates after every message is in.
+  void all_reduce_with(std::string_view tag,
+                       core::Tensor&& t,
+                       const std::function<void(RingParts)>& combine);
   /// Every party's tensor (same shape and dtype everywhere), indexed by rank.
   /// Cost: 1 round; each party sends (world_size-1) * nbytes in world_size-1 messages and
   /// receives as much. Throws ValueError for an undefined tensor.
@@ -253,6 +266,12 @@ class Communicator {
                                const core::Tensor& t,
                                std::span<const std::byte> mine,
                                ReduceOp op);
+  // Receives every peer's n-word part under tag and calls combine with all world_size parts in
+  // rank order (`mine` at this party's rank).
+  void with_received(std::string_view tag,
+                     int64_t n,
+                     std::span<const std::byte> mine,
+                     const std::function<void(RingParts)>& combine);
   void send_tensor_once(int to,
                         std::string_view tag,
                         const core::Tensor& t,

@@ -1,5 +1,7 @@
 #include "crypto/protocols/arithmetic.h"
 
+#include <algorithm>
+#include <array>
 #include <initializer_list>
 #include <utility>
 
@@ -175,8 +177,6 @@ AShare sum(const AShare& x, int64_t dim, bool keepdim) {
 
 namespace {
 
-/// The elementwise (same-shape) Beaver output z = c + e (b + [first] d) + a d in one pass over
-/// the five operands (the generic path needs five temporaries).
 // Shares, masks and triples of one protocol step must live on one device (the party's).
 void check_one_device(std::initializer_list<const core::Tensor*> ts, const char* op) {
   const core::Device dev = (*ts.begin())->device();
@@ -187,48 +187,95 @@ void check_one_device(std::initializer_list<const core::Tensor*> ts, const char*
   }
 }
 
-core::Tensor elementwise_beaver_output(bool first,
-                                       const core::Tensor& e,
-                                       const core::Tensor& d,
-                                       const BeaverTriple& t,
-                                       int trunc_bits) {
+// The elementwise (same-shape) Beaver output of a GPU party, z = c + e (b + [first] d) + a d
+// (then the 2-party local truncation by trunc_bits), in one kernel over the five operands.
+core::Tensor elementwise_beaver_output_cuda(bool first,
+                                            const core::Tensor& e,
+                                            const core::Tensor& d,
+                                            const BeaverTriple& t,
+                                            int trunc_bits) {
   const core::Tensor ec = e.contiguous();
   const core::Tensor dc = d.contiguous();
   const core::Tensor ac = t.a.contiguous();
   const core::Tensor bc = t.b.contiguous();
   const core::Tensor cc = t.c.contiguous();
   core::Tensor z = core::Tensor::empty(e.shape(), core::DType::kRing64, e.device());
-  if (z.is_cuda()) {
-    check_one_device({&ec, &dc, &ac, &bc, &cc}, "beaver");
-    kernels::cuda::beaver_output(z.numel(), first, ec.device_data<uint64_t>(),
-                                 dc.device_data<uint64_t>(), ac.device_data<uint64_t>(),
-                                 bc.device_data<uint64_t>(), cc.device_data<uint64_t>(), trunc_bits,
-                                 z.device_data<uint64_t>(), z.device().index);
-    return z;
+  check_one_device({&ec, &dc, &ac, &bc, &cc, &z}, "beaver");
+  kernels::cuda::beaver_output(z.numel(), first, ec.device_data<uint64_t>(),
+                               dc.device_data<uint64_t>(), ac.device_data<uint64_t>(),
+                               bc.device_data<uint64_t>(), cc.device_data<uint64_t>(), trunc_bits,
+                               z.device_data<uint64_t>(), z.device().index);
+  return z;
+}
+
+// out[j] = the sum over the parties' parts of word o + j, j < len.
+void sum_parts(comm::Communicator::RingParts parts, int64_t o, int64_t len, uint64_t* out) {
+  const uint64_t* p0 = parts[0].data() + o;
+  if (parts.size() == 1) {
+    std::copy(p0, p0 + len, out);
+    return;
   }
-  const uint64_t* pe = ec.data<uint64_t>();
-  const uint64_t* pd = dc.data<uint64_t>();
+  const uint64_t* p1 = parts[1].data() + o;
+  for (int64_t j = 0; j < len; ++j) {
+    out[j] = p0[j] + p1[j];
+  }
+  for (std::size_t k = 2; k < parts.size(); ++k) {
+    const uint64_t* pk = parts[k].data() + o;
+    for (int64_t j = 0; j < len; ++j) {
+      out[j] += pk[j];
+    }
+  }
+}
+
+// The opened value at words [o, o + numel(shape)) of the parts: their sum, as a host tensor.
+core::Tensor opened_from_parts(comm::Communicator::RingParts parts,
+                               int64_t o,
+                               const core::Shape& shape) {
+  core::Tensor t = core::Tensor::empty(shape, core::DType::kRing64);
+  uint64_t* pt = t.data<uint64_t>();
+  core::parallel_for(0, t.numel(), 1 << 15,
+                     [&](int64_t lo, int64_t hi) { sum_parts(parts, o + lo, hi - lo, pt + lo); });
+  return t;
+}
+
+// The elementwise Beaver output of a host party, z = c + e (b + [first] d) + a d, then the
+// 2-party local truncation of truncate() by trunc_bits (P0: z >> bits; P1: -((-z) >> bits),
+// arithmetic), with the opened e and d summed from the parties' parts (words [oe, oe + n) and
+// [od, od + n)) block by block on the stack: one pass over the parts, the triple and z, where
+// reducing first would write the opened values and read them back.
+core::Tensor elementwise_beaver_output(bool first,
+                                       comm::Communicator::RingParts parts,
+                                       int64_t oe,
+                                       int64_t od,
+                                       const core::Shape& shape,
+                                       const BeaverTriple& t,
+                                       int trunc_bits) {
+  const core::Tensor ac = t.a.contiguous();
+  const core::Tensor bc = t.b.contiguous();
+  const core::Tensor cc = t.c.contiguous();
   const uint64_t* pa = ac.data<uint64_t>();
   const uint64_t* pb = bc.data<uint64_t>();
   const uint64_t* pc = cc.data<uint64_t>();
+  core::Tensor z = core::Tensor::empty(shape, core::DType::kRing64);
   uint64_t* pz = z.data<uint64_t>();
   const uint64_t dmask = first ? ~uint64_t{0} : 0;
-  if (trunc_bits == 0) {
-    core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-      for (int64_t j = lo; j < hi; ++j) {
-        pz[j] = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
-      }
-    });
-    return z;
-  }
-  // The 2-party local truncation of truncate(): P0 z >> bits, P1 -((-z) >> bits) (arithmetic).
-  const uint64_t flip = first ? 0 : ~uint64_t{0};
+  const uint64_t flip = first ? 0 : ~uint64_t{0};  // negation as (v ^ m) - m, m = 0 or ~0
   core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-    for (int64_t j = lo; j < hi; ++j) {
-      const uint64_t v = pc[j] + pe[j] * (pb[j] + (pd[j] & dmask)) + pa[j] * pd[j];
-      // v ^ flip - flip... negation as (v ^ m) - m with m = 0 or all ones
-      const auto s = static_cast<int64_t>((v ^ flip) - flip) >> trunc_bits;
-      pz[j] = (static_cast<uint64_t>(s) ^ flip) - flip;
+    constexpr int64_t kBlock = 512;  // 2 x 4 KiB of opened words: stays in L1
+    std::array<uint64_t, kBlock> e{};
+    std::array<uint64_t, kBlock> d{};
+    for (int64_t j0 = lo; j0 < hi; j0 += kBlock) {
+      const int64_t len = std::min(kBlock, hi - j0);
+      sum_parts(parts, oe + j0, len, e.data());
+      sum_parts(parts, od + j0, len, d.data());
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t at = j0 + j;
+        const uint64_t ej = e[static_cast<std::size_t>(j)];
+        const uint64_t dj = d[static_cast<std::size_t>(j)];
+        const uint64_t v = pc[at] + ej * (pb[at] + (dj & dmask)) + pa[at] * dj;
+        const auto s = static_cast<int64_t>((v ^ flip) - flip) >> trunc_bits;
+        pz[at] = (static_cast<uint64_t>(s) ^ flip) - flip;
+      }
     }
   });
   return z;
@@ -307,34 +354,74 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     }
   }
   const std::string tag = p.next_tag(m == 1 ? ops[0].name() : "beaver_batch");
-  const core::Tensor opened = p.comm().all_reduce(tag, std::move(masked), comm::ReduceOp::kSum);
+  // frac_bits of each product before and after; with 2 parties an elementwise product's local
+  // truncation is folded into its output pass
+  std::vector<int> frac(m);
+  std::vector<int> fused(m, 0);
+  for (std::size_t i = 0; i < m; ++i) {
+    frac[i] = xs[i].frac_bits + ys[i].frac_bits;
+    const int target = rescale_to.empty() ? frac[i] : rescale_to[i];
+    VEIL_CHECK(target <= frac[i], "[rescale] cannot raise frac_bits from {} to {}", frac[i],
+               target);
+    if (ops[i].is_elementwise() && p.world_size() == 2) {
+      fused[i] = frac[i] - target;
+    }
+  }
+  // The opened e = x - a and d = y - b of each product (d is e for a square), or, for a host
+  // party's elementwise product, its output z already, computed from the parties' parts directly.
+  std::vector<core::Tensor> es(m);
+  std::vector<core::Tensor> ds(m);
+  std::vector<core::Tensor> zs(m);
+  if (masked.is_cuda()) {
+    const core::Tensor opened = p.comm().all_reduce(tag, std::move(masked), comm::ReduceOp::kSum);
+    int64_t at = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      es[i] = opened.slice(0, at, at + xs[i].numel()).reshape(ops[i].x_shape);
+      at += xs[i].numel();
+      ds[i] = es[i];
+      if (!ops[i].is_square()) {
+        ds[i] = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
+        at += ys[i].numel();
+      }
+    }
+  } else {
+    p.comm().all_reduce_with(tag, std::move(masked), [&](comm::Communicator::RingParts parts) {
+      int64_t at = 0;
+      for (std::size_t i = 0; i < m; ++i) {
+        const int64_t oe = at;
+        at += xs[i].numel();
+        int64_t od = oe;
+        if (!ops[i].is_square()) {
+          od = at;
+          at += ys[i].numel();
+        }
+        if (ops[i].is_elementwise()) {
+          zs[i] = elementwise_beaver_output(p.rank() == 0, parts, oe, od, ops[i].x_shape,
+                                            triples[i], fused[i]);
+          continue;
+        }
+        es[i] = opened_from_parts(parts, oe, ops[i].x_shape);
+        ds[i] = ops[i].is_square() ? es[i] : opened_from_parts(parts, od, ops[i].y_shape);
+      }
+    });
+  }
   std::vector<AShare> result;
   result.reserve(m);
-  int64_t at = 0;
   for (std::size_t i = 0; i < m; ++i) {
-    const core::Tensor e = opened.slice(0, at, at + xs[i].numel()).reshape(ops[i].x_shape);
-    at += xs[i].numel();
-    core::Tensor d = e;  // a square: the same opened value (its triple has b = a)
-    if (!ops[i].is_square()) {
-      d = opened.slice(0, at, at + ys[i].numel()).reshape(ops[i].y_shape);
-      at += ys[i].numel();
-    }
-    const int frac = xs[i].frac_bits + ys[i].frac_bits;
-    const int target = rescale_to.empty() ? frac : rescale_to[i];
-    VEIL_CHECK(target <= frac, "[rescale] cannot raise frac_bits from {} to {}", frac, target);
+    const int target = rescale_to.empty() ? frac[i] : rescale_to[i];
     // z_i = c_i + f(e, b_i + [i = 0] d) + f(a_i, d)
     if (ops[i].is_elementwise()) {
-      const int fused = p.world_size() == 2 ? frac - target : 0;
-      result.push_back(rescale(
-          p, {elementwise_beaver_output(p.rank() == 0, e, d, triples[i], fused), frac - fused},
-          target));
+      core::Tensor z = zs[i].defined() ? zs[i]
+                                       : elementwise_beaver_output_cuda(p.rank() == 0, es[i], ds[i],
+                                                                        triples[i], fused[i]);
+      result.push_back(rescale(p, {std::move(z), frac[i] - fused[i]}, target));
       continue;
     }
-    const core::Tensor b_plus = p.rank() == 0 ? core::add(triples[i].b, d) : triples[i].b;
-    core::Tensor z = ops[i].apply(e, b_plus);
-    core::add_(z, ops[i].apply(triples[i].a, d));
+    const core::Tensor b_plus = p.rank() == 0 ? core::add(triples[i].b, ds[i]) : triples[i].b;
+    core::Tensor z = ops[i].apply(es[i], b_plus);
+    core::add_(z, ops[i].apply(triples[i].a, ds[i]));
     core::add_(z, triples[i].c);
-    result.push_back(rescale(p, {z, frac}, target));
+    result.push_back(rescale(p, {z, frac[i]}, target));
   }
   return result;
 }
