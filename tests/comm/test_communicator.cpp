@@ -245,6 +245,66 @@ TEST_CASE("all_reduce sums mod 2^64 and XORs, bit-identical on every party", "[c
   }
 }
 
+TEST_CASE("all_reduce_with hands every party's part in rank order, at all_reduce's cost",
+          "[comm]") {
+  const int n_parties = GENERATE(1, 2, 3);
+  // a view (not contiguous: sent as a copy) or a fresh tensor (handed over whole in-process)
+  const bool view = GENERATE(false, true);
+  CAPTURE(n_parties, view);
+  const std::size_t n = 129;
+  std::vector<std::vector<uint64_t>> inputs;
+  for (int r = 0; r < n_parties; ++r) {
+    inputs.push_back(random_ring(2 * n, 77 + static_cast<uint64_t>(r)));
+  }
+  auto hub = std::make_shared<InProcessHub>(n_parties, false);
+  auto results = run_endpoints(hub, [&](Communicator& c) {
+    const Tensor full = ring_tensor(inputs[static_cast<std::size_t>(c.rank())]);
+    Tensor x = view ? full.as_strided({static_cast<int64_t>(n)}, {2})
+                    : full.slice(0, 0, static_cast<int64_t>(n)).clone();
+    const std::vector<uint64_t> mine = x.to_vector<uint64_t>();
+    const auto before = c.stats();
+    std::vector<std::vector<uint64_t>> seen;
+    c.all_reduce_with("mul#1/open", std::move(x), [&](Communicator::RingParts parts) {
+      for (const std::span<const uint64_t> part : parts) {
+        seen.emplace_back(part.begin(), part.end());
+      }
+    });
+    const auto with_cost = c.stats() - before;
+    const auto mid = c.stats();
+    const Tensor again = view ? full.as_strided({static_cast<int64_t>(n)}, {2})
+                              : full.slice(0, 0, static_cast<int64_t>(n)).clone();
+    (void)c.all_reduce("mul#2/open", again);
+    const auto reduce_cost = c.stats() - mid;
+    CHECK(with_cost.total.rounds == reduce_cost.total.rounds);
+    CHECK(with_cost.total.bytes_sent == reduce_cost.total.bytes_sent);
+    CHECK(with_cost.total.bytes_received == reduce_cost.total.bytes_received);
+    CHECK(with_cost.total.bytes_sent ==
+          static_cast<int64_t>((n_parties - 1) * n * sizeof(uint64_t)));
+    CHECK(seen[static_cast<std::size_t>(c.rank())] == mine);
+    return seen;
+  });
+  // THEN party r's callback saw, at index q, exactly what party q sent
+  for (const auto& seen : get_all(results)) {
+    REQUIRE(seen.size() == static_cast<std::size_t>(n_parties));
+    for (std::size_t q = 0; q < seen.size(); ++q) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const uint64_t want = view ? inputs[q][2 * i] : inputs[q][i];
+        REQUIRE(seen[q][i] == want);
+      }
+    }
+  }
+}
+
+TEST_CASE("all_reduce_with rejects non-ring and undefined tensors", "[comm]") {
+  InProcessHub hub(1, false);
+  const auto ignore = [](Communicator::RingParts) {
+  };
+  CHECK_THROWS_AS(
+      hub.communicator(0).all_reduce_with("s#1", Tensor::full<float>({2}, 1.0F), ignore),
+      ValueError);
+  CHECK_THROWS_AS(hub.communicator(0).all_reduce_with("s#1", Tensor(), ignore), ValueError);
+}
+
 TEST_CASE("all_reduce rejects non-ring tensors", "[comm]") {
   InProcessHub hub(1, false);
   CHECK_THROWS_AS(hub.communicator(0).all_reduce("s#1", Tensor::full<float>({2}, 1.0F)),
