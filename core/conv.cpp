@@ -1,10 +1,12 @@
 #include "core/conv.h"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "core/cuda_dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -12,9 +14,9 @@ namespace veil::core {
 
 namespace {
 
-// The convolution family has host kernels only in this version: CUDA tensors make a round trip
-// through host memory (copied down, computed, the result copied back to their device). Both
-// operands must be on one device.
+// The convolution family runs where its operands live; both must be on one device. On a CUDA
+// device it is built from device views and kernels (below); only the index-table windows of the
+// adaptive poolings (gather_windows, scatter_windows) make a round trip through host memory.
 Device cuda_device_of(const Tensor& a, const Tensor& b, const char* op) {
   VEIL_CHECK(a.device() == b.device(), "[{}] expected operands on one device, got {} and {}", op,
              a.str(), b.str());
@@ -26,8 +28,9 @@ Tensor host(const Tensor& a) {
 
 // ---- the device path of conv2d and its gradients: im2col as a strided view of the zero-padded
 // input, made contiguous on the device (one gather), then one GEMM per group through core::matmul
-// (ring64: the tensor-core ring GEMM; float64: cuBLAS). Only col2im (the input gradient's
-// scatter-add) runs on the host.
+// (ring64: the tensor-core ring GEMM; float64: cuBLAS); col2im (the input gradient's scatter-add)
+// and the pooling windows' fold add each kernel offset's values into a strided view of the padded
+// input, one race-free kernel per offset (cuda_ops::add_into_view).
 
 // x [N, C, H, W] padded by ph rows and pw columns of zeros on each side, contiguous.
 Tensor pad_hw(const Tensor& x, int64_t ph, int64_t pw) {
@@ -42,6 +45,45 @@ Tensor pad_hw(const Tensor& x, int64_t ph, int64_t pw) {
     t = cat({z, t, z}, 3);
   }
   return t;
+}
+
+// For each kernel offset (u, v): channels [c0, c0 + cg) of the zero-padded input xp [N, C, Hp, Wp]
+// (contiguous, on a device), at the positions that the windows read at that offset, get
+// src(u, v) [N, cg, oh, ow] added. The positions of one offset are distinct (stride >= 1), so
+// each offset is one kernel without atomics; the order of the offsets is that of the host loops,
+// so ring results are bit for bit the host's.
+void add_window_offsets(Tensor& xp,
+                        int64_t c0,
+                        int64_t cg,
+                        int64_t kh,
+                        int64_t kw,
+                        int64_t oh,
+                        int64_t ow,
+                        const Conv2dParams& p,
+                        const std::function<Tensor(int64_t, int64_t)>& src) {
+  const int64_t c = xp.size(1);
+  const int64_t hp = xp.size(2);
+  const int64_t wp = xp.size(3);
+  for (int64_t u = 0; u < kh; ++u) {
+    for (int64_t v = 0; v < kw; ++v) {
+      Tensor view = xp.as_strided({xp.size(0), cg, oh, ow},
+                                  {c * hp * wp, hp * wp, p.stride_h * wp, p.stride_w},
+                                  c0 * hp * wp + u * p.dilation_h * wp + v * p.dilation_w);
+      cuda_ops::add_into_view(view, src(u, v), "col2im");
+    }
+  }
+}
+
+// The dtypes of the window ops (their host paths throw the same for the others).
+void check_window_dtype(const Tensor& t, const char* op) {
+  VEIL_CHECK(
+      t.dtype() == DType::kRing64 || t.dtype() == DType::kFloat64 || t.dtype() == DType::kInt64,
+      "[{}] expected a float64, int64 or ring64 tensor, got {}", op, t.str());
+}
+
+// The [N, C, h, w] interior of a padded xp (rows and columns ph, pw onward), contiguous.
+Tensor crop_hw(const Tensor& xp, int64_t ph, int64_t pw, int64_t h, int64_t w) {
+  return xp.slice(2, ph, ph + h).slice(3, pw, pw + w).contiguous();
 }
 
 // The column matrices of all groups, [groups, Cg kh kw, N oh ow], of the padded input xp.
@@ -294,8 +336,7 @@ Tensor input_grad_impl(const Tensor& dy_in,
   return dx;
 }
 
-// The device path of the input gradient: the GEMMs on the device, col2im on the host.
-template <class T>
+// The device path of the input gradient: per group one GEMM, then col2im into the padded input.
 Tensor input_grad_device(const Tensor& dy,
                          const Tensor& w,
                          const Conv2dParams& p,
@@ -306,17 +347,24 @@ Tensor input_grad_device(const Tensor& dy,
   const int64_t kw = w.size(3);
   const int64_t cog = c_out / p.groups;
   const int64_t k = cg * kh * kw;
+  const int64_t n = dy.size(0);
+  const int64_t oh = dy.size(2);
+  const int64_t ow = dy.size(3);
   const Tensor dym = dy_matrix(dy);
   const Tensor wm = w.contiguous().reshape({c_out, k});
-  Tensor dx = Tensor::zeros(dx_shape, dy.dtype());
+  Tensor dxp = Tensor::zeros(
+      {dx_shape[0], dx_shape[1], dx_shape[2] + 2 * p.pad_h, dx_shape[3] + 2 * p.pad_w}, dy.dtype(),
+      dy.device());
   for (int64_t g = 0; g < p.groups; ++g) {
     const Tensor wgt = wm.slice(0, g * cog, (g + 1) * cog).t().contiguous();  // [k, cog]
-    const Tensor cols =
-        matmul(wgt, dym.slice(0, g * cog, (g + 1) * cog)).contiguous().to(Device::cpu());
-    col2im<T>(cols.data<T>(), dx_shape, g * cg, cg, kh, kw, dy.size(2), dy.size(3), p,
-              dx.data<T>());
+    // rows (c, u, v), columns (n, i, j)
+    const Tensor cols = matmul(wgt, dym.slice(0, g * cog, (g + 1) * cog)).contiguous();
+    const int64_t l = n * oh * ow;
+    add_window_offsets(dxp, g * cg, cg, kh, kw, oh, ow, p, [&](int64_t u, int64_t v) {
+      return cols.as_strided({n, cg, oh, ow}, {oh * ow, kh * kw * l, ow, 1}, (u * kw + v) * l);
+    });
   }
-  return dx.to(dy.device());
+  return crop_hw(dxp, p.pad_h, p.pad_w, dx_shape[2], dx_shape[3]);
 }
 
 template <class T>
@@ -522,8 +570,7 @@ Tensor conv2d_input_grad(const Tensor& dy,
   check_dtypes(dy, w, "conv2d_input_grad");
   const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
   if (on_device) {
-    return dy.dtype() == DType::kRing64 ? input_grad_device<uint64_t>(dy, w, p, dx_shape)
-                                        : input_grad_device<double>(dy, w, p, dx_shape);
+    return input_grad_device(dy, w, p, dx_shape);
   }
   if (dy.dtype() == DType::kRing64) {
     return input_grad_impl<uint64_t>(dy, w, p, dx_shape);
@@ -553,9 +600,6 @@ Tensor fold_windows(const Tensor& win,
                     int64_t kw,
                     const Conv2dParams& p,
                     const char* op) {
-  if (win.is_cuda()) {
-    return fold_windows(host(win), input_hw, kh, kw, p, op).to(win.device());
-  }
   VEIL_CHECK(win.dim() == 5, "[{}] expected windows [N, C, H', W', kh*kw], got {}", op,
              shape_str(win.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
@@ -566,6 +610,18 @@ Tensor fold_windows(const Tensor& win,
   const Shape expect{xs[0], xs[1], oh, ow, kh * kw};
   VEIL_CHECK(win.shape() == expect, "[{}] expected windows {} for an input {}, got {}", op,
              shape_str(expect), shape_str(xs), shape_str(win.shape()));
+  if (win.is_cuda()) {
+    check_window_dtype(win, op);
+    const Tensor wc = win.contiguous();
+    const int64_t k = kh * kw;
+    Tensor xp = Tensor::zeros({xs[0], xs[1], xs[2] + 2 * p.pad_h, xs[3] + 2 * p.pad_w}, win.dtype(),
+                              win.device());
+    add_window_offsets(xp, 0, xs[1], kh, kw, oh, ow, p, [&](int64_t u, int64_t v) {
+      return wc.as_strided({xs[0], xs[1], oh, ow}, {xs[1] * oh * ow * k, oh * ow * k, ow * k, k},
+                           u * kw + v);
+    });
+    return crop_hw(xp, p.pad_h, p.pad_w, xs[2], xs[3]);
+  }
   switch (win.dtype()) {
     case DType::kRing64:
       return fold_impl<uint64_t>(win, xs, kh, kw, p, oh, ow);
@@ -582,14 +638,24 @@ Tensor fold_windows(const Tensor& win,
 
 Tensor extract_windows(
     const Tensor& x, int64_t kh, int64_t kw, const Conv2dParams& p, const char* op) {
-  if (x.is_cuda()) {
-    return extract_windows(host(x), kh, kw, p, op).to(x.device());
-  }
   VEIL_CHECK(x.dim() == 4, "[{}] expected x [N, C, H, W], got {}", op, shape_str(x.shape()));
   VEIL_CHECK(kh >= 1 && kw >= 1, "[{}] expected a window of at least 1x1, got {}x{}", op, kh, kw);
   check_params(p, op);
   const auto [oh, ow] =
       window_extents(x.shape(), kh, kw, p, op, fmt::format("a {}x{} window", kh, kw));
+  if (x.is_cuda()) {
+    check_window_dtype(x, op);
+    // the windows as one strided view of the zero-padded input, gathered by one copy kernel
+    const Tensor xp = pad_hw(x, p.pad_h, p.pad_w);
+    const int64_t c = xp.size(1);
+    const int64_t hp = xp.size(2);
+    const int64_t wp = xp.size(3);
+    return xp
+        .as_strided({xp.size(0), c, oh, ow, kh, kw}, {c * hp * wp, hp * wp, p.stride_h * wp,
+                                                      p.stride_w, p.dilation_h * wp, p.dilation_w})
+        .contiguous()
+        .reshape({xp.size(0), c, oh, ow, kh * kw});
+  }
   switch (x.dtype()) {
     case DType::kRing64:
       return windows_impl<uint64_t>(x, kh, kw, p, oh, ow);
@@ -714,14 +780,25 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const ConvTranspose2dP
 }
 
 Tensor zero_extend_hw(const Tensor& x, int64_t h, int64_t w, const char* op) {
-  if (x.is_cuda()) {
-    return zero_extend_hw(host(x), h, w, op).to(x.device());
-  }
   VEIL_CHECK(x.dim() == 4 && h >= x.size(2) && w >= x.size(3),
              "[{}] expected x [N, C, H, W] with H <= {} and W <= {}, got {}", op, h, w,
              shape_str(x.shape()));
   if (h == x.size(2) && w == x.size(3)) {
     return x;
+  }
+  if (x.is_cuda()) {  // zeros appended below and to the right, by concatenation on the device
+    check_window_dtype(x, op);
+    Tensor t = x;
+    if (h > x.size(2)) {
+      t = cat({t, Tensor::zeros({x.size(0), x.size(1), h - x.size(2), x.size(3)}, x.dtype(),
+                                x.device())},
+              2);
+    }
+    if (w > x.size(3)) {
+      t = cat({t, Tensor::zeros({x.size(0), x.size(1), h, w - x.size(3)}, x.dtype(), x.device())},
+              3);
+    }
+    return t;
   }
   switch (x.dtype()) {
     case DType::kRing64:

@@ -143,6 +143,47 @@ void binary_(kc::BinaryOp op, Tensor& a, const Tensor& b, const char* name) {
   kc::binary(op, elem(a.dtype()), a.numel(), ptr(a), l[0], ptr(eb), l[1], ptr(a), a.device().index);
 }
 
+namespace {
+
+// True when some two indices of the view reach one element: sorted by stride, each dimension of
+// extent > 1 must step past everything the smaller ones span (a sufficient test).
+bool overlapping(const Tensor& v) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, extent)
+  for (int64_t d = 0; d < v.dim(); ++d) {
+    if (v.size(d) > 1) {
+      dims.emplace_back(v.strides()[static_cast<std::size_t>(d)], v.size(d));
+    }
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t span = 1;  // elements reached by the dimensions so far, from the first
+  for (const auto& [stride, extent] : dims) {
+    if (stride < span) {
+      return true;
+    }
+    span = stride * (extent - 1) + span;
+  }
+  return false;
+}
+
+}  // namespace
+
+void add_into_view(Tensor& view, const Tensor& src, const char* name) {
+  VEIL_CHECK(
+      view.shape() == src.shape() && view.dtype() == src.dtype() && view.dtype() != DType::kUInt8,
+      "[{}] expected an arithmetic view and a source of its shape and dtype, got {} and {}", name,
+      view.str(), src.str());
+  VEIL_CHECK(!overlapping(view),
+             "[{}] expected a view that reaches each element once, got strides {} for shape {}",
+             name, shape_str(view.strides()), shape_str(view.shape()));
+  if (view.numel() == 0) {
+    return;
+  }
+  kc::Layout l[2];
+  layouts(view.shape(), {&src.strides(), &view.strides()}, l, name);
+  kc::add_into_strided(elem(view.dtype()), view.numel(), ptr(src), l[0], ptr(view), l[1],
+                       view.device().index);
+}
+
 Tensor unary(kc::UnaryOp op, const Tensor& a, const kc::UnaryParams& p, const char* name) {
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   if (out.numel() == 0) {

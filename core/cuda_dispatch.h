@@ -67,6 +67,12 @@ Tensor unary(kc::UnaryOp op, const Tensor& a, const kc::UnaryParams& p, const ch
 /// Reduction of a along dim d into a tensor of `out_shape` and `out_dtype` (kArgmax: int64).
 /// An empty reduced dimension gives zeros for kSum (callers reject it for kMax/kArgmax).
 Tensor reduce(kc::ReduceOp op, const Tensor& a, int64_t d, const Shape& out_shape, DType out_dtype);
+/// view += src element by element, in place through a strided view (as_strided) of a device
+/// tensor that maps no two indices to one element; src has the view's shape and dtype (any
+/// strides). The scatter-add of col2im and of the pooling windows' fold, one kernel offset per
+/// call. Throws ValueError for a shape or dtype mismatch, for a uint8 view, and for a view whose
+/// dimensions overlap (a zero stride or a stride inside the span of the smaller ones).
+void add_into_view(Tensor& view, const Tensor& src, const char* name);
 /// Concatenation of validated inputs along d into a tensor of `shape`.
 Tensor cat(const std::vector<Tensor>& xs, int64_t d, const Shape& shape);
 /// a [m, k] @ b [k, n]: ring64 on the tensor-core ring GEMM, float32/float64 through cuBLAS.

@@ -154,6 +154,15 @@ void unary(UnaryOp op,
 /// Gathers the strided view `ls` of src into contiguous dst (n elements of type t).
 void copy_strided(Elem t, int64_t n, const void* src, const Layout& ls, void* dst, int device);
 
+/// dst[offset of i in ld] += src[offset of i in ls] for i < n: the scatter-add of a (strided)
+/// source into a strided view of dst, with binary's kAdd per element (ring and integers wrap mod
+/// 2^bits, floats round once). ld must map no two indices to one element (no broadcast or
+/// overlapping dimensions): each element of dst is then read and written by one thread. The
+/// convolutions' col2im and the pooling windows' fold use it, one kernel offset at a time.
+/// Throws Error for kU8 (no arithmetic) and CudaError as the other kernels.
+void add_into_strided(
+    Elem t, int64_t n, const void* src, const Layout& ls, void* dst, const Layout& ld, int device);
+
 /// Contiguous dtype conversion with core::Tensor::to's rules (ring <-> int64 reinterpret; ring ->
 /// float via int64; float -> integer truncates toward zero).
 void cast(Elem from, Elem to, int64_t n, const void* src, void* dst, int device);

@@ -102,6 +102,16 @@ void copy_strided(Elem /*t*/,
   not_compiled("copy_strided");
 }
 
+void add_into_strided(Elem /*t*/,
+                      int64_t /*n*/,
+                      const void* /*src*/,
+                      const Layout& /*ls*/,
+                      void* /*dst*/,
+                      const Layout& /*ld*/,
+                      int /*device*/) {
+  not_compiled("add_into_strided");
+}
+
 void cast(
     Elem /*from*/, Elem /*to*/, int64_t /*n*/, const void* /*src*/, void* /*dst*/, int /*device*/) {
   not_compiled("cast");

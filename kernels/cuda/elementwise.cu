@@ -218,6 +218,17 @@ __global__ void zip_strided(
   }
 }
 
+/// dst[ld(i)] += src[ls(i)]; ld maps no two indices to one element (checked by the caller).
+template <class T>
+__global__ void add_into_kernel(int64_t n, const T* src, Layout ls, T* dst, Layout ld) {
+  for (int64_t i = thread_index(); i < n; i += thread_stride()) {
+    int64_t os = 0;
+    int64_t od = 0;
+    ops::layout_offset2(ls, ld, i, os, od);
+    dst[od] = ops::binary_elem<T>(BinaryOp::kAdd, dst[od], src[os]);
+  }
+}
+
 template <class T>
 __global__ void fill_kernel(int64_t n, T value, T* out, bool vec) {
   constexpr int K = 16 / sizeof(T);
@@ -486,6 +497,25 @@ void copy_strided(Elem t, int64_t n, const void* src, const Layout& ls, void* ds
     launch_map<U, U>("copy_strided", n, static_cast<const U*>(src), ls, static_cast<U*>(dst),
                      IdentityF<U>{}, device);
   });
+}
+
+void add_into_strided(
+    Elem t, int64_t n, const void* src, const Layout& ls, void* dst, const Layout& ld, int device) {
+  if (!ops::binary_supported(BinaryOp::kAdd, t)) {
+    unsupported("add_into_strided", static_cast<int>(BinaryOp::kAdd), t);
+  }
+  if (n <= 0) {
+    return;
+  }
+  use_device(device, "add_into_strided");
+  Layout l[2] = {ls, ld};
+  ops::coalesce(l, 2);
+  dispatch(t, [&](auto tag) {
+    using T = decltype(tag);
+    add_into_kernel<T><<<grid_for(n, device), kBlock, 0, cudaStreamPerThread>>>(
+        n, static_cast<const T*>(src), l[0], static_cast<T*>(dst), l[1]);
+  });
+  check_launch("add_into_strided", n_str(n));
 }
 
 void cast(Elem from, Elem to, int64_t n, const void* src, void* dst, int device) {

@@ -279,7 +279,7 @@ TEST_CASE("all_reduce_with hands every party's part in rank order, at all_reduce
     CHECK(with_cost.total.bytes_sent == reduce_cost.total.bytes_sent);
     CHECK(with_cost.total.bytes_received == reduce_cost.total.bytes_received);
     CHECK(with_cost.total.bytes_sent ==
-          static_cast<int64_t>((n_parties - 1) * n * sizeof(uint64_t)));
+          static_cast<int64_t>(n_parties - 1) * static_cast<int64_t>(n * sizeof(uint64_t)));
     CHECK(seen[static_cast<std::size_t>(c.rank())] == mine);
     return seen;
   });

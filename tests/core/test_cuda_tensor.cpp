@@ -6,6 +6,7 @@
 // float ops, within stated tolerances for exp/log, float sums and float GEMMs; views, broadcasting,
 // empty tensors and K > 2^16 included. GPU cases print "SKIPPED: no CUDA device" without one.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -471,6 +472,44 @@ TEST_CASE("cuda tensors: the convolution family equals the CPU's and stays on th
     CHECK(dw.to(Device::cpu()).to_vector<uint64_t>() ==
           c::conv2d_weight_grad(x, dy, p, {3, 2}).to_vector<uint64_t>());
   }
+  // the pooling windows (overlapping, strided, padded, dilated) and their fold (the scatter-add
+  // of the pooling backward), the zero extension of conv_transpose2d, and conv_transpose2d
+  for (const c::Conv2dParams& p :
+       {c::Conv2dParams{.stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 1},
+        c::Conv2dParams{.stride_h = 2, .stride_w = 2},
+        c::Conv2dParams{.stride_h = 2, .stride_w = 1, .pad_h = 1, .dilation_h = 2}}) {
+    INFO(c::conv2d_params_str(p));
+    const Tensor win = c::extract_windows(x, 3, 2, p, "max_pool2d");
+    const Tensor wind = c::extract_windows(gpu(x), 3, 2, p, "max_pool2d");
+    CHECK(wind.is_cuda());
+    CHECK(wind.to(Device::cpu()).to_vector<uint64_t>() == win.to_vector<uint64_t>());
+    const Tensor g = ring(win.shape());
+    const Tensor folded = c::fold_windows(gpu(g), {9, 7}, 3, 2, p, "max_pool2d");
+    CHECK(folded.is_cuda());
+    CHECK(folded.to(Device::cpu()).to_vector<uint64_t>() ==
+          c::fold_windows(g, {9, 7}, 3, 2, p, "max_pool2d").to_vector<uint64_t>());
+  }
+  for (DType t : {DType::kRing64, DType::kFloat64}) {
+    const Tensor xf = t == DType::kRing64 ? x : x.to(DType::kFloat64);
+    const Tensor ext = c::zero_extend_hw(gpu(xf), 11, 8, "conv_transpose2d");
+    CHECK(ext.is_cuda());
+    const Tensor ext_host = ext.to(Device::cpu());
+    const Tensor want = c::zero_extend_hw(xf, 11, 8, "conv_transpose2d");
+    CHECK(ext_host.shape() == want.shape());
+    CHECK(std::ranges::equal(ext_host.bytes(), want.bytes()));
+  }
+  const c::ConvTranspose2dParams tp{
+      .stride_h = 2, .stride_w = 3, .pad_h = 1, .output_pad_h = 1, .output_pad_w = 2, .groups = 2};
+  const Tensor wt = ring({4, 3, 3, 2});
+  const Tensor yt = c::conv_transpose2d(gpu(x), gpu(wt), tp);
+  CHECK(yt.is_cuda());
+  CHECK(yt.to(Device::cpu()).to_vector<uint64_t>() ==
+        c::conv_transpose2d(x, wt, tp).to_vector<uint64_t>());
+  // a view whose elements overlap cannot take a scatter-add
+  Tensor base = gpu(ring({4, 4}));
+  Tensor overlapping = base.as_strided({3, 2}, {1, 1});
+  CHECK_THROWS_WITH(c::cuda_ops::add_into_view(overlapping, gpu(ring({3, 2})), "col2im"),
+                    Contains("[col2im] expected a view that reaches each element once"));
   // a view that reaches outside its storage is refused
   CHECK_THROWS_WITH(x.as_strided({2, 2}, {1, 1000}), Contains("[as_strided]"));
 }
