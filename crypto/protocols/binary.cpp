@@ -727,6 +727,44 @@ BitProducts eqz_mul(Party& p, const AShare& x, const std::vector<AShare>& ys) {
   return compare_mul(p, CircuitKind::kEqualZero, "eqz", x, false, ys);
 }
 
+namespace {
+
+// The w input bits of n elements ([n, w], bit 0 of each word) as planes: word (block b, bit j)
+// holds bit j of the block's 64 elements in bit e mod 64, on the bits' device.
+core::Tensor bit_planes(const core::Tensor& bits) {
+  const int64_t n = bits.size(0);
+  const int64_t w = bits.size(1);
+  const int64_t blocks = (n + 63) / 64;
+  if (bits.is_cuda() && n > 0) {
+    // (bit & 1) << (e mod 64), summed over each block (disjoint bits: the sum is the OR)
+    const core::Device dev = bits.device();
+    core::Tensor b = bits;
+    if (blocks * 64 > n) {
+      b = core::cat({b, core::Tensor::zeros({blocks * 64 - n, w}, core::DType::kRing64, dev)}, 0);
+    }
+    core::Tensor weight = core::Tensor::empty({1, 64, 1}, core::DType::kRing64);
+    for (int k = 0; k < 64; ++k) {
+      weight.data<uint64_t>()[k] = uint64_t{1} << k;
+    }
+    const core::Tensor one = core::Tensor::full<uint64_t>({1, 1, 1}, 1U).to(dev);
+    const core::Tensor spread =
+        core::mul(core::bitwise_and(b.reshape({blocks, 64, w}), one), weight.to(dev));
+    return core::sum(spread, 1).reshape({blocks * w});
+  }
+  const core::Tensor bc = bits.to(core::Device::cpu());
+  const uint64_t* pb = bc.data<uint64_t>();
+  core::Tensor planes = core::Tensor::zeros({blocks * w}, core::DType::kRing64);
+  uint64_t* pp = planes.data<uint64_t>();
+  for (int64_t e = 0; e < n; ++e) {
+    for (int64_t j = 0; j < w; ++j) {
+      pp[(e >> 6) * w + j] |= (pb[e * w + j] & 1U) << (e & 63);
+    }
+  }
+  return planes.to(bits.device());
+}
+
+}  // namespace
+
 BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<AShare>& ys) {
   VEIL_CHECK(
       bits.data.defined() && bits.data.dtype() == core::DType::kRing64 && bits.data.dim() >= 1,
@@ -736,25 +774,12 @@ BitProducts and_lastdim_mul(Party& p, const BShare& bits, const std::vector<ASha
   const core::Shape lead(bits.shape().begin(), bits.shape().end() - 1);
   const int64_t n = core::shape_numel(lead);
   check_products(n, ys, "and");
-  // The w input bits as planes: word (block b, bit j) holds bit j of the block's 64 elements.
-  // They are gathered on the party's host (a GPU party's bits make a round trip through its own
-  // memory); the circuit then runs where the bits came from.
-  const core::Tensor bc = bits.data.contiguous().to(core::Device::cpu());
-  const uint64_t* pb = bc.data<uint64_t>();
-  const int64_t blocks = (n + 63) / 64;
-  core::Tensor planes = core::Tensor::zeros({blocks * w}, core::DType::kRing64);
-  uint64_t* pp = planes.data<uint64_t>();
-  for (int64_t e = 0; e < n; ++e) {
-    for (int64_t j = 0; j < w; ++j) {
-      pp[(e >> 6) * w + j] |= (pb[e * w + j] & 1U) << (e & 63);
-    }
-  }
   const CircuitSpec spec{.kind = CircuitKind::kAnd,
                          .width = static_cast<int>(w),
                          .inject = true,
                          .extras = static_cast<int>(ys.size())};
-  const CircuitRun run =
-      run_circuit(p, spec, "and", n, core::Tensor(), planes.to(bits.data.device()));
+  const CircuitRun run = run_circuit(p, spec, "and", n, core::Tensor(),
+                                     bit_planes(bits.data.contiguous().reshape({n, w})));
   return inject(p, spec, "and", run, lead, 0, ys);
 }
 

@@ -1,6 +1,8 @@
 #include "crypto/protocols/nonlinear.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <iterator>
 #include <numbers>
 #include <vector>
@@ -95,51 +97,81 @@ MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
   };
   const core::Tensor v = pad(st.vals.data);
   const core::Tensor ix = st.idx_public ? pad(st.idx_pub) : pad(st.idx.data);
-  // pair (i, j), i < j, of a group at pair_at[i * g + j]
+  // Pair k = (first[k], second[k]), i < j, in the order (0,1), (0,2), ..., (1,2), ...; pair_at
+  // maps (i, j) back to k.
+  std::vector<int64_t> first;
+  std::vector<int64_t> second;
   std::vector<int64_t> pair_at(static_cast<std::size_t>(g * g), -1);
-  int64_t pairs = 0;
   for (int64_t i = 0; i < g; ++i) {
     for (int64_t j = i + 1; j < g; ++j) {
-      pair_at[static_cast<std::size_t>(i * g + j)] = pairs++;
+      pair_at[static_cast<std::size_t>(i * g + j)] = static_cast<int64_t>(first.size());
+      first.push_back(i);
+      second.push_back(j);
     }
   }
-  // The pairs and the candidate bits are gathered by index on the party's host (a GPU party's
-  // values make a round trip through its own memory); the circuits run on the values' device.
-  const core::Device dev = v.device();
-  const core::Tensor v_host = v.to(core::Device::cpu());
-  core::Tensor diff = core::Tensor::empty({cells * pairs}, core::DType::kRing64);
-  const uint64_t* pv = v_host.data<uint64_t>();
-  uint64_t* pd = diff.data<uint64_t>();
-  for (int64_t c = 0; c < cells; ++c) {
-    const uint64_t* vc = pv + c * g;
-    for (int64_t i = 0; i < g; ++i) {
-      for (int64_t j = i + 1; j < g; ++j) {
-        pd[c * pairs + pair_at[static_cast<std::size_t>(i * g + j)]] = vc[i] - vc[j];
+  const auto pairs = static_cast<int64_t>(first.size());
+  // Candidate i's g - 1 bits, j != i in order: [v_j < v_i] for j < i, and for j > i
+  // [v_i >= v_j] = NOT [v_i < v_j] (party 0 flips its share): pair pick[i (g-1) + col], flipped
+  // where flip is 1.
+  std::vector<int64_t> pick;
+  std::vector<uint64_t> flip;
+  for (int64_t i = 0; i < g; ++i) {
+    for (int64_t j = 0; j < g; ++j) {
+      if (j != i) {
+        pick.push_back(pair_at[static_cast<std::size_t>(std::min(i, j) * g + std::max(i, j))]);
+        flip.push_back(j > i && p.rank() == 0 ? 1U : 0U);
       }
     }
   }
-  const BShare less = ltz(p, {diff.to(dev), st.vals.frac_bits});  // [v_i < v_j]
-  const core::Tensor less_host = less.data.to(core::Device::cpu());
-  const uint64_t* pl = less_host.data<uint64_t>();
-  const uint64_t flip = p.rank() == 0 ? 1U : 0U;
-  core::Tensor win = core::Tensor::empty({cells * g, g - 1}, core::DType::kRing64);
-  uint64_t* pw = win.data<uint64_t>();
-  for (int64_t c = 0; c < cells; ++c) {
-    for (int64_t i = 0; i < g; ++i) {
-      uint64_t* row = pw + (c * g + i) * (g - 1);
-      for (int64_t j = 0, col = 0; j < g; ++j) {
-        if (j != i) {
-          row[col++] = j > i ? pl[c * pairs + pair_at[static_cast<std::size_t>(i * g + j)]] ^ flip
-                             : pl[c * pairs + pair_at[static_cast<std::size_t>(j * g + i)]];
+  // Pairs [cells, pairs] and candidate bits [cells g, g - 1], in one layout on every device (the
+  // parties of a mixed session must agree on element positions). A host party gathers them in
+  // single loops; a GPU party as rows of column-major views, so its values never leave the device.
+  core::Tensor diff;
+  std::function<core::Tensor(const core::Tensor&)> candidate_bits;
+  if (v.is_cuda()) {
+    const core::Tensor vt = v.reshape({cells, g}).t();  // [g, cells]
+    diff = core::sub(vt.index_select0(first), vt.index_select0(second)).t().contiguous();
+    candidate_bits = [&](const core::Tensor& less) {
+      core::Tensor f = core::Tensor::empty({g * (g - 1), 1}, core::DType::kRing64);
+      std::copy(flip.begin(), flip.end(), f.data<uint64_t>());
+      return core::bitwise_xor(less.reshape({cells, pairs}).t().index_select0(pick),
+                               f.to(less.device()))  // [(i, col), cells]
+          .t()
+          .contiguous()
+          .reshape({cells * g, g - 1});
+    };
+  } else {
+    diff = core::Tensor::empty({cells, pairs}, core::DType::kRing64);
+    const uint64_t* pv = v.data<uint64_t>();
+    uint64_t* pd = diff.data<uint64_t>();
+    for (int64_t c = 0; c < cells; ++c) {
+      for (int64_t k = 0; k < pairs; ++k) {
+        pd[c * pairs + k] = pv[c * g + first[static_cast<std::size_t>(k)]] -
+                            pv[c * g + second[static_cast<std::size_t>(k)]];
+      }
+    }
+    candidate_bits = [&](const core::Tensor& less) {
+      const core::Tensor lc = less.contiguous();
+      const uint64_t* pl = lc.data<uint64_t>();
+      core::Tensor win = core::Tensor::empty({cells * g, g - 1}, core::DType::kRing64);
+      uint64_t* pw = win.data<uint64_t>();
+      const auto per_cell = static_cast<int64_t>(pick.size());
+      for (int64_t c = 0; c < cells; ++c) {
+        for (int64_t e = 0; e < per_cell; ++e) {
+          const auto ue = static_cast<std::size_t>(e);
+          pw[c * per_cell + e] = pl[c * pairs + pick[ue]] ^ flip[ue];
         }
       }
-    }
+      return win;
+    };
   }
+  const BShare less = ltz(p, {diff, st.vals.frac_bits});  // [v_i < v_j]
+  const core::Tensor win = candidate_bits(less.data);
   std::vector<AShare> ys{{v.reshape({cells * g}), st.vals.frac_bits}};
   if (!st.idx_public) {
     ys.push_back({ix.reshape({cells * g}), 0});
   }
-  const BitProducts w = and_lastdim_mul(p, {win.to(dev)}, ys);
+  const BitProducts w = and_lastdim_mul(p, {win}, ys);
   MaxState out;
   out.idx_public = false;
   out.vals = {core::sum(w.products[0].data.reshape({rows, groups, g}), 2), st.vals.frac_bits};
