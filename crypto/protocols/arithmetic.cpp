@@ -8,6 +8,7 @@
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "kernels/cuda/elementwise_ops.h"
 #include "kernels/cuda_backend.h"
 
 namespace veil::crypto {
@@ -239,10 +240,10 @@ core::Tensor opened_from_parts(comm::Communicator::RingParts parts,
 }
 
 // The elementwise Beaver output of a host party, z = c + e (b + [first] d) + a d, then the
-// 2-party local truncation of truncate() by trunc_bits (P0: z >> bits; P1: -((-z) >> bits),
-// arithmetic), with the opened e and d summed from the parties' parts (words [oe, oe + n) and
-// [od, od + n)) block by block on the stack: one pass over the parts, the triple and z, where
-// reducing first would write the opened values and read them back.
+// 2-party local truncation of truncate() by trunc_bits (the GPU kernel's element function,
+// kernels::cuda::ops::beaver_elem), with the opened e and d summed from the parties' parts (words
+// [oe, oe + n) and [od, od + n)) block by block on the stack: one pass over the parts, the triple
+// and z, where reducing first would write the opened values and read them back.
 core::Tensor elementwise_beaver_output(bool first,
                                        comm::Communicator::RingParts parts,
                                        int64_t oe,
@@ -258,8 +259,6 @@ core::Tensor elementwise_beaver_output(bool first,
   const uint64_t* pc = cc.data<uint64_t>();
   core::Tensor z = core::Tensor::empty(shape, core::DType::kRing64);
   uint64_t* pz = z.data<uint64_t>();
-  const uint64_t dmask = first ? ~uint64_t{0} : 0;
-  const uint64_t flip = first ? 0 : ~uint64_t{0};  // negation as (v ^ m) - m, m = 0 or ~0
   core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
     constexpr int64_t kBlock = 512;  // 2 x 4 KiB of opened words: stays in L1
     std::array<uint64_t, kBlock> e{};
@@ -270,11 +269,9 @@ core::Tensor elementwise_beaver_output(bool first,
       sum_parts(parts, od + j0, len, d.data());
       for (int64_t j = 0; j < len; ++j) {
         const int64_t at = j0 + j;
-        const uint64_t ej = e[static_cast<std::size_t>(j)];
-        const uint64_t dj = d[static_cast<std::size_t>(j)];
-        const uint64_t v = pc[at] + ej * (pb[at] + (dj & dmask)) + pa[at] * dj;
-        const auto s = static_cast<int64_t>((v ^ flip) - flip) >> trunc_bits;
-        pz[at] = (static_cast<uint64_t>(s) ^ flip) - flip;
+        const auto uj = static_cast<std::size_t>(j);
+        pz[at] = kernels::cuda::ops::beaver_elem(first, e[uj], d[uj], pa[at], pb[at], pc[at],
+                                                 trunc_bits);
       }
     }
   });
@@ -342,7 +339,7 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     uint64_t* po = out;
     core::parallel_for(0, vc.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
       for (int64_t j = lo; j < hi; ++j) {
-        po[j] = pv[j] - pm[j];
+        po[j] = kernels::cuda::ops::mask_elem(pv[j], pm[j]);
       }
     });
     out += vc.numel();
@@ -451,8 +448,7 @@ AShare truncate(Party& p, const AShare& x, int bits) {
     uint64_t* po = out.data<uint64_t>();
     core::parallel_for(0, out.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
       for (int64_t j = lo; j < hi; ++j) {
-        const auto neg = static_cast<int64_t>(uint64_t{0} - px[j]);
-        po[j] = uint64_t{0} - static_cast<uint64_t>(neg >> bits);
+        po[j] = kernels::cuda::ops::trunc2_elem(false, px[j], bits);
       }
     });
     return {out, x.frac_bits - bits};
