@@ -9,6 +9,7 @@
 #include "core/cuda_dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "kernels/cuda_dnn.h"
 
 namespace veil::core {
 
@@ -84,6 +85,40 @@ void check_window_dtype(const Tensor& t, const char* op) {
 // The [N, C, h, w] interior of a padded xp (rows and columns ph, pw onward), contiguous.
 Tensor crop_hw(const Tensor& xp, int64_t ph, int64_t pw, int64_t h, int64_t w) {
   return xp.slice(2, ph, ph + h).slice(3, pw, pw + w).contiguous();
+}
+
+// ---- float64 on a device: cuDNN when it loads (kernels/cuda_dnn.h), else the im2col path above.
+
+// cuDNN's descriptors take no zero extents: empty convolutions stay on the im2col path.
+bool use_dnn(const Tensor& a, const Tensor& b, const Shape& out) {
+  return a.is_cuda() && a.dtype() == DType::kFloat64 && a.numel() > 0 && b.numel() > 0 &&
+         shape_numel(out) > 0 && kernels::cuda::dnn_available();
+}
+
+kernels::cuda::ConvGeometry dnn_geometry(const Shape& x,
+                                         const Shape& w,
+                                         const Shape& y,
+                                         const Conv2dParams& p) {
+  return {.n = x[0],
+          .c = x[1],
+          .h = x[2],
+          .w = x[3],
+          .k = w[0],
+          .r = w[2],
+          .s = w[3],
+          .p = y[2],
+          .q = y[3],
+          .pad_h = p.pad_h,
+          .pad_w = p.pad_w,
+          .stride_h = p.stride_h,
+          .stride_w = p.stride_w,
+          .dilation_h = p.dilation_h,
+          .dilation_w = p.dilation_w,
+          .groups = p.groups};
+}
+
+const double* dnn_in(const Tensor& t) {
+  return static_cast<const double*>(cuda_ops::ptr(t));
 }
 
 // The column matrices of all groups, [groups, Cg kh kw, N oh ow], of the padded input xp.
@@ -515,7 +550,15 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
       "[conv2d] expected float64 or ring64 operands of equal dtype, got {} and {}", x.str(),
       w.str());
   if (on_device) {
-    (void)conv2d_out_shape(x.shape(), w.shape(), p);  // the shape checks, with their messages
+    const Shape out = conv2d_out_shape(x.shape(), w.shape(), p);  // the checks, with messages
+    if (use_dnn(x, w, out)) {
+      const Tensor xc = x.contiguous();
+      const Tensor wc = w.contiguous();
+      Tensor y = Tensor::empty(out, DType::kFloat64, x.device());
+      kernels::cuda::dnn_conv2d(dnn_geometry(x.shape(), w.shape(), out, p), dnn_in(xc), dnn_in(wc),
+                                static_cast<double*>(cuda_ops::ptr(y)), x.device().index);
+      return y;
+    }
     return conv2d_device(x, w, p);
   }
   if (x.dtype() == DType::kRing64) {
@@ -570,6 +613,15 @@ Tensor conv2d_input_grad(const Tensor& dy,
   check_dtypes(dy, w, "conv2d_input_grad");
   const Shape dx_shape = conv2d_input_grad_shape(dy.shape(), w.shape(), p, input_hw);
   if (on_device) {
+    if (use_dnn(dy, w, dx_shape)) {
+      const Tensor dyc = dy.contiguous();
+      const Tensor wc = w.contiguous();
+      Tensor dx = Tensor::empty(dx_shape, DType::kFloat64, dy.device());
+      kernels::cuda::dnn_conv2d_input_grad(
+          dnn_geometry(dx_shape, w.shape(), dy.shape(), p), dnn_in(wc), dnn_in(dyc),
+          static_cast<double*>(cuda_ops::ptr(dx)), dy.device().index);
+      return dx;
+    }
     return input_grad_device(dy, w, p, dx_shape);
   }
   if (dy.dtype() == DType::kRing64) {
@@ -586,6 +638,15 @@ Tensor conv2d_weight_grad(const Tensor& x,
   check_dtypes(x, dy, "conv2d_weight_grad");
   const Shape dw_shape = conv2d_weight_grad_shape(x.shape(), dy.shape(), p, kernel_hw);
   if (on_device) {
+    if (use_dnn(x, dy, dw_shape)) {
+      const Tensor xc = x.contiguous();
+      const Tensor dyc = dy.contiguous();
+      Tensor dw = Tensor::empty(dw_shape, DType::kFloat64, x.device());
+      kernels::cuda::dnn_conv2d_weight_grad(
+          dnn_geometry(x.shape(), dw_shape, dy.shape(), p), dnn_in(xc), dnn_in(dyc),
+          static_cast<double*>(cuda_ops::ptr(dw)), x.device().index);
+      return dw;
+    }
     return weight_grad_device(x, dy, p, dw_shape);
   }
   if (x.dtype() == DType::kRing64) {

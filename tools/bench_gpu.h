@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/cuda_backend.h"
+#include "kernels/cuda_dnn.h"
 #include "kernels/cuda_gemm.h"
 
 namespace veil::bench {
@@ -125,6 +126,9 @@ inline void run(const Options& opt) {
   fmt::print("ring GEMM tensor-core path: {}; median of {} reps after {} warm-up runs\n",
              tc ? "INT8 tensor cores (cuBLASLt)" : "unavailable (SIMT fallback)", opt.reps,
              opt.warmup);
+  fmt::print("float64 convolutions: {}\n", kc::dnn_available()
+                                               ? "cuDNN (libcudnn.so.9)"
+                                               : "im2col + cuBLAS (cuDNN not loadable)");
   std::vector<Record> records;
   std::mt19937_64 rng(20250101);
   auto time_s = [&](const std::function<void()>& fn) {

@@ -17,6 +17,8 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/dynlib.h"
+#include "kernels/cuda/handles.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_gemm.h"
 #include "kernels/error.h"
@@ -65,19 +67,7 @@ class DeviceScope {
   bool changed_ = false;
 };
 
-/// Scratch from the stream-ordered pool, returned at scope exit (after the queued work).
-class Scratch {
- public:
-  Scratch(std::size_t bytes, int device) : device_(device), ptr_(device_alloc(bytes, device)) {}
-  ~Scratch() { device_free(ptr_, device_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  char* get() const { return static_cast<char*>(ptr_); }
-
- private:
-  int device_;
-  void* ptr_;
-};
+using detail::Scratch;
 
 std::size_t align256(std::size_t x) {
   return (x + 255) / 256 * 256;
@@ -150,55 +140,13 @@ const BlasApi& blas_api() {
   return api;
 }
 
-/// Handles are per (thread, device). A thread's handles go back to a process-wide pool when it
-/// exits and are reused by later threads (parties are threads; tests start many), never destroyed
-/// (destroying library handles during process exit races the runtime's own teardown).
-template <class H>
-class HandlePool {
- public:
-  H take(int device) {
-    const std::lock_guard<std::mutex> lock(mu_);
-    auto& v = free_[device];
-    if (v.empty()) {
-      return nullptr;
-    }
-    H h = v.back();
-    v.pop_back();
-    return h;
-  }
-  void give(int device, H h) {
-    const std::lock_guard<std::mutex> lock(mu_);
-    free_[device].push_back(h);
-  }
-
- private:
-  std::mutex mu_;
-  std::map<int, std::vector<H>> free_;
-};
-
-template <class H>
-HandlePool<H>& handle_pool() {
-  static auto* pool = new HandlePool<H>();  // leaked on purpose (see above)
-  return *pool;
-}
-
-template <class H>
-struct ThreadHandles {
-  std::map<int, H> by_device;
-  ~ThreadHandles() {
-    for (auto& [dev, h] : by_device) {
-      handle_pool<H>().give(dev, h);
-    }
-  }
-};
-
 cublasLtHandle_t lt_handle(int device) {
-  thread_local ThreadHandles<cublasLtHandle_t> mine;
+  thread_local detail::ThreadHandles<cublasLtHandle_t> mine;
   auto it = mine.by_device.find(device);
   if (it != mine.by_device.end()) {
     return it->second;
   }
-  cublasLtHandle_t h = handle_pool<cublasLtHandle_t>().take(device);
+  cublasLtHandle_t h = detail::handle_pool<cublasLtHandle_t>().take(device);
   if (h == nullptr) {
     const cublasStatus_t st = lt_api().create(&h);
     if (st != CUBLAS_STATUS_SUCCESS) {
@@ -210,13 +158,13 @@ cublasLtHandle_t lt_handle(int device) {
 }
 
 cublasHandle_t blas_handle(int device) {
-  thread_local ThreadHandles<cublasHandle_t> mine;
+  thread_local detail::ThreadHandles<cublasHandle_t> mine;
   auto it = mine.by_device.find(device);
   cublasHandle_t h = nullptr;
   if (it != mine.by_device.end()) {
     h = it->second;
   } else {
-    h = handle_pool<cublasHandle_t>().take(device);
+    h = detail::handle_pool<cublasHandle_t>().take(device);
     if (h == nullptr) {
       const cublasStatus_t st = blas_api().create(&h);
       if (st != CUBLAS_STATUS_SUCCESS) {

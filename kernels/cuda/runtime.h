@@ -3,6 +3,7 @@
 // cuda_runtime.h). Error checking, the per-thread current device, per-device one-time setup and
 // launch sizing; defined in kernels/cuda/device_query.cu.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -41,6 +42,22 @@ inline unsigned grid_for(int64_t work, int device) {
   const int64_t g = need < cap ? need : cap;
   return static_cast<unsigned>(g < 1 ? 1 : g);
 }
+
+/// Scratch from the stream-ordered pool (device_alloc), returned at scope exit: after the work
+/// queued on the thread's stream, so kernels and library calls may still be using it.
+class Scratch {
+ public:
+  Scratch(std::size_t bytes, int device)
+      : device_(device), ptr_(bytes > 0 ? device_alloc(bytes, device) : nullptr) {}
+  ~Scratch() { device_free(ptr_, device_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  char* get() const { return static_cast<char*>(ptr_); }
+
+ private:
+  int device_;
+  void* ptr_;
+};
 
 /// "n=<n>" for error messages.
 inline std::string n_str(int64_t n) {

@@ -505,6 +505,43 @@ TEST_CASE("cuda tensors: the convolution family equals the CPU's and stays on th
   CHECK(yt.is_cuda());
   CHECK(yt.to(Device::cpu()).to_vector<uint64_t>() ==
         c::conv_transpose2d(x, wt, tp).to_vector<uint64_t>());
+  // float64 (public layers, the plaintext twin): cuDNN where it loads, else im2col + cuBLAS; equal
+  // to the CPU's loops up to the summation order
+  {
+    std::uniform_real_distribution<double> unit(-1.0, 1.0);
+    auto real = [&](const veil::core::Shape& s) {
+      Tensor t = Tensor::empty(s, DType::kFloat64);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        t.data<double>()[i] = unit(rng);
+      }
+      return t;
+    };
+    const auto close = [](const Tensor& got, const Tensor& want) {
+      const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
+      const std::vector<double> e = want.to_vector<double>();
+      double worst = 0;
+      for (std::size_t i = 0; i < e.size(); ++i) {
+        worst = std::max(worst, std::abs(g[i] - e[i]));
+      }
+      return g.size() == e.size() && worst <= 1e-12;
+    };
+    const Tensor xf = real({2, 4, 9, 7});
+    const Tensor wf = real({6, 2, 3, 2});
+    for (const c::Conv2dParams& p :
+         {c::Conv2dParams{.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0, .groups = 2},
+          c::Conv2dParams{.pad_h = 0, .pad_w = 2, .dilation_h = 2, .dilation_w = 3, .groups = 2}}) {
+      INFO(c::conv2d_params_str(p) << " (float64)");
+      const Tensor y = c::conv2d(xf, wf, p);
+      const Tensor yd = c::conv2d(gpu(xf), gpu(wf), p);
+      CHECK(yd.is_cuda());
+      CHECK(close(yd, y));
+      const Tensor dy = real(y.shape());
+      CHECK(close(c::conv2d_input_grad(gpu(dy), gpu(wf), p, {9, 7}),
+                  c::conv2d_input_grad(dy, wf, p, {9, 7})));
+      CHECK(close(c::conv2d_weight_grad(gpu(xf), gpu(dy), p, {3, 2}),
+                  c::conv2d_weight_grad(xf, dy, p, {3, 2})));
+    }
+  }
   // a view whose elements overlap cannot take a scatter-add
   Tensor base = gpu(ring({4, 4}));
   Tensor overlapping = base.as_strided({3, 2}, {1, 1});
