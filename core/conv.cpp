@@ -1,13 +1,16 @@
 #include "core/conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "core/cuda_dispatch.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/ops.h"
 #include "kernels/cuda_dnn.h"
 
@@ -89,10 +92,32 @@ Tensor crop_hw(const Tensor& xp, int64_t ph, int64_t pw, int64_t h, int64_t w) {
 
 // ---- float64 on a device: cuDNN when it loads (kernels/cuda_dnn.h), else the im2col path above.
 
+// Cleared when a cuDNN call fails (a library that loads but does not work with this driver or
+// device): the process then keeps to the im2col path, after one warning.
+std::atomic<bool> dnn_usable{true};
+
 // cuDNN's descriptors take no zero extents: empty convolutions stay on the im2col path.
 bool use_dnn(const Tensor& a, const Tensor& b, const Shape& out) {
   return a.is_cuda() && a.dtype() == DType::kFloat64 && a.numel() > 0 && b.numel() > 0 &&
-         shape_numel(out) > 0 && kernels::cuda::dnn_available();
+         shape_numel(out) > 0 && dnn_usable.load() && kernels::cuda::dnn_available();
+}
+
+// Runs a cuDNN convolution into a fresh float64 tensor of `shape`; nullopt (and cuDNN off for the
+// process) when cuDNN fails, so that the caller takes its im2col path.
+std::optional<Tensor> try_dnn(const Shape& shape,
+                              Device device,
+                              const std::function<void(double*)>& call) {
+  Tensor out = Tensor::empty(shape, DType::kFloat64, device);
+  try {
+    call(static_cast<double*>(cuda_ops::ptr(out)));
+    return out;
+  } catch (const kernels::cuda::CudaError& e) {
+    if (dnn_usable.exchange(false)) {
+      log_warning(
+          fmt::format("cuDNN failed ({}); float64 convolutions use im2col + cuBLAS", e.what()));
+    }
+    return std::nullopt;
+  }
 }
 
 kernels::cuda::ConvGeometry dnn_geometry(const Shape& x,
@@ -554,10 +579,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
     if (use_dnn(x, w, out)) {
       const Tensor xc = x.contiguous();
       const Tensor wc = w.contiguous();
-      Tensor y = Tensor::empty(out, DType::kFloat64, x.device());
-      kernels::cuda::dnn_conv2d(dnn_geometry(x.shape(), w.shape(), out, p), dnn_in(xc), dnn_in(wc),
-                                static_cast<double*>(cuda_ops::ptr(y)), x.device().index);
-      return y;
+      const auto y = try_dnn(out, x.device(), [&](double* py) {
+        kernels::cuda::dnn_conv2d(dnn_geometry(x.shape(), w.shape(), out, p), dnn_in(xc),
+                                  dnn_in(wc), py, x.device().index);
+      });
+      if (y) {
+        return *y;
+      }
     }
     return conv2d_device(x, w, p);
   }
@@ -616,11 +644,13 @@ Tensor conv2d_input_grad(const Tensor& dy,
     if (use_dnn(dy, w, dx_shape)) {
       const Tensor dyc = dy.contiguous();
       const Tensor wc = w.contiguous();
-      Tensor dx = Tensor::empty(dx_shape, DType::kFloat64, dy.device());
-      kernels::cuda::dnn_conv2d_input_grad(
-          dnn_geometry(dx_shape, w.shape(), dy.shape(), p), dnn_in(wc), dnn_in(dyc),
-          static_cast<double*>(cuda_ops::ptr(dx)), dy.device().index);
-      return dx;
+      const auto dx = try_dnn(dx_shape, dy.device(), [&](double* pdx) {
+        kernels::cuda::dnn_conv2d_input_grad(dnn_geometry(dx_shape, w.shape(), dy.shape(), p),
+                                             dnn_in(wc), dnn_in(dyc), pdx, dy.device().index);
+      });
+      if (dx) {
+        return *dx;
+      }
     }
     return input_grad_device(dy, w, p, dx_shape);
   }
@@ -641,11 +671,13 @@ Tensor conv2d_weight_grad(const Tensor& x,
     if (use_dnn(x, dy, dw_shape)) {
       const Tensor xc = x.contiguous();
       const Tensor dyc = dy.contiguous();
-      Tensor dw = Tensor::empty(dw_shape, DType::kFloat64, x.device());
-      kernels::cuda::dnn_conv2d_weight_grad(
-          dnn_geometry(x.shape(), dw_shape, dy.shape(), p), dnn_in(xc), dnn_in(dyc),
-          static_cast<double*>(cuda_ops::ptr(dw)), x.device().index);
-      return dw;
+      const auto dw = try_dnn(dw_shape, x.device(), [&](double* pdw) {
+        kernels::cuda::dnn_conv2d_weight_grad(dnn_geometry(x.shape(), dw_shape, dy.shape(), p),
+                                              dnn_in(xc), dnn_in(dyc), pdw, x.device().index);
+      });
+      if (dw) {
+        return *dw;
+      }
     }
     return weight_grad_device(x, dy, p, dw_shape);
   }
