@@ -19,15 +19,12 @@ namespace veil::core {
 namespace {
 
 // The convolution family runs where its operands live; both must be on one device. On a CUDA
-// device it is built from device views and kernels (below); only the index-table windows of the
-// adaptive poolings (gather_windows, scatter_windows) make a round trip through host memory.
+// device it is built from device views and kernels (below), and float64 convolutions go through
+// cuDNN where it loads; nothing makes a round trip through host memory.
 Device cuda_device_of(const Tensor& a, const Tensor& b, const char* op) {
   VEIL_CHECK(a.device() == b.device(), "[{}] expected operands on one device, got {} and {}", op,
              a.str(), b.str());
   return a.device();
-}
-Tensor host(const Tensor& a) {
-  return a.is_cuda() ? a.to(Device::cpu()) : a;
 }
 
 // ---- the device path of conv2d and its gradients: im2col as a strided view of the zero-padded
@@ -83,6 +80,21 @@ void check_window_dtype(const Tensor& t, const char* op) {
   VEIL_CHECK(
       t.dtype() == DType::kRing64 || t.dtype() == DType::kFloat64 || t.dtype() == DType::kInt64,
       "[{}] expected a float64, int64 or ring64 tensor, got {}", op, t.str());
+}
+
+// out [outer, index.size()]: src [outer, src_len] (contiguous, on a device) gathered along its
+// last dimension by a public index (negative entries give zeros), one kernel.
+Tensor gather_cols_device(const Tensor& src, const std::vector<int64_t>& index) {
+  const auto n = static_cast<int64_t>(index.size());
+  Tensor host_index = Tensor::empty({n}, DType::kInt64);
+  std::copy(index.begin(), index.end(), host_index.data<int64_t>());
+  const Tensor dev_index = host_index.to(src.device());
+  Tensor out = Tensor::empty({src.size(0), n}, src.dtype(), src.device());
+  kernels::cuda::gather_cols(cuda_ops::elem(src.dtype()), src.size(0), src.size(1),
+                             cuda_ops::ptr(src), n,
+                             static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
+                             cuda_ops::ptr(out), src.device().index);
+  return out;
 }
 
 // The [N, C, h, w] interior of a padded xp (rows and columns ph, pw onward), contiguous.
@@ -1076,12 +1088,15 @@ Tensor scatter_impl(const Tensor& win_in, const WindowTable& t) {
 }  // namespace
 
 Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
-  if (x.is_cuda()) {
-    return gather_windows(host(x), t, op).to(x.device());
-  }
   check_table(t, op);
   VEIL_CHECK(x.dim() == 4 && x.size(2) == t.in_h && x.size(3) == t.in_w,
              "[{}] expected x [N, C, {}, {}], got {}", op, t.in_h, t.in_w, shape_str(x.shape()));
+  if (x.is_cuda()) {
+    check_window_dtype(x, op);
+    const Tensor planes = x.contiguous().reshape({x.size(0) * x.size(1), t.in_h * t.in_w});
+    return gather_cols_device(planes, t.index)
+        .reshape({x.size(0), x.size(1), t.out_h, t.out_w, t.k});
+  }
   switch (x.dtype()) {
     case DType::kRing64:
       return gather_impl<uint64_t>(x, t);
@@ -1097,14 +1112,41 @@ Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
 }
 
 Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) {
-  if (win.is_cuda()) {
-    return scatter_windows(host(win), t, op).to(win.device());
-  }
   check_table(t, op);
   VEIL_CHECK(
       win.dim() == 5 && win.size(2) == t.out_h && win.size(3) == t.out_w && win.size(4) == t.k,
       "[{}] expected windows [N, C, {}, {}, {}], got {}", op, t.out_h, t.out_w, t.k,
       shape_str(win.shape()));
+  if (win.is_cuda()) {
+    // The adjoint as a sum of gathers: layer l holds, for every input element, the l-th window
+    // entry that reads it (in entry order, as the host loop adds them), or zero.
+    check_window_dtype(win, op);
+    const int64_t in_plane = t.in_h * t.in_w;
+    std::vector<std::vector<int64_t>> layers;
+    std::vector<int64_t> seen(static_cast<std::size_t>(in_plane), 0);
+    for (std::size_t e = 0; e < t.index.size(); ++e) {
+      const int64_t j = t.index[e];
+      if (j < 0) {
+        continue;
+      }
+      const auto l = static_cast<std::size_t>(seen[static_cast<std::size_t>(j)]++);
+      if (l == layers.size()) {
+        layers.emplace_back(static_cast<std::size_t>(in_plane), -1);
+      }
+      layers[l][static_cast<std::size_t>(j)] = static_cast<int64_t>(e);
+    }
+    const int64_t n_planes = win.size(0) * win.size(1);
+    const Shape out_shape{win.size(0), win.size(1), t.in_h, t.in_w};
+    if (layers.empty()) {
+      return Tensor::zeros(out_shape, win.dtype(), win.device());
+    }
+    const Tensor w = win.contiguous().reshape({n_planes, t.out_h * t.out_w * t.k});
+    Tensor out = gather_cols_device(w, layers[0]);
+    for (std::size_t l = 1; l < layers.size(); ++l) {
+      add_(out, gather_cols_device(w, layers[l]));
+    }
+    return out.reshape(out_shape);
+  }
   switch (win.dtype()) {
     case DType::kRing64:
       return scatter_impl<uint64_t>(win, t);

@@ -229,6 +229,17 @@ __global__ void add_into_kernel(int64_t n, const T* src, Layout ls, T* dst, Layo
   }
 }
 
+/// dst[o, i] = index[i] >= 0 ? src[o, index[i]] : 0, one thread per output element.
+template <class U>
+__global__ void gather_cols_kernel(
+    int64_t total, int64_t src_len, const U* src, int64_t n_index, const int64_t* index, U* dst) {
+  for (int64_t e = thread_index(); e < total; e += thread_stride()) {
+    const int64_t o = e / n_index;
+    const int64_t j = index[e - o * n_index];
+    dst[e] = j >= 0 ? src[o * src_len + j] : U{0};
+  }
+}
+
 template <class T>
 __global__ void fill_kernel(int64_t n, T value, T* out, bool vec) {
   constexpr int K = 16 / sizeof(T);
@@ -516,6 +527,27 @@ void add_into_strided(
         n, static_cast<const T*>(src), l[0], static_cast<T*>(dst), l[1]);
   });
   check_launch("add_into_strided", n_str(n));
+}
+
+void gather_cols(Elem t,
+                 int64_t outer,
+                 int64_t src_len,
+                 const void* src,
+                 int64_t n_index,
+                 const int64_t* index,
+                 void* dst,
+                 int device) {
+  const int64_t total = outer * n_index;
+  if (total <= 0) {
+    return;
+  }
+  use_device(device, "gather_cols");
+  dispatch_bits(t, [&](auto tag) {
+    using U = decltype(tag);
+    gather_cols_kernel<U><<<grid_for(total, device), kBlock, 0, cudaStreamPerThread>>>(
+        total, src_len, static_cast<const U*>(src), n_index, index, static_cast<U*>(dst));
+  });
+  check_launch("gather_cols", n_str(total));
 }
 
 void cast(Elem from, Elem to, int64_t n, const void* src, void* dst, int device) {

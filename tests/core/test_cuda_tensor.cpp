@@ -15,6 +15,8 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -540,6 +542,28 @@ TEST_CASE("cuda tensors: the convolution family equals the CPU's and stays on th
                   c::conv2d_input_grad(dy, wf, p, {9, 7})));
       CHECK(close(c::conv2d_weight_grad(gpu(xf), gpu(dy), p, {3, 2}),
                   c::conv2d_weight_grad(xf, dy, p, {3, 2})));
+    }
+  }
+  // the index-table windows of the adaptive poolings (overlapping windows: 9 -> 4 rows, 7 -> 5
+  // columns, zero-filled; and upsampling, 7 -> 9 columns, where windows share input elements,
+  // with repeated entries) and their adjoint scatter, for ring and float64
+  for (const auto& [oh, ow, fill] :
+       {std::tuple<int64_t, int64_t, c::WindowFill>{4, 5, c::WindowFill::kZero},
+        {2, 9, c::WindowFill::kRepeat}}) {
+    const c::WindowTable t = c::adaptive_pool2d_windows(9, 7, oh, ow, fill, "adaptive_pool2d");
+    INFO("adaptive " << oh << "x" << ow);
+    for (DType dt : {DType::kRing64, DType::kFloat64}) {
+      const Tensor xs = dt == DType::kRing64 ? x : x.to(DType::kFloat64);
+      const Tensor win = c::gather_windows(gpu(xs), t);
+      CHECK(win.is_cuda());
+      CHECK(std::ranges::equal(win.to(Device::cpu()).bytes(), c::gather_windows(xs, t).bytes()));
+      const Tensor g = ring(win.shape());
+      const Tensor gs = dt == DType::kRing64 ? g : g.to(DType::kFloat64);
+      const Tensor back = c::scatter_windows(gpu(gs), t);
+      const Tensor want = c::scatter_windows(gs, t);
+      CHECK(back.is_cuda());
+      CHECK(back.shape() == want.shape());
+      CHECK(std::ranges::equal(back.to(Device::cpu()).bytes(), want.bytes()));
     }
   }
   // a view whose elements overlap cannot take a scatter-add
