@@ -90,10 +90,10 @@ Tensor gather_cols_device(const Tensor& src, const std::vector<int64_t>& index) 
   std::copy(index.begin(), index.end(), host_index.data<int64_t>());
   const Tensor dev_index = host_index.to(src.device());
   Tensor out = Tensor::empty({src.size(0), n}, src.dtype(), src.device());
-  kernels::cuda::gather_cols(cuda_ops::elem(src.dtype()), src.size(0), src.size(1),
-                             cuda_ops::ptr(src), n,
-                             static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
-                             cuda_ops::ptr(out), src.device().index);
+  kernels::cuda::gather_index(cuda_ops::elem(src.dtype()), src.size(0), src.size(1), 1,
+                              cuda_ops::ptr(src), n,
+                              static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
+                              cuda_ops::ptr(out), src.device().index);
   return out;
 }
 

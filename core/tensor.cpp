@@ -354,22 +354,23 @@ Tensor Tensor::index_select0(const std::vector<int64_t>& index) const {
   Tensor out = empty(out_shape, dtype_, device_);
   const int64_t rows = shape_[0];
   if (is_cuda()) {
-    // One device-side gather per run of consecutive indices (a batch drawn in order is one copy).
+    // One gather kernel for all the rows (a shuffled batch is not many copies), the public index
+    // uploaded as int64.
     for (int64_t idx : index) {
       VEIL_CHECK(idx >= 0 && idx < rows,
                  "[index_select] index {} out of range for dimension 0 of size {}", idx, rows);
     }
     const auto n = static_cast<int64_t>(index.size());
-    for (int64_t i = 0; i < n;) {
-      int64_t j = i + 1;
-      while (j < n &&
-             index[static_cast<std::size_t>(j)] == index[static_cast<std::size_t>(j - 1)] + 1) {
-        ++j;
-      }
-      const int64_t first = index[static_cast<std::size_t>(i)];
-      out.slice(0, i, j).copy_(slice(0, first, first + (j - i)));
-      i = j;
+    if (out.numel() == 0) {
+      return out;
     }
+    const Tensor src = is_contiguous() ? *this : contiguous();
+    Tensor host_index = empty({n}, DType::kInt64);
+    std::copy(index.begin(), index.end(), host_index.data<int64_t>());
+    const Tensor dev_index = host_index.to(device_);
+    kc::gather_index(cuda_ops::elem(dtype_), 1, rows, numel_ / rows, cuda_ops::ptr(src), n,
+                     static_cast<const int64_t*>(cuda_ops::ptr(dev_index)), cuda_ops::ptr(out),
+                     device_.index);
     return out;
   }
   for (std::size_t i = 0; i < index.size(); ++i) {

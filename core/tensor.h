@@ -191,7 +191,8 @@ class Tensor {
   /// negative, the ranks differ, or the view would reach outside the storage.
   Tensor as_strided(Shape shape, Shape strides, int64_t offset = 0) const;
   /// Rows (along dim 0) picked by `index` (int64 values in [0, size(0))), copied. On a CUDA
-  /// device: one device-side strided gather per run of consecutive indices (no host round trip).
+  /// device: one gather kernel (kernels::cuda::gather_index) after uploading the index (8 bytes
+  /// per row); a strided view is made contiguous first.
   Tensor index_select0(const std::vector<int64_t>& index) const;
   /// View that repeats size-1 dimensions to `shape` with stride 0 (numpy broadcasting rules).
   Tensor expand(const Shape& shape) const;

@@ -163,19 +163,21 @@ void copy_strided(Elem t, int64_t n, const void* src, const Layout& ls, void* ds
 void add_into_strided(
     Elem t, int64_t n, const void* src, const Layout& ls, void* dst, const Layout& ld, int device);
 
-/// dst[o, i] = index[i] >= 0 ? src[o, index[i]] : 0 for o < outer and i < n_index: a gather along
-/// the last dimension by a device array of int64 indices (each < src_len, or negative for a
-/// zero), with src [outer, src_len] and dst [outer, n_index] contiguous. Bit copies, any element
-/// type. The index-table windows of the adaptive poolings use it (and their scatter, as a sum of
-/// such gathers). Throws CudaError as the other kernels.
-void gather_cols(Elem t,
-                 int64_t outer,
-                 int64_t src_len,
-                 const void* src,
-                 int64_t n_index,
-                 const int64_t* index,
-                 void* dst,
-                 int device);
+/// dst[o, i, c] = index[i] >= 0 ? src[o, index[i], c] : 0 for o < outer, i < n_index, c < inner:
+/// a gather along the middle dimension of src [outer, src_len, inner] by a device array of int64
+/// indices (each < src_len, or negative for a zero) into dst [outer, n_index, inner], both
+/// contiguous. Bit copies, any element type. Rows of a table (outer = 1:
+/// Tensor::index_select0) and the index-table windows of the adaptive poolings (inner = 1; their
+/// scatter is a sum of such gathers). Throws CudaError as the other kernels.
+void gather_index(Elem t,
+                  int64_t outer,
+                  int64_t src_len,
+                  int64_t inner,
+                  const void* src,
+                  int64_t n_index,
+                  const int64_t* index,
+                  void* dst,
+                  int device);
 
 /// Contiguous dtype conversion with core::Tensor::to's rules (ring <-> int64 reinterpret; ring ->
 /// float via int64; float -> integer truncates toward zero).

@@ -112,15 +112,16 @@ void add_into_strided(Elem /*t*/,
   not_compiled("add_into_strided");
 }
 
-void gather_cols(Elem /*t*/,
-                 int64_t /*outer*/,
-                 int64_t /*src_len*/,
-                 const void* /*src*/,
-                 int64_t /*n_index*/,
-                 const int64_t* /*index*/,
-                 void* /*dst*/,
-                 int /*device*/) {
-  not_compiled("gather_cols");
+void gather_index(Elem /*t*/,
+                  int64_t /*outer*/,
+                  int64_t /*src_len*/,
+                  int64_t /*inner*/,
+                  const void* /*src*/,
+                  int64_t /*n_index*/,
+                  const int64_t* /*index*/,
+                  void* /*dst*/,
+                  int /*device*/) {
+  not_compiled("gather_index");
 }
 
 void cast(

@@ -229,14 +229,21 @@ __global__ void add_into_kernel(int64_t n, const T* src, Layout ls, T* dst, Layo
   }
 }
 
-/// dst[o, i] = index[i] >= 0 ? src[o, index[i]] : 0, one thread per output element.
+/// dst[o, i, c] = index[i] >= 0 ? src[o, index[i], c] : 0, one thread per output element.
 template <class U>
-__global__ void gather_cols_kernel(
-    int64_t total, int64_t src_len, const U* src, int64_t n_index, const int64_t* index, U* dst) {
+__global__ void gather_index_kernel(int64_t total,
+                                    int64_t src_len,
+                                    int64_t inner,
+                                    const U* src,
+                                    int64_t n_index,
+                                    const int64_t* index,
+                                    U* dst) {
   for (int64_t e = thread_index(); e < total; e += thread_stride()) {
-    const int64_t o = e / n_index;
-    const int64_t j = index[e - o * n_index];
-    dst[e] = j >= 0 ? src[o * src_len + j] : U{0};
+    const int64_t r = e / inner;
+    const int64_t c = e - r * inner;
+    const int64_t o = r / n_index;
+    const int64_t j = index[r - o * n_index];
+    dst[e] = j >= 0 ? src[(o * src_len + j) * inner + c] : U{0};
   }
 }
 
@@ -529,25 +536,26 @@ void add_into_strided(
   check_launch("add_into_strided", n_str(n));
 }
 
-void gather_cols(Elem t,
-                 int64_t outer,
-                 int64_t src_len,
-                 const void* src,
-                 int64_t n_index,
-                 const int64_t* index,
-                 void* dst,
-                 int device) {
-  const int64_t total = outer * n_index;
+void gather_index(Elem t,
+                  int64_t outer,
+                  int64_t src_len,
+                  int64_t inner,
+                  const void* src,
+                  int64_t n_index,
+                  const int64_t* index,
+                  void* dst,
+                  int device) {
+  const int64_t total = outer * n_index * inner;
   if (total <= 0) {
     return;
   }
-  use_device(device, "gather_cols");
+  use_device(device, "gather_index");
   dispatch_bits(t, [&](auto tag) {
     using U = decltype(tag);
-    gather_cols_kernel<U><<<grid_for(total, device), kBlock, 0, cudaStreamPerThread>>>(
-        total, src_len, static_cast<const U*>(src), n_index, index, static_cast<U*>(dst));
+    gather_index_kernel<U><<<grid_for(total, device), kBlock, 0, cudaStreamPerThread>>>(
+        total, src_len, inner, static_cast<const U*>(src), n_index, index, static_cast<U*>(dst));
   });
-  check_launch("gather_cols", n_str(total));
+  check_launch("gather_index", n_str(total));
 }
 
 void cast(Elem from, Elem to, int64_t n, const void* src, void* dst, int device) {
