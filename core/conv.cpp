@@ -82,21 +82,6 @@ void check_window_dtype(const Tensor& t, const char* op) {
       "[{}] expected a float64, int64 or ring64 tensor, got {}", op, t.str());
 }
 
-// out [outer, index.size()]: src [outer, src_len] (contiguous, on a device) gathered along its
-// last dimension by a public index (negative entries give zeros), one kernel.
-Tensor gather_cols_device(const Tensor& src, const std::vector<int64_t>& index) {
-  const auto n = static_cast<int64_t>(index.size());
-  Tensor host_index = Tensor::empty({n}, DType::kInt64);
-  std::copy(index.begin(), index.end(), host_index.data<int64_t>());
-  const Tensor dev_index = host_index.to(src.device());
-  Tensor out = Tensor::empty({src.size(0), n}, src.dtype(), src.device());
-  kernels::cuda::gather_index(cuda_ops::elem(src.dtype()), src.size(0), src.size(1), 1,
-                              cuda_ops::ptr(src), n,
-                              static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
-                              cuda_ops::ptr(out), src.device().index);
-  return out;
-}
-
 // The [N, C, h, w] interior of a padded xp (rows and columns ph, pw onward), contiguous.
 Tensor crop_hw(const Tensor& xp, int64_t ph, int64_t pw, int64_t h, int64_t w) {
   return xp.slice(2, ph, ph + h).slice(3, pw, pw + w).contiguous();
@@ -1044,26 +1029,6 @@ void check_table(const WindowTable& t, const char* op) {
 }
 
 template <class T>
-Tensor gather_impl(const Tensor& x_in, const WindowTable& t) {
-  const Tensor x = x_in.contiguous();
-  const int64_t planes = x.size(0) * x.size(1);
-  const int64_t in_plane = t.in_h * t.in_w;
-  const int64_t out_plane = t.out_h * t.out_w * t.k;
-  Tensor out = Tensor::empty({x.size(0), x.size(1), t.out_h, t.out_w, t.k}, x.dtype());
-  const T* px = x.data<T>();
-  T* po = out.data<T>();
-  for (int64_t pl = 0; pl < planes; ++pl) {
-    const T* src = px + pl * in_plane;
-    T* dst = po + pl * out_plane;
-    for (int64_t e = 0; e < out_plane; ++e) {
-      const int64_t idx = t.index[static_cast<std::size_t>(e)];
-      dst[e] = idx >= 0 ? src[idx] : T{0};
-    }
-  }
-  return out;
-}
-
-template <class T>
 Tensor scatter_impl(const Tensor& win_in, const WindowTable& t) {
   const Tensor win = win_in.contiguous();
   const int64_t planes = win.size(0) * win.size(1);
@@ -1091,24 +1056,9 @@ Tensor gather_windows(const Tensor& x, const WindowTable& t, const char* op) {
   check_table(t, op);
   VEIL_CHECK(x.dim() == 4 && x.size(2) == t.in_h && x.size(3) == t.in_w,
              "[{}] expected x [N, C, {}, {}], got {}", op, t.in_h, t.in_w, shape_str(x.shape()));
-  if (x.is_cuda()) {
-    check_window_dtype(x, op);
-    const Tensor planes = x.contiguous().reshape({x.size(0) * x.size(1), t.in_h * t.in_w});
-    return gather_cols_device(planes, t.index)
-        .reshape({x.size(0), x.size(1), t.out_h, t.out_w, t.k});
-  }
-  switch (x.dtype()) {
-    case DType::kRing64:
-      return gather_impl<uint64_t>(x, t);
-    case DType::kFloat64:
-      return gather_impl<double>(x, t);
-    case DType::kInt64:
-      return gather_impl<int64_t>(x, t);
-    default:
-      break;
-  }
-  throw ValueError(
-      fmt::format("[{}] expected a float64, int64 or ring64 tensor, got {}", op, x.str()));
+  check_window_dtype(x, op);
+  return gather_last(x.reshape({x.size(0), x.size(1), t.in_h * t.in_w}), t.index)
+      .reshape({x.size(0), x.size(1), t.out_h, t.out_w, t.k});
 }
 
 Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) {
@@ -1141,9 +1091,9 @@ Tensor scatter_windows(const Tensor& win, const WindowTable& t, const char* op) 
       return Tensor::zeros(out_shape, win.dtype(), win.device());
     }
     const Tensor w = win.contiguous().reshape({n_planes, t.out_h * t.out_w * t.k});
-    Tensor out = gather_cols_device(w, layers[0]);
+    Tensor out = gather_last(w, layers[0]);
     for (std::size_t l = 1; l < layers.size(); ++l) {
-      add_(out, gather_cols_device(w, layers[l]));
+      add_(out, gather_last(w, layers[l]));
     }
     return out.reshape(out_shape);
   }

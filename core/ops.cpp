@@ -1,11 +1,13 @@
 #include "core/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "core/cuda_dispatch.h"
 #include "core/elementwise.h"
+#include "core/parallel.h"
 
 namespace veil::core {
 
@@ -555,6 +557,69 @@ Tensor one_hot(const Tensor& labels, int64_t classes) {
     VEIL_CHECK(c >= 0 && c < classes, "[one_hot] label {} at row {} outside [0, {})", c, i,
                classes);
     o[i * classes + c] = 1.0;
+  }
+  return out;
+}
+
+namespace {
+
+template <class U>
+void gather_last_host(
+    int64_t outer, int64_t len, const U* src, const std::vector<int64_t>& index, U* dst) {
+  const auto n = static_cast<int64_t>(index.size());
+  parallel_for(0, outer, std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(n, 1)),
+               [&](int64_t lo, int64_t hi) {
+                 for (int64_t o = lo; o < hi; ++o) {
+                   const U* row = src + o * len;
+                   U* out = dst + o * n;
+                   for (int64_t i = 0; i < n; ++i) {
+                     const int64_t j = index[static_cast<std::size_t>(i)];
+                     out[i] = j >= 0 ? row[j] : U{0};
+                   }
+                 }
+               });
+}
+
+}  // namespace
+
+Tensor gather_last(const Tensor& a, const std::vector<int64_t>& index) {
+  VEIL_CHECK(a.defined() && a.dim() >= 1, "[gather_last] expected a tensor of at least 1-D, got {}",
+             a.str());
+  const int64_t len = a.size(-1);
+  for (std::size_t i = 0; i < index.size(); ++i) {
+    VEIL_CHECK(index[i] >= -1 && index[i] < len,
+               "[gather_last] index {} at position {} outside [-1, {})", index[i], i, len);
+  }
+  Shape shape = a.shape();
+  shape.back() = static_cast<int64_t>(index.size());
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  if (out.numel() == 0) {
+    return out;
+  }
+  const Tensor src = a.contiguous();
+  const int64_t outer = src.numel() / len;
+  if (a.is_cuda()) {
+    Tensor host_index = Tensor::empty({static_cast<int64_t>(index.size())}, DType::kInt64);
+    std::copy(index.begin(), index.end(), host_index.data<int64_t>());
+    const Tensor dev_index = host_index.to(a.device());
+    kernels::cuda::gather_index(cuda_ops::elem(a.dtype()), outer, len, 1, cuda_ops::ptr(src),
+                                static_cast<int64_t>(index.size()),
+                                static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
+                                cuda_ops::ptr(out), a.device().index);
+    return out;
+  }
+  switch (dtype_size(a.dtype())) {
+    case 1:
+      gather_last_host(outer, len, src.data<uint8_t>(), index, out.data<uint8_t>());
+      break;
+    case 4:
+      gather_last_host(outer, len, reinterpret_cast<const uint32_t*>(src.bytes().data()), index,
+                       reinterpret_cast<uint32_t*>(out.mutable_bytes().data()));
+      break;
+    default:
+      gather_last_host(outer, len, reinterpret_cast<const uint64_t*>(src.bytes().data()), index,
+                       reinterpret_cast<uint64_t*>(out.mutable_bytes().data()));
+      break;
   }
   return out;
 }

@@ -10,6 +10,7 @@
 // cuda:0". one_hot on a CUDA tensor reads the labels to the host (they are range-checked there).
 
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -68,6 +69,12 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);
 /// One-hot encoding of int64 class indices [N] into float64 [N, classes].
 Tensor one_hot(const Tensor& labels, int64_t classes);
+/// out[..., i] = index[i] >= 0 ? a[..., index[i]] : 0: a gather along the last dimension by a
+/// public index (entries in [-1, size(-1)); -1 gives a zero), into a new contiguous tensor
+/// [..., index.size()] of a's dtype and device. Bit copies. On a CUDA device one kernel
+/// (kernels::cuda::gather_index; the index is uploaded, 8 bytes per entry). Throws ValueError
+/// for a 0-d tensor or an entry out of range.
+Tensor gather_last(const Tensor& a, const std::vector<int64_t>& index);
 
 // ---- linear algebra (core/linalg.cpp) ----------------------------------------------------------
 /// Matrix product of 2-D tensors: a [m, k] @ b [k, n] -> [m, n]. dtypes float64, float32 or ring64

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <iterator>
 #include <numbers>
 #include <vector>
@@ -123,50 +122,17 @@ MaxState max_groups(Party& p, const MaxState& st, int64_t g) {
       }
     }
   }
-  // Pairs [cells, pairs] and candidate bits [cells g, g - 1], in one layout on every device (the
-  // parties of a mixed session must agree on element positions). A host party gathers them in
-  // single loops; a GPU party as rows of column-major views, so its values never leave the device.
-  core::Tensor diff;
-  std::function<core::Tensor(const core::Tensor&)> candidate_bits;
-  if (v.is_cuda()) {
-    const core::Tensor vt = v.reshape({cells, g}).t();  // [g, cells]
-    diff = core::sub(vt.index_select0(first), vt.index_select0(second)).t().contiguous();
-    candidate_bits = [&](const core::Tensor& less) {
-      core::Tensor f = core::Tensor::empty({g * (g - 1), 1}, core::DType::kRing64);
-      std::copy(flip.begin(), flip.end(), f.data<uint64_t>());
-      return core::bitwise_xor(less.reshape({cells, pairs}).t().index_select0(pick),
-                               f.to(less.device()))  // [(i, col), cells]
-          .t()
-          .contiguous()
+  // The pairs and the candidate bits are gathered along the last dimension where the values live
+  // (core::gather_last: a loop on the host, one kernel on a GPU).
+  const core::Tensor v2 = v.reshape({cells, g});
+  const core::Tensor diff = core::sub(core::gather_last(v2, first), core::gather_last(v2, second));
+  const BShare less = ltz(p, {diff, st.vals.frac_bits});  // [v_i < v_j], [cells, pairs]
+  core::Tensor f = core::Tensor::empty({1, g * (g - 1)}, core::DType::kRing64);
+  std::copy(flip.begin(), flip.end(), f.data<uint64_t>());
+  const core::Tensor win =
+      core::bitwise_xor(core::gather_last(less.data.reshape({cells, pairs}), pick),
+                        f.to(v.device()))
           .reshape({cells * g, g - 1});
-    };
-  } else {
-    diff = core::Tensor::empty({cells, pairs}, core::DType::kRing64);
-    const uint64_t* pv = v.data<uint64_t>();
-    uint64_t* pd = diff.data<uint64_t>();
-    for (int64_t c = 0; c < cells; ++c) {
-      for (int64_t k = 0; k < pairs; ++k) {
-        pd[c * pairs + k] = pv[c * g + first[static_cast<std::size_t>(k)]] -
-                            pv[c * g + second[static_cast<std::size_t>(k)]];
-      }
-    }
-    candidate_bits = [&](const core::Tensor& less) {
-      const core::Tensor lc = less.contiguous();
-      const uint64_t* pl = lc.data<uint64_t>();
-      core::Tensor win = core::Tensor::empty({cells * g, g - 1}, core::DType::kRing64);
-      uint64_t* pw = win.data<uint64_t>();
-      const auto per_cell = static_cast<int64_t>(pick.size());
-      for (int64_t c = 0; c < cells; ++c) {
-        for (int64_t e = 0; e < per_cell; ++e) {
-          const auto ue = static_cast<std::size_t>(e);
-          pw[c * per_cell + e] = pl[c * pairs + pick[ue]] ^ flip[ue];
-        }
-      }
-      return win;
-    };
-  }
-  const BShare less = ltz(p, {diff, st.vals.frac_bits});  // [v_i < v_j]
-  const core::Tensor win = candidate_bits(less.data);
   std::vector<AShare> ys{{v.reshape({cells * g}), st.vals.frac_bits}};
   if (!st.idx_public) {
     ys.push_back({ix.reshape({cells * g}), 0});

@@ -369,6 +369,11 @@ TEST_CASE("cuda tensors: device copies, views and guards", "[cuda_tensor][gpu]")
     require_match(h.index_select0(idx), d.index_select0(idx));
     require_match(h.t().index_select0({30, 2, 3}), d.t().index_select0({30, 2, 3}));
     REQUIRE_THROWS_WITH(d.index_select0({23}), Contains("[index_select]"));
+    // gather_last (one kernel on the device) with zeros, repeats and a strided source
+    const std::vector<int64_t> cols{30, -1, 0, 0, 17, 29};
+    require_match(veil::core::gather_last(h, cols), veil::core::gather_last(d, cols));
+    require_match(veil::core::gather_last(h.t(), {22, -1, 3}),
+                  veil::core::gather_last(d.t(), {22, -1, 3}));
     // dtype conversions on the device
     const bool is_float = t == DType::kFloat32 || t == DType::kFloat64;
     for (DType u :

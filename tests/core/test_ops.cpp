@@ -3,9 +3,11 @@
 // derived from k and machine epsilon.
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -302,6 +304,43 @@ TEST_CASE("one_hot", "[ops]") {
   CHECK_THROWS_AS(veil::core::one_hot(Tensor::from_vector<int64_t>({-1}, {1}), 3),
                   veil::ValueError);
   CHECK_THROWS_AS(veil::core::one_hot(labels.to(DType::kFloat64), 3), veil::ValueError);
+}
+
+TEST_CASE("gather_last picks entries of the last dimension, -1 gives zero", "[ops]") {
+  std::mt19937_64 rng(5);
+  // repeats, reversed order, a gap and zeros; a strided (transposed) source
+  const std::vector<int64_t> index{6, 0, 0, -1, 3, 2, 1, 6, -1};
+  for (const DType t :
+       {DType::kRing64, DType::kInt64, DType::kFloat64, DType::kFloat32, DType::kUInt8}) {
+    Tensor base = Tensor::empty({7, 3, 5}, t);  // viewed as [5, 3, 7] below
+    for (std::byte& b : base.mutable_bytes()) {
+      b = static_cast<std::byte>(rng() | 1U);  // never an all-zero element
+    }
+    const Tensor a = base.transpose(0, 2);
+    const Tensor got = veil::core::gather_last(a, index);
+    REQUIRE(got.shape() == Shape{5, 3, static_cast<int64_t>(index.size())});
+    const Tensor ac = a.contiguous();
+    const auto esize = static_cast<std::size_t>(veil::core::dtype_size(t));
+    const std::span<const std::byte> src = ac.bytes();
+    const std::span<const std::byte> out = got.bytes();
+    for (std::size_t row = 0; row < 15; ++row) {
+      for (std::size_t i = 0; i < index.size(); ++i) {
+        for (std::size_t b = 0; b < esize; ++b) {
+          const std::byte want =
+              index[i] < 0 ? std::byte{0}
+                           : src[(row * 7 + static_cast<std::size_t>(index[i])) * esize + b];
+          REQUIRE(out[(row * index.size() + i) * esize + b] == want);
+        }
+      }
+    }
+  }
+  // bad input: an entry outside [-1, size(-1)), a 0-d tensor
+  const Tensor x = Tensor::zeros({2, 4}, DType::kRing64);
+  CHECK_THROWS_WITH(veil::core::gather_last(x, {0, 4}),
+                    Catch::Contains("[gather_last] index 4 at position 1 outside [-1, 4)"));
+  CHECK_THROWS_WITH(veil::core::gather_last(x, {-2}), Catch::Contains("[gather_last]"));
+  CHECK_THROWS_AS(veil::core::gather_last(Tensor::zeros({}, DType::kRing64), {0}),
+                  veil::ValueError);
 }
 
 // ---- matmul ------------------------------------------------------------------------------------
