@@ -174,12 +174,9 @@ class Descriptors {
 
 // The first deterministic algorithm of cuDNN's ranking that it reports as usable, else the first
 // usable one; its workspace size in `bytes`.
-template <class Perf, class Query>
-auto pick_algo(const char* op, const char* call, Query&& query, std::size_t& bytes) {
-  constexpr int kMax = 16;
-  Perf perf[kMax];
-  int returned = 0;
-  check_dnn(query(kMax, &returned, perf), op, call);
+template <class Perf>
+auto pick_algo(
+    const char* op, const char* call, const Perf* perf, int returned, std::size_t& bytes) {
   const Perf* chosen = nullptr;
   for (int j = 0; j < returned; ++j) {
     if (perf[j].status == CUDNN_STATUS_SUCCESS && perf[j].determinism == CUDNN_DETERMINISTIC) {
@@ -199,6 +196,32 @@ auto pick_algo(const char* op, const char* call, Query&& query, std::size_t& byt
   return chosen->algo;
 }
 
+// One convolution call: descriptors, the thread's handle, the algorithm from `query` (a _v7
+// heuristic), a workspace from the stream-ordered pool, then `run` with alpha = 1, beta = 0 (the
+// output is overwritten).
+template <class Perf, class Query, class Run>
+void run_conv(const ConvGeometry& g,
+              int device,
+              const char* op,
+              const char* query_name,
+              const char* run_name,
+              Query&& query,
+              Run&& run) {
+  detail::use_device(device, op);
+  const Descriptors d(g, op);
+  cudnnHandle_t h = dnn_handle(device, op);
+  constexpr int kMax = 16;
+  Perf perf[kMax];
+  int returned = 0;
+  check_dnn(query(d, h, kMax, &returned, perf), op, query_name);
+  std::size_t bytes = 0;
+  const auto algo = pick_algo(op, query_name, perf, returned, bytes);
+  const detail::Scratch ws(bytes, device);
+  const double one = 1.0;
+  const double zero = 0.0;
+  check_dnn(run(d, h, algo, ws.get(), bytes, &one, &zero), op, run_name);
+}
+
 }  // namespace
 
 bool dnn_available() {
@@ -206,65 +229,46 @@ bool dnn_available() {
 }
 
 void dnn_conv2d(const ConvGeometry& g, const double* x, const double* w, double* y, int device) {
-  constexpr const char* kOp = "dnn_conv2d";
-  detail::use_device(device, kOp);
-  const Descriptors d(g, kOp);
-  cudnnHandle_t h = dnn_handle(device, kOp);
-  std::size_t bytes = 0;
-  const auto algo = pick_algo<cudnnConvolutionFwdAlgoPerf_t>(
-      kOp, "cudnnGetConvolutionForwardAlgorithm_v7",
-      [&](int max, int* got, cudnnConvolutionFwdAlgoPerf_t* perf) {
+  run_conv<cudnnConvolutionFwdAlgoPerf_t>(
+      g, device, "dnn_conv2d", "cudnnGetConvolutionForwardAlgorithm_v7", "cudnnConvolutionForward",
+      [](const Descriptors& d, cudnnHandle_t h, int max, int* got, auto* perf) {
         return d.api().fwd_algos(h, d.x(), d.w(), d.conv(), d.y(), max, got, perf);
       },
-      bytes);
-  const detail::Scratch ws(bytes, device);
-  const double one = 1.0;
-  const double zero = 0.0;
-  check_dnn(d.api().forward(h, &one, d.x(), x, d.w(), w, d.conv(), algo, ws.get(), bytes, &zero,
-                            d.y(), y),
-            kOp, "cudnnConvolutionForward");
+      [&](const Descriptors& d, cudnnHandle_t h, auto algo, void* ws, std::size_t bytes,
+          const double* one, const double* zero) {
+        return d.api().forward(h, one, d.x(), x, d.w(), w, d.conv(), algo, ws, bytes, zero, d.y(),
+                               y);
+      });
 }
 
 void dnn_conv2d_input_grad(
     const ConvGeometry& g, const double* w, const double* dy, double* dx, int device) {
-  constexpr const char* kOp = "dnn_conv2d_input_grad";
-  detail::use_device(device, kOp);
-  const Descriptors d(g, kOp);
-  cudnnHandle_t h = dnn_handle(device, kOp);
-  std::size_t bytes = 0;
-  const auto algo = pick_algo<cudnnConvolutionBwdDataAlgoPerf_t>(
-      kOp, "cudnnGetConvolutionBackwardDataAlgorithm_v7",
-      [&](int max, int* got, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+  run_conv<cudnnConvolutionBwdDataAlgoPerf_t>(
+      g, device, "dnn_conv2d_input_grad", "cudnnGetConvolutionBackwardDataAlgorithm_v7",
+      "cudnnConvolutionBackwardData",
+      [](const Descriptors& d, cudnnHandle_t h, int max, int* got, auto* perf) {
         return d.api().bwd_data_algos(h, d.w(), d.y(), d.conv(), d.x(), max, got, perf);
       },
-      bytes);
-  const detail::Scratch ws(bytes, device);
-  const double one = 1.0;
-  const double zero = 0.0;
-  check_dnn(d.api().backward_data(h, &one, d.w(), w, d.y(), dy, d.conv(), algo, ws.get(), bytes,
-                                  &zero, d.x(), dx),
-            kOp, "cudnnConvolutionBackwardData");
+      [&](const Descriptors& d, cudnnHandle_t h, auto algo, void* ws, std::size_t bytes,
+          const double* one, const double* zero) {
+        return d.api().backward_data(h, one, d.w(), w, d.y(), dy, d.conv(), algo, ws, bytes, zero,
+                                     d.x(), dx);
+      });
 }
 
 void dnn_conv2d_weight_grad(
     const ConvGeometry& g, const double* x, const double* dy, double* dw, int device) {
-  constexpr const char* kOp = "dnn_conv2d_weight_grad";
-  detail::use_device(device, kOp);
-  const Descriptors d(g, kOp);
-  cudnnHandle_t h = dnn_handle(device, kOp);
-  std::size_t bytes = 0;
-  const auto algo = pick_algo<cudnnConvolutionBwdFilterAlgoPerf_t>(
-      kOp, "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
-      [&](int max, int* got, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+  run_conv<cudnnConvolutionBwdFilterAlgoPerf_t>(
+      g, device, "dnn_conv2d_weight_grad", "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
+      "cudnnConvolutionBackwardFilter",
+      [](const Descriptors& d, cudnnHandle_t h, int max, int* got, auto* perf) {
         return d.api().bwd_filter_algos(h, d.x(), d.y(), d.conv(), d.w(), max, got, perf);
       },
-      bytes);
-  const detail::Scratch ws(bytes, device);
-  const double one = 1.0;
-  const double zero = 0.0;
-  check_dnn(d.api().backward_filter(h, &one, d.x(), x, d.y(), dy, d.conv(), algo, ws.get(), bytes,
-                                    &zero, d.w(), dw),
-            kOp, "cudnnConvolutionBackwardFilter");
+      [&](const Descriptors& d, cudnnHandle_t h, auto algo, void* ws, std::size_t bytes,
+          const double* one, const double* zero) {
+        return d.api().backward_filter(h, one, d.x(), x, d.y(), dy, d.conv(), algo, ws, bytes, zero,
+                                       d.w(), dw);
+      });
 }
 
 }  // namespace veil::kernels::cuda
