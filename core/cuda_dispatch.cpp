@@ -167,6 +167,23 @@ bool overlapping(const Tensor& v) {
 
 }  // namespace
 
+void gather_index(const Tensor& src,
+                  int64_t outer,
+                  int64_t len,
+                  int64_t inner,
+                  const std::vector<int64_t>& index,
+                  Tensor& out) {
+  if (out.numel() == 0) {
+    return;
+  }
+  const auto n = static_cast<int64_t>(index.size());
+  Tensor host_index = Tensor::empty({n}, DType::kInt64);
+  std::copy(index.begin(), index.end(), host_index.data<int64_t>());
+  const Tensor dev_index = host_index.to(src.device());
+  kc::gather_index(elem(src.dtype()), outer, len, inner, ptr(src), n,
+                   static_cast<const int64_t*>(ptr(dev_index)), ptr(out), src.device().index);
+}
+
 void add_into_view(Tensor& view, const Tensor& src, const char* name) {
   VEIL_CHECK(
       view.shape() == src.shape() && view.dtype() == src.dtype() && view.dtype() != DType::kUInt8,

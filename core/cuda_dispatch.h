@@ -73,6 +73,16 @@ Tensor reduce(kc::ReduceOp op, const Tensor& a, int64_t d, const Shape& out_shap
 /// call. Throws ValueError for a shape or dtype mismatch, for a uint8 view, and for a view whose
 /// dimensions overlap (a zero stride or a stride inside the span of the smaller ones).
 void add_into_view(Tensor& view, const Tensor& src, const char* name);
+/// out = src (contiguous, on a device, read as [outer, len, inner]) gathered along its middle
+/// dimension by a public index (entries in [-1, len), checked by the caller; -1 gives zeros) into
+/// out ([outer, index.size(), inner] elements, contiguous, same dtype and device): the index is
+/// uploaded (8 bytes per entry), then one kernel (kernels::cuda::gather_index).
+void gather_index(const Tensor& src,
+                  int64_t outer,
+                  int64_t len,
+                  int64_t inner,
+                  const std::vector<int64_t>& index,
+                  Tensor& out);
 /// Concatenation of validated inputs along d into a tensor of `shape`.
 Tensor cat(const std::vector<Tensor>& xs, int64_t d, const Shape& shape);
 /// a [m, k] @ b [k, n]: ring64 on the tensor-core ring GEMM, float32/float64 through cuBLAS.

@@ -599,13 +599,7 @@ Tensor gather_last(const Tensor& a, const std::vector<int64_t>& index) {
   const Tensor src = a.contiguous();
   const int64_t outer = src.numel() / len;
   if (a.is_cuda()) {
-    Tensor host_index = Tensor::empty({static_cast<int64_t>(index.size())}, DType::kInt64);
-    std::copy(index.begin(), index.end(), host_index.data<int64_t>());
-    const Tensor dev_index = host_index.to(a.device());
-    kernels::cuda::gather_index(cuda_ops::elem(a.dtype()), outer, len, 1, cuda_ops::ptr(src),
-                                static_cast<int64_t>(index.size()),
-                                static_cast<const int64_t*>(cuda_ops::ptr(dev_index)),
-                                cuda_ops::ptr(out), a.device().index);
+    cuda_ops::gather_index(src, outer, len, 1, index, out);
     return out;
   }
   switch (dtype_size(a.dtype())) {

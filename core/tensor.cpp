@@ -360,17 +360,10 @@ Tensor Tensor::index_select0(const std::vector<int64_t>& index) const {
       VEIL_CHECK(idx >= 0 && idx < rows,
                  "[index_select] index {} out of range for dimension 0 of size {}", idx, rows);
     }
-    const auto n = static_cast<int64_t>(index.size());
     if (out.numel() == 0) {
       return out;
     }
-    const Tensor src = is_contiguous() ? *this : contiguous();
-    Tensor host_index = empty({n}, DType::kInt64);
-    std::copy(index.begin(), index.end(), host_index.data<int64_t>());
-    const Tensor dev_index = host_index.to(device_);
-    kc::gather_index(cuda_ops::elem(dtype_), 1, rows, numel_ / rows, cuda_ops::ptr(src), n,
-                     static_cast<const int64_t*>(cuda_ops::ptr(dev_index)), cuda_ops::ptr(out),
-                     device_.index);
+    cuda_ops::gather_index(contiguous(), 1, rows, numel_ / rows, index, out);
     return out;
   }
   for (std::size_t i = 0; i < index.size(); ++i) {
