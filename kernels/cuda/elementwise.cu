@@ -15,6 +15,7 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/elementwise_ops.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda_backend.h"
@@ -48,26 +49,8 @@ bool aligned(const void* p, std::size_t a) {
   return reinterpret_cast<std::uintptr_t>(p) % a == 0;
 }
 
-const char* elem_name(Elem t) {
-  switch (t) {
-    case Elem::kF32:
-      return "float32";
-    case Elem::kF64:
-      return "float64";
-    case Elem::kI64:
-      return "int64";
-    case Elem::kU64:
-      return "ring64";
-    case Elem::kU8:
-      return "uint8";
-  }
-  return "?";
-}
-
-[[noreturn]] void unsupported(const char* op, int code, Elem t) {
-  throw Error(std::string("[cuda::") + op + "] op " + std::to_string(code) +
-              " is not defined for element type " + elem_name(t));
-}
+using checks::elem_name;
+using checks::unsupported;
 
 /// Calls f(T{}) with T the C++ type of t.
 template <class F>
@@ -490,10 +473,7 @@ void unary(UnaryOp op,
   if (!ops::unary_supported(op, t)) {
     unsupported("unary", static_cast<int>(op), t);
   }
-  if ((op == UnaryOp::kShl || op == UnaryOp::kShrArith || op == UnaryOp::kShrLogical) &&
-      (p.bits < 0 || p.bits > 63)) {
-    throw Error("[cuda::unary] expected 0 <= bits <= 63, got " + std::to_string(p.bits));
-  }
+  checks::unary_bits(op, p);
   if (n <= 0) {
     return;
   }
@@ -588,20 +568,12 @@ void fill(Elem t, int64_t n, uint64_t value_bits, void* dst, int device) {
   check_launch("fill", n_str(n));
 }
 
-// The fixed-point scale 2^frac_bits must be exact in a double and leave room for the sign.
-static void check_frac_bits(const char* op, int frac_bits) {
-  if (frac_bits < 0 || frac_bits > 62) {
-    throw Error(std::string("[cuda::") + op + "] expected 0 <= frac_bits <= 62, got " +
-                std::to_string(frac_bits));
-  }
-}
-
 void encode_fixed(Elem from, int64_t n, const void* src, int frac_bits, uint64_t* dst, int device) {
   if (!ops::is_float(from)) {
     throw Error(std::string("[cuda::encode_fixed] expected float32 or float64 input, got ") +
                 elem_name(from));
   }
-  check_frac_bits("encode_fixed", frac_bits);
+  checks::frac_bits("encode_fixed", frac_bits);
   if (n <= 0) {
     return;
   }
@@ -619,7 +591,7 @@ void decode_fixed(int64_t n, const uint64_t* src, int frac_bits, Elem to, void* 
     throw Error(std::string("[cuda::decode_fixed] expected float32 or float64 output, got ") +
                 elem_name(to));
   }
-  check_frac_bits("decode_fixed", frac_bits);
+  checks::frac_bits("decode_fixed", frac_bits);
   if (n <= 0) {
     return;
   }
@@ -700,10 +672,7 @@ void beaver_output(int64_t n,
                    int trunc_bits,
                    uint64_t* z,
                    int device) {
-  if (trunc_bits < 0 || trunc_bits > 62) {
-    throw Error("[cuda::beaver_output] expected 0 <= trunc_bits <= 62, got " +
-                std::to_string(trunc_bits));
-  }
+  checks::trunc_bits("beaver_output", trunc_bits);
   if (n <= 0) {
     return;
   }

@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/aes128.h"
+#include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_prg.h"
@@ -59,23 +60,8 @@ __global__ void __launch_bounds__(kPrgBlock) keystream_kernel(const KeystreamArg
 
 void aes128_ctr_keystream(
     const uint8_t* key, uint64_t position, uint8_t* out, int64_t nbytes, int device) {
-  const std::string sizes =
-      "(position=" + std::to_string(position) + ", nbytes=" + std::to_string(nbytes) + ")";
-  if (nbytes < 0) {
-    throw Error("[cuda::aes128_ctr_keystream] expected nbytes >= 0, got " + std::to_string(nbytes));
-  }
-  if (static_cast<uint64_t>(nbytes) > UINT64_MAX - position) {
-    throw Error("[cuda::aes128_ctr_keystream] expected position + nbytes <= 2^64 - 1 " + sizes);
-  }
-  if (key == nullptr) {
-    throw Error("[cuda::aes128_ctr_keystream] expected a host key, got null " + sizes);
-  }
-  if (nbytes == 0) {
+  if (!checks::keystream(key, position, out, nbytes)) {
     return;
-  }
-  if (out == nullptr) {
-    throw Error("[cuda::aes128_ctr_keystream] expected a device pointer for out, got null " +
-                sizes);
   }
   use_device(device, "aes128_ctr_keystream");
 
@@ -97,7 +83,9 @@ void aes128_ctr_keystream(
   keystream_kernel<<<grid, kPrgBlock, 0, cudaStreamPerThread>>>(args);
   const cudaError_t launched = cudaGetLastError();
   aes::secure_wipe(&args.rk, sizeof(args.rk));  // the launch has copied its parameters
-  detail::check(launched, "aes128_ctr_keystream", sizes);
+  detail::check(
+      launched, "aes128_ctr_keystream",
+      "(position=" + std::to_string(position) + ", nbytes=" + std::to_string(nbytes) + ")");
 }
 
 }  // namespace veil::kernels::cuda

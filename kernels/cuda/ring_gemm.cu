@@ -16,6 +16,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/arg_checks.h"
 #include "kernels/cuda/dynlib.h"
 #include "kernels/cuda/handles.h"
 #include "kernels/cuda/runtime.h"
@@ -33,9 +34,7 @@ namespace {
 
 #define VEIL_GEMM_STREAM cudaStreamPerThread  // every launch, copy and library call of this file
 
-std::string sizes3(int64_t m, int64_t n, int64_t k) {
-  return "(m=" + std::to_string(m) + ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")";
-}
+using checks::sizes3;
 
 void check_cuda(cudaError_t err, const char* op, const std::string& detail) {
   if (err != cudaSuccess) {
@@ -371,47 +370,6 @@ __global__ void limb_accumulate_kernel(int64_t count,
 
 // ---- checks -------------------------------------------------------------------------------------
 
-void check_gemm_args(const char* op,
-                     int64_t m,
-                     int64_t n,
-                     int64_t k,
-                     const void* a,
-                     int64_t lda,
-                     bool trans_a,
-                     const void* b,
-                     int64_t ldb,
-                     bool trans_b,
-                     const void* c,
-                     int64_t ldc) {
-  const std::string where = std::string("[cuda::") + op + "] ";
-  if (m < 0 || n < 0 || k < 0) {
-    throw Error(where + "expected sizes >= 0, got " + sizes3(m, n, k));
-  }
-  if (m == 0 || n == 0) {
-    return;
-  }
-  const int64_t need_a = trans_a ? m : k;
-  const int64_t need_b = trans_b ? k : n;
-  if (ldc < n) {
-    throw Error(where + "expected ldc >= n, got ldc=" + std::to_string(ldc) + " " +
-                sizes3(m, n, k));
-  }
-  if (c == nullptr) {
-    throw Error(where + "expected a device pointer for C, got null " + sizes3(m, n, k));
-  }
-  if (k == 0) {
-    return;
-  }
-  if (lda < need_a || ldb < need_b) {
-    throw Error(where + "expected lda >= " + std::to_string(need_a) +
-                " and ldb >= " + std::to_string(need_b) + ", got lda=" + std::to_string(lda) +
-                ", ldb=" + std::to_string(ldb) + " " + sizes3(m, n, k));
-  }
-  if (a == nullptr || b == nullptr) {
-    throw Error(where + "expected device pointers for A and B, got null " + sizes3(m, n, k));
-  }
-}
-
 void zero_matrix(uint64_t* c, int64_t m, int64_t n, int64_t ldc, const char* op) {
   check_cuda(
       cudaMemset2DAsync(c, static_cast<std::size_t>(ldc) * 8, 0, static_cast<std::size_t>(n) * 8,
@@ -631,7 +589,7 @@ void ring_gemm_ex(RingGemmAlgo algo,
                   uint64_t* c,
                   int64_t ldc,
                   int device) {
-  check_gemm_args("ring_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+  checks::gemm("ring_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
   if (m == 0 || n == 0) {
     return;
   }
@@ -671,7 +629,7 @@ void float_gemm(int elem,
     throw Error("[cuda::float_gemm] expected elem kF32 (0) or kF64 (1), got " +
                 std::to_string(elem));
   }
-  check_gemm_args("float_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+  checks::gemm("float_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
   if (m == 0 || n == 0) {
     return;
   }
@@ -734,7 +692,7 @@ void limb_f64_ring_gemm(int64_t m,
                         const uint64_t* b,
                         uint64_t* c,
                         int device) {
-  check_gemm_args("limb_f64_ring_gemm", m, n, k, a, k, false, b, n, false, c, n);
+  checks::gemm("limb_f64_ring_gemm", m, n, k, a, k, false, b, n, false, c, n);
   if (k > (int64_t{1} << 21)) {
     throw Error("[cuda::limb_f64_ring_gemm] expected k <= 2^21 (exact float64 sums), got " +
                 sizes3(m, n, k));

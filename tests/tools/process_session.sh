@@ -14,6 +14,10 @@ if [ ! -x "$bin/veil-train" ] || [ ! -x "$bin/veil-run" ] || [ ! -x "$bin/veil-d
   echo "SKIPPED: veil-train, veil-run or veil-dealer was not built"
   exit 0
 fi
+if [ "${VEIL_GRPC_ENABLED:-ON}" = OFF ]; then
+  echo "SKIPPED: veil was built without the gRPC transport (VEIL_WITH_GRPC=OFF)"
+  exit 0
+fi
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${VEIL_FASHION_MNIST_DIR:-}" ]; then
   echo "SKIPPED: Fashion-MNIST is not installed"
   exit 0
