@@ -92,6 +92,14 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
+Tensor Tensor::full_bits(const Shape& shape, DType dtype, uint64_t bits, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  if (t.numel() > 0) {
+    kc::fill(cuda_ops::elem(dtype), t.numel(), bits, t.storage_->data(), device.index);
+  }
+  return t;
+}
+
 int64_t Tensor::size(int64_t d) const {
   const int64_t nd = dim();
   VEIL_CHECK(d >= -nd && d < nd, "[Tensor::size] dimension {} out of range for shape {}", d,

@@ -3,6 +3,7 @@
 // offset, dtype and device. Copies share storage (like torch::Tensor); clone() copies data.
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -79,13 +80,21 @@ class Tensor {
     std::copy(values.begin(), values.end(), t.data<T>());
     return t;
   }
-  /// Contiguous tensor with every element equal to `value`.
+  /// Contiguous tensor with every element equal to `value`, on `device` (on a GPU: one fill
+  /// kernel, no host copy).
   template <class T>
-  static Tensor full(const Shape& shape, T value) {
+  static Tensor full(const Shape& shape, T value, Device device = {}) {
+    if (device.is_cuda()) {
+      uint64_t bits = 0;
+      std::memcpy(&bits, &value, sizeof(T));
+      return full_bits(shape, dtype_of<T>(), bits, device);
+    }
     Tensor t = empty(shape, dtype_of<T>());
     std::fill_n(t.data<T>(), t.numel(), value);
     return t;
   }
+  /// full() on a CUDA device: every element's bit pattern is the low bytes of `bits`.
+  static Tensor full_bits(const Shape& shape, DType dtype, uint64_t bits, Device device);
   /// 0-d tensor.
   template <class T>
   static Tensor scalar(T value) {

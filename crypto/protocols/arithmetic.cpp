@@ -163,7 +163,7 @@ AShare matmul_public_left(Party& p, const core::Tensor& c_float, const AShare& x
 
 AShare constant_share(Party& p, const core::Shape& shape, double c, int frac_bits) {
   const uint64_t enc = FixedPointEncoder(frac_bits).encode_scalar(c, "constant");
-  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc).to(p.device())
+  return {p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, enc, p.device())
                         : core::Tensor::zeros(shape, core::DType::kRing64, p.device()),
           frac_bits};
 }

@@ -746,7 +746,7 @@ core::Tensor bit_planes(const core::Tensor& bits) {
     for (int k = 0; k < 64; ++k) {
       weight.data<uint64_t>()[k] = uint64_t{1} << k;
     }
-    const core::Tensor one = core::Tensor::full<uint64_t>({1, 1, 1}, 1U).to(dev);
+    const core::Tensor one = core::Tensor::full<uint64_t>({1, 1, 1}, 1U, dev);
     const core::Tensor spread =
         core::mul(core::bitwise_and(b.reshape({blocks, 64, w}), one), weight.to(dev));
     return core::sum(spread, 1).reshape({blocks * w});

@@ -50,7 +50,7 @@ AShare bucket_table(Party& p, const Normalized& n, const std::vector<int64_t>& v
   const core::Shape& shape = n.ge.front().shape();
   const core::Device dev = n.ge.front().data.device();
   const auto base = static_cast<uint64_t>(v.front());
-  core::Tensor acc = p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, base).to(dev)
+  core::Tensor acc = p.rank() == 0 ? core::Tensor::full<uint64_t>(shape, base, dev)
                                    : core::Tensor::zeros(shape, core::DType::kRing64, dev);
   const bool signed_odd = odd && n.grid.is_signed;
   if (signed_odd && base != 0) {

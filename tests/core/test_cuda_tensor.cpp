@@ -364,6 +364,19 @@ TEST_CASE("cuda tensors: device copies, views and guards", "[cuda_tensor][gpu]")
                   d.slice(0, 1, 2).expand({5, 31}).contiguous());
     // round trip of a view back to the host
     require_match(h.t().to(Device::cpu()), gpu(d.t().to(Device::cpu())));
+  }
+  // full() on the device (a fill kernel) equals full() on the host, for every element size
+  require_match(Tensor::full<uint64_t>({7, 9}, 0x8000000000000001ULL),
+                Tensor::full<uint64_t>({7, 9}, 0x8000000000000001ULL, Device::cuda()));
+  require_match(Tensor::full<double>({65}, -2.5), Tensor::full<double>({65}, -2.5, Device::cuda()));
+  require_match(Tensor::full<float>({3, 3}, 0.75F),
+                Tensor::full<float>({3, 3}, 0.75F, Device::cuda()));
+  require_match(Tensor::full<uint8_t>({5}, 1), Tensor::full<uint8_t>({5}, 1, Device::cuda()));
+  REQUIRE(Tensor::full<int64_t>({0, 4}, -1, Device::cuda()).numel() == 0);
+  for (DType t : {DType::kRing64, DType::kInt64, DType::kUInt8, DType::kFloat32, DType::kFloat64}) {
+    INFO(veil::core::dtype_name(t));
+    const Tensor h = rand_tensor(t, {23, 31}, rng);
+    const Tensor d = gpu(h);
     // index_select0 with runs, repeats and reversed order
     const std::vector<int64_t> idx{3, 4, 5, 5, 22, 0, 1, 7};
     require_match(h.index_select0(idx), d.index_select0(idx));
