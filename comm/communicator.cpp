@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "kernels/cuda_backend.h"
 
 namespace veil::comm {
@@ -168,17 +169,21 @@ std::span<const std::byte> Communicator::message_bytes(const Message& m) {
 
 Communicator::Message Communicator::recv_checked(int from,
                                                  std::string_view tag,
-                                                 int64_t expected_bytes) {
+                                                 int64_t expected_bytes,
+                                                 bool keep_device) {
   check_peer(from, "recv");
   VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
   Message m = recv_bytes(from, tag, timeout_);
   VEIL_CHECK_WITH(ProtocolError, m.tag == tag, "[recv] expected tag '{}' from {}, got '{}'", tag,
                   peer_name(from), m.tag);
-  const auto got = static_cast<int64_t>(message_bytes(m).size());
+  const auto got = static_cast<int64_t>(m.tensor.defined() ? m.tensor.nbytes() : m.payload.size());
   VEIL_CHECK_WITH(ProtocolError, expected_bytes < 0 || got == expected_bytes,
                   "[recv] expected {} bytes under tag '{}' from {}, got {}", expected_bytes, tag,
                   peer_name(from), got);
   count(from, tag, got, /*sent=*/false);
+  if (m.tensor.defined() && m.tensor.is_cuda() && !keep_device) {
+    m.tensor = m.tensor.to(core::Device::cpu());  // a device hand-over read by a host path
+  }
   return m;
 }
 
@@ -204,11 +209,15 @@ void Communicator::send_tensor_once(int to,
     count(to, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/true);
     return;
   }
-  if (!t.is_cuda() && accepts_host_tensors()) {
+  if (t.is_cuda() ? accepts_device_tensors() : accepts_host_tensors()) {
     // the receiver's own copy (the sender may change t afterwards): the one copy of this send
     core::Tensor copy = t.is_contiguous() ? t.clone() : t.contiguous();
+    if (copy.is_cuda()) {
+      // complete before another thread's stream reads it
+      kernels::cuda::synchronize(copy.device().index);
+    }
     const auto nbytes = static_cast<int64_t>(copy.nbytes());
-    send_host_tensor(to, tag, std::move(copy));
+    send_whole_tensor(to, tag, std::move(copy));
     count(to, tag, nbytes, /*sent=*/true);
     return;
   }
@@ -228,10 +237,14 @@ void Communicator::send_tensor(int to, std::string_view tag, const core::Tensor&
 
 void Communicator::send_tensor(int to, std::string_view tag, core::Tensor&& t) {
   VEIL_CHECK(t.defined(), "[send_tensor] expected a defined tensor (tag '{}')", tag);
-  if (!t.is_cuda() && t.is_contiguous() && t.sole_owner() && accepts_host_tensors()) {
+  if (t.is_contiguous() && t.sole_owner() &&
+      (t.is_cuda() ? accepts_device_tensors() : accepts_host_tensors())) {
     begin_send(to, tag, /*observe=*/true);
     const auto nbytes = static_cast<int64_t>(t.nbytes());
-    send_host_tensor(to, tag, std::move(t));
+    if (t.is_cuda()) {
+      kernels::cuda::synchronize(t.device().index);  // t is complete before the peer reads it
+    }
+    send_whole_tensor(to, tag, std::move(t));
     count(to, tag, nbytes, /*sent=*/true);
     return;
   }
@@ -243,20 +256,29 @@ core::Tensor Communicator::recv_tensor(int from,
                                        const core::Shape& shape,
                                        core::DType dtype,
                                        core::Device device) {
+  const auto nbytes = core::shape_numel(shape) * static_cast<int64_t>(core::dtype_size(dtype));
   if (device.type == core::Device::Type::kCUDA) {
-    core::Tensor t = core::Tensor::empty(shape, dtype, device);
     check_peer(from, "recv");
     VEIL_CHECK(!tag.empty(), "[recv] expected a non-empty tag (from {})", peer_name(from));
-    if (recv_device(from, tag, t)) {
-      count(from, tag, static_cast<int64_t>(t.nbytes()), /*sent=*/false);
-      return t;
+    if (!accepts_device_tensors()) {
+      core::Tensor t = core::Tensor::empty(shape, dtype, device);
+      if (recv_device(from, tag, t)) {
+        count(from, tag, nbytes, /*sent=*/false);
+        return t;
+      }
     }
-    const Message m = recv_checked(from, tag, static_cast<int64_t>(t.nbytes()));
+    Message m = recv_checked(from, tag, nbytes, /*keep_device=*/true);
+    if (m.tensor.defined() && m.tensor.is_cuda()) {
+      if (m.tensor.device() == device && m.tensor.dtype() == dtype && m.tensor.is_contiguous()) {
+        return m.tensor.reshape(shape);  // handed over on this device: no copy at all
+      }
+      m.tensor = m.tensor.to(core::Device::cpu());  // from another device: through the host
+    }
+    core::Tensor t = core::Tensor::empty(shape, dtype, device);
     const std::span<const std::byte> b = message_bytes(m);
     kernels::cuda::copy_to_device(t.device_ptr(), b.data(), b.size(), device.index);
     return t;
   }
-  const auto nbytes = core::shape_numel(shape) * static_cast<int64_t>(core::dtype_size(dtype));
   Message m = recv_checked(from, tag, nbytes);
   if (m.tensor.defined() && m.tensor.dtype() == dtype && m.tensor.is_contiguous()) {
     return m.tensor.reshape(shape);  // handed over: this receiver's own copy
@@ -311,13 +333,38 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
              "[all_reduce] expected a ring64 tensor, got {} (tag '{}')", t.str(), tag);
   const auto nbytes = static_cast<int64_t>(t.nbytes());
   if (t.is_cuda() && world_size_ > 1) {
-    // A fresh contiguous copy on the device, reduced in place by a device transport if any.
-    core::Tensor out = t.is_contiguous() ? t.clone() : t.contiguous();
     for (int p = 0; p < world_size_; ++p) {
       if (p != rank_ && send_observer_) {
         send_observer_(p, tag);  // once per peer, whichever path sends
       }
     }
+    if (accepts_device_tensors()) {
+      // Each peer gets its own device copy, and the parts are combined on this device: nothing
+      // passes through host memory (peers on another device or the host copy what they get).
+      // The sum mod 2^64 and the XOR do not depend on the order of the parts.
+      core::Tensor src = t.is_contiguous() ? t : t.contiguous();
+      for (int p = 0; p < world_size_; ++p) {
+        if (p != rank_) {
+          begin_send(p, tag, /*observe=*/false);
+          core::Tensor copy = src.clone();
+          kernels::cuda::synchronize(copy.device().index);
+          send_whole_tensor(p, tag, std::move(copy));
+          count(p, tag, nbytes, /*sent=*/true);
+        }
+      }
+      core::Tensor out;
+      for (int p = 0; p < world_size_; ++p) {
+        if (p != rank_) {
+          const core::Tensor part =
+              recv_tensor(p, tag, t.shape(), core::DType::kRing64, t.device());
+          const core::Tensor& acc = out.defined() ? out : src;
+          out = op == ReduceOp::kSum ? core::add(acc, part) : core::bitwise_xor(acc, part);
+        }
+      }
+      return out;
+    }
+    // A fresh contiguous copy on the device, reduced in place by a device transport if any.
+    core::Tensor out = t.is_contiguous() ? t.clone() : t.contiguous();
     if (all_reduce_device(tag, out, op)) {
       for (int p = 0; p < world_size_; ++p) {
         if (p != rank_) {
@@ -374,7 +421,7 @@ void Communicator::all_reduce_with(std::string_view tag,
     for (int p = 0; p < world_size_; ++p) {
       if (p != rank_) {
         begin_send(p, tag, /*observe=*/true);
-        send_host_tensor(p, tag, t);
+        send_whole_tensor(p, tag, t);
         count(p, tag, nbytes, /*sent=*/true);
       }
     }

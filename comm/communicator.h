@@ -201,10 +201,10 @@ class Communicator {
   struct Message {
     std::string tag;
     Bytes payload;
-    /// Instead of `payload`: a contiguous host tensor handed over whole (send_host_tensor);
-    /// the receiver owns it exclusively, except in all_reduce(Tensor&&), whose receivers only
-    /// read it (check sole_owner() before writing to a received tensor). Its bytes are the
-    /// message.
+    /// Instead of `payload`: a contiguous tensor handed over whole (send_whole_tensor), in host
+    /// memory or, from a sender whose backend accepts_device_tensors(), on a CUDA device; the
+    /// receiver owns it exclusively, except in all_reduce(Tensor&&), whose receivers only read
+    /// it (check sole_owner() before writing to a received tensor). Its bytes are the message.
     core::Tensor tensor;
   };
   virtual void send_bytes(int to, std::string_view tag, std::span<const std::byte> data) = 0;
@@ -213,14 +213,19 @@ class Communicator {
                              std::chrono::milliseconds timeout) = 0;
   virtual void abort_impl(const std::string& reason) noexcept = 0;
 
-  /// Optional hand-over of host tensors (the in-process transport): when accepts_host_tensors()
-  /// is true, send_tensor and the collectives pass send_host_tensor a private contiguous copy of
-  /// the tensor (the one copy a send makes anyway), which the backend delivers as
-  /// Message::tensor; recv_tensor then returns it without copying it again. Same messages and
-  /// counted bytes as send_bytes. send_host_tensor must not block on the receiver and throws as
-  /// send_bytes.
+  /// Optional hand-over of whole tensors (the in-process transport). When accepts_host_tensors()
+  /// is true, send_tensor and the collectives pass send_whole_tensor a private contiguous copy of
+  /// a host tensor (the one copy a send makes anyway), which the backend delivers as
+  /// Message::tensor; recv_tensor then returns it without copying it again. When
+  /// accepts_device_tensors() is true, the same goes for a CUDA tensor: the private copy is made
+  /// on its device and is complete before the send returns (the sender's stream is
+  /// synchronized), so it never goes through host memory; a receiver expecting a tensor on that
+  /// device adopts it, any other receiver copies it (to the host, or through the host to another
+  /// device). Same messages and counted bytes as send_bytes. send_whole_tensor must not block on
+  /// the receiver and throws as send_bytes.
   virtual bool accepts_host_tensors() const { return false; }
-  virtual void send_host_tensor(int /*to*/, std::string_view /*tag*/, core::Tensor /*t*/) {}
+  virtual bool accepts_device_tensors() const { return false; }
+  virtual void send_whole_tensor(int /*to*/, std::string_view /*tag*/, core::Tensor /*t*/) {}
 
   /// Optional device transport (NcclCommunicator). The base calls these for CUDA tensors after
   /// validating the peer and tag; a backend that moves device memory itself does so and returns
@@ -251,8 +256,12 @@ class Communicator {
 
  private:
   // recv_bytes with the tag and size checks of recv() and the count; the message's bytes are its
-  // payload or its tensor (message_bytes).
-  Message recv_checked(int from, std::string_view tag, int64_t expected_bytes);
+  // payload or its tensor (message_bytes). A CUDA tensor message is copied to the host unless
+  // keep_device (the caller takes the device tensor itself).
+  Message recv_checked(int from,
+                       std::string_view tag,
+                       int64_t expected_bytes,
+                       bool keep_device = false);
   static std::span<const std::byte> message_bytes(const Message& m);
   void count(int peer, std::string_view tag, int64_t bytes, bool sent);
   void check_peer(int peer, const char* op) const;

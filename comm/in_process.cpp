@@ -28,9 +28,10 @@ struct InProcessHub::State {
     std::deque<Envelope> queue;  // guarded by mutex
   };
 
-  State(int world_size_in, bool with_dealer_in)
+  State(int world_size_in, bool with_dealer_in, bool device_handover_in)
       : world_size(world_size_in),
         with_dealer(with_dealer_in),
+        device_handover(device_handover_in),
         endpoints(world_size_in + (with_dealer_in ? 1 : 0)) {}
 
   Mailbox& mailbox(int from, int to) {
@@ -46,6 +47,7 @@ struct InProcessHub::State {
 
   const int world_size;
   const bool with_dealer;
+  const bool device_handover;
   const int endpoints;
   std::vector<std::unique_ptr<Mailbox>> mailboxes;   // [from * endpoints + to]
   std::vector<std::unique_ptr<Communicator>> comms;  // [rank]
@@ -119,9 +121,12 @@ class InProcessCommunicator final : public Communicator {
     post(to, Envelope{std::string(tag), Bytes(data.begin(), data.end()), {}});
   }
 
-  // Tensors travel whole: the base made the receiver's own copy, so recv_tensor copies nothing.
+  // Tensors travel whole, host and device ones alike: the base made the receiver's own copy, so
+  // recv_tensor copies nothing (a device tensor stays on its GPU: parties sharing one GPU as
+  // threads exchange shares without a round trip through host memory).
   bool accepts_host_tensors() const override { return true; }
-  void send_host_tensor(int to, std::string_view tag, core::Tensor t) override {
+  bool accepts_device_tensors() const override { return state_.device_handover; }
+  void send_whole_tensor(int to, std::string_view tag, core::Tensor t) override {
     if (state_.aborted.load(std::memory_order_acquire)) {
       state_.throw_aborted();
     }
@@ -169,9 +174,9 @@ class InProcessCommunicator final : public Communicator {
 
 }  // namespace
 
-InProcessHub::InProcessHub(int world_size, bool with_dealer) {
+InProcessHub::InProcessHub(int world_size, bool with_dealer, bool device_handover) {
   VEIL_CHECK(world_size >= 1, "[InProcessHub] expected world_size >= 1, got {}", world_size);
-  state_ = std::make_shared<State>(world_size, with_dealer);
+  state_ = std::make_shared<State>(world_size, with_dealer, device_handover);
   const auto n = static_cast<std::size_t>(state_->endpoints);
   state_->mailboxes.reserve(n * n);
   for (std::size_t i = 0; i < n * n; ++i) {

@@ -16,9 +16,14 @@ class InProcessHub;
 /// receiver's timeout. abort() on any endpoint fails the whole hub: every pending and later
 /// send/recv on every endpoint throws CommError. Different endpoints may be used concurrently
 /// from different threads. Throws ValueError for world_size < 1.
+///
+/// Device tensors: with `device_handover` (the default) a CUDA tensor travels as a device copy
+/// that the receiver adopts (Communicator::accepts_device_tensors), so parties sharing a GPU
+/// never move shares through host memory; without it, device tensors are staged through pinned
+/// host memory as over a process transport (for tests of that path and for measuring it).
 class InProcessHub {
  public:
-  InProcessHub(int world_size, bool with_dealer);
+  InProcessHub(int world_size, bool with_dealer, bool device_handover = true);
   ~InProcessHub();
   InProcessHub(const InProcessHub&) = delete;
   InProcessHub& operator=(const InProcessHub&) = delete;

@@ -20,7 +20,7 @@ void launch(const LaunchOptions& options, const std::function<void(Party&)>& fn)
   VEIL_CHECK(options.world_size >= 2, "[launch] expected world_size >= 2, got {}",
              options.world_size);
   const bool with_dealer = options.party.provider == ProviderKind::kDealer;
-  comm::InProcessHub hub(options.world_size, with_dealer);
+  comm::InProcessHub hub(options.world_size, with_dealer, options.device_handover);
   std::mutex mu;
   std::exception_ptr first_error;
   bool failed = false;

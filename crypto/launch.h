@@ -21,6 +21,10 @@ struct LaunchOptions {
   int threads_per_party = 0;
   /// Optional per-rank options (tests of mismatched setups); `party` when empty.
   std::function<PartyOptions(int rank)> party_for_rank;
+  /// Parties on a GPU hand their device tensors to each other on the device (true), or stage
+  /// them through host memory as over a process transport (false: tests and measurements of
+  /// that path). comm::InProcessHub.
+  bool device_handover = true;
 };
 
 /// The parties of one process share its cores: the hardware threads divided by world_size, at

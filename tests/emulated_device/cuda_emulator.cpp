@@ -23,6 +23,7 @@
 
 #include "tests/emulated_device/cuda_emulator.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +62,28 @@ struct Registry {
 /// The calling thread's counters (parties run as threads: each sees its own work).
 thread_local Stats t_stats;
 
+/// The process's counters.
+struct ProcessCounters {
+  std::atomic<uint64_t> kernel_calls{0}, copies_to_device{0}, copies_to_host{0}, bytes_to_device{0},
+      bytes_to_host{0};
+};
+ProcessCounters& process_counters() {
+  static auto* c = new ProcessCounters;  // never destroyed: read by the exit report
+  return *c;
+}
+
+void report_at_exit() {
+  const Stats s = process_stats();
+  std::fprintf(stderr,
+               "veil emulated CUDA device: %llu kernel calls, %llu copies to the device (%llu "
+               "bytes), %llu copies to the host (%llu bytes)\n",
+               static_cast<unsigned long long>(s.kernel_calls),
+               static_cast<unsigned long long>(s.copies_to_device),
+               static_cast<unsigned long long>(s.bytes_to_device),
+               static_cast<unsigned long long>(s.copies_to_host),
+               static_cast<unsigned long long>(s.bytes_to_host));
+}
+
 /// Never destroyed: device tensors held by static caches are freed during static destruction.
 Registry& registry() {
   static auto* r = new Registry;
@@ -72,6 +95,10 @@ void note_warning_once() {
   std::call_once(once, [] {
     std::fputs("veil: EMULATED CUDA device (host memory, for tests only; this is not a GPU run)\n",
                stderr);
+    const char* report = std::getenv("VEIL_EMULATED_REPORT");
+    if (report != nullptr && std::strcmp(report, "0") != 0) {
+      std::atexit(report_at_exit);
+    }
   });
 }
 
@@ -85,6 +112,7 @@ void use_device(int device, const char* op) {
 
 void count_kernel() {
   ++t_stats.kernel_calls;
+  process_counters().kernel_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
 /// Whether [p, p + bytes) lies inside one live device block.
@@ -156,6 +184,20 @@ Stats stats() {
 
 void reset_stats() {
   t_stats = {};
+}
+
+Stats process_stats() {
+  const ProcessCounters& c = process_counters();
+  Stats s;
+  s.kernel_calls = c.kernel_calls.load();
+  s.copies_to_device = c.copies_to_device.load();
+  s.copies_to_host = c.copies_to_host.load();
+  s.bytes_to_device = c.bytes_to_device.load();
+  s.bytes_to_host = c.bytes_to_host.load();
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  s.live_allocations = r.blocks.size();
+  return s;
 }
 
 bool active() {
@@ -288,6 +330,9 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes, int device) {
     std::memcpy(dst, src, bytes);
   }
   emu::t_stats.bytes_to_device += bytes;
+  ++emu::t_stats.copies_to_device;
+  emu::process_counters().bytes_to_device.fetch_add(bytes, std::memory_order_relaxed);
+  emu::process_counters().copies_to_device.fetch_add(1, std::memory_order_relaxed);
 }
 
 void copy_to_host(void* dst, const void* src, std::size_t bytes, int device) {
@@ -298,6 +343,9 @@ void copy_to_host(void* dst, const void* src, std::size_t bytes, int device) {
     std::memcpy(dst, src, bytes);
   }
   emu::t_stats.bytes_to_host += bytes;
+  ++emu::t_stats.copies_to_host;
+  emu::process_counters().bytes_to_host.fetch_add(bytes, std::memory_order_relaxed);
+  emu::process_counters().copies_to_host.fetch_add(1, std::memory_order_relaxed);
 }
 
 void copy_device_to_device(void* dst, const void* src, std::size_t bytes, int device) {

@@ -20,6 +20,8 @@ namespace veil::testing::emulated_device {
 struct Stats {
   uint64_t bytes_to_device = 0;    ///< copy_to_device
   uint64_t bytes_to_host = 0;      ///< copy_to_host
+  uint64_t copies_to_device = 0;   ///< copy_to_device calls (each one waits for the stream)
+  uint64_t copies_to_host = 0;     ///< copy_to_host calls (each one waits for the stream)
   uint64_t kernel_calls = 0;       ///< kernel API calls that did device work
   uint64_t live_allocations = 0;   ///< device blocks of all threads not yet freed (not reset)
   uint64_t rejected_pointers = 0;  ///< kernel arguments that were not device memory
@@ -27,6 +29,11 @@ struct Stats {
 
 Stats stats();
 void reset_stats();
+
+/// The whole process's counts since start (all threads). With VEIL_EMULATED_REPORT=1 in the
+/// environment they are printed to stderr at exit: how many kernel calls and host<->device copies
+/// a run makes, which is what a GPU run pays per launch and per synchronization.
+Stats process_stats();
 
 /// Whether this binary runs on the emulated device (true whenever the emulator is linked).
 bool active();
