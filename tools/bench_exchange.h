@@ -3,8 +3,9 @@
 // of this process and talk over gRPC with mutual TLS on 127.0.0.1 (a throw-away PKI in a temp
 // directory), next to the in-process backend:
 //   * round latency: ping-pong of an 8-byte tagged message, median of --pings round trips;
-//   * one share exchange (what a 2-party all_reduce does): both parties send n bytes to each
-//     other, then receive; median of the reps; throughput = n / time per direction.
+//   * one share exchange (what a 2-party all_reduce does): both parties send a ring64 tensor of n
+//     bytes to each other (send_tensor), then receive it (recv_tensor), as the protocols do;
+//     median of the reps; throughput = n / time per direction.
 //
 //   veil-bench exchange --sizes 8,4096,1048576,67108864 --reps 20 [--plaintext] [--json f.json]
 
@@ -98,15 +99,16 @@ inline Measurement measure(comm::Communicator& c,
   }
   m.latency_us = median(rtts) * 1e6;
   for (const int64_t n : sizes) {
-    const comm::Bytes share(static_cast<std::size_t>(n), std::byte{0x5a});
+    const core::Tensor share =
+        core::Tensor::full<uint64_t>({n / 8}, 0x5a5a5a5a5a5a5a5aULL);  // n is a multiple of 8
     // At most ~1 GiB per size and direction, at least 3 reps.
     const int r =
         std::clamp(static_cast<int>((int64_t{1} << 30) / std::max<int64_t>(n, 1)), 3, reps);
     std::vector<double> times;
     for (int i = -1; i < r; ++i) {  // one warm-up exchange
       const auto t0 = Clock::now();
-      c.send(other, "open#1", share);
-      (void)c.recv(other, "open#1", n);
+      c.send_tensor(other, "open#1", share);
+      (void)c.recv_tensor(other, "open#1", share.shape(), core::DType::kRing64);
       if (i >= 0) {
         times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       }
@@ -193,7 +195,7 @@ inline void add_exchange_command(CLI::App& app) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "exchange", "2-party round latency and share-exchange throughput: gRPC+TLS vs in-process");
-  cmd->add_option("--sizes", args->sizes, "share sizes in bytes, comma separated")
+  cmd->add_option("--sizes", args->sizes, "share sizes in bytes (multiples of 8), comma separated")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--reps", args->reps, "exchanges per size (median reported)")
@@ -211,9 +213,9 @@ inline void add_exchange_command(CLI::App& app) {
   cmd->callback([args] {
     namespace d = exchange_detail;
     for (const int64_t n : args->sizes) {
-      if (n < 0 || n > (int64_t{1} << 31)) {
-        throw CLI::ValidationError("--sizes",
-                                   fmt::format("sizes must be in [0, 2 GiB], got {}", n));
+      if (n < 8 || n > (int64_t{1} << 31) || n % 8 != 0) {
+        throw CLI::ValidationError(
+            "--sizes", fmt::format("sizes must be multiples of 8 bytes in [8, 2 GiB], got {}", n));
       }
     }
     std::random_device rd;

@@ -192,17 +192,32 @@ grpc::ByteBuffer make_small_frame(const wire::Header& header, std::span<const st
   return grpc::ByteBuffer(&slice, 1);
 }
 
-void DecodedFrame::append_data_to(Bytes& out) const {
-  std::size_t left = data_size;
-  std::size_t offset = data_offset;
-  for (std::size_t i = data_slice; left > 0 && i < slices.size(); ++i) {
-    const grpc::Slice& s = slices[i];
+namespace {
+// Calls put(pointer, bytes) for each piece of the frame's data, in order.
+template <class Put>
+void for_each_data_piece(const DecodedFrame& f, Put&& put) {
+  std::size_t left = f.data_size;
+  std::size_t offset = f.data_offset;
+  for (std::size_t i = f.data_slice; left > 0 && i < f.slices.size(); ++i) {
+    const grpc::Slice& s = f.slices[i];
     const std::size_t take = std::min(left, s.size() - offset);
-    const auto* p = reinterpret_cast<const std::byte*>(s.begin() + offset);
-    out.insert(out.end(), p, p + take);
+    put(reinterpret_cast<const std::byte*>(s.begin() + offset), take);
     left -= take;
     offset = 0;
   }
+}
+}  // namespace
+
+void DecodedFrame::append_data_to(Bytes& out) const {
+  for_each_data_piece(*this,
+                      [&](const std::byte* p, std::size_t n) { out.insert(out.end(), p, p + n); });
+}
+
+void DecodedFrame::copy_data_to(std::byte* dst) const {
+  for_each_data_piece(*this, [&](const std::byte* p, std::size_t n) {
+    std::memcpy(dst, p, n);
+    dst += n;
+  });
 }
 
 bool decode_frame(grpc::ByteBuffer& buffer, DecodedFrame& out, std::string& error) {

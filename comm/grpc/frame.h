@@ -45,6 +45,8 @@ struct DecodedFrame {
 
   /// Appends the data bytes to `out` (one copy, straight from the received slices).
   void append_data_to(Bytes& out) const;
+  /// Copies the data bytes to dst (data_size bytes; one copy, straight from the slices).
+  void copy_data_to(std::byte* dst) const;
 };
 
 /// Parses `buffer` (consumed: cleared afterwards). Returns false with `error` set (no payload

@@ -70,10 +70,16 @@ constexpr int kMaxGrpcMessageBytes = 8 << 20;
 constexpr std::size_t kMinChunkBytes = std::size_t{4} << 10U;
 constexpr std::size_t kMaxChunkBytes = std::size_t{4} << 20U;
 
+/// A received message: its bytes in `tensor` (a ring64 tensor the receiver adopts without a
+/// copy) when they are a whole number of words, else in `payload`.
 struct Envelope {
   std::string tag;
   Bytes payload;
+  core::Tensor tensor;
 };
+
+/// Messages of at least this many bytes (and a multiple of 8) are received into a ring64 tensor.
+constexpr uint64_t kTensorMessageBytes = 4096;
 
 enum class Closed : uint8_t { kOpen, kBye, kLost, kProtocol };
 
@@ -514,8 +520,7 @@ class Link {
       case wire::BYE:
         if (partial_) {
           return protocol_error(fmt::format("BYE in the middle of message '{}' ({} of {} bytes)",
-                                            partial_->tag, partial_->payload.size(),
-                                            partial_total_));
+                                            partial_->tag, partial_filled_, partial_total_));
         }
         got_bye_ = true;
         session_.close_mailbox(peer_, Closed::kBye, "it closed its communicator");
@@ -546,9 +551,15 @@ class Link {
       }
       partial_.emplace();
       partial_->tag = h.tag();
-      partial_->payload.reserve(
-          static_cast<std::size_t>(std::min(h.total_size(), kMaxReserveBytes)));
-      partial_total_ = h.total_size();
+      const uint64_t total = h.total_size();
+      if (total >= kTensorMessageBytes && total % 8 == 0 && total <= kMaxReserveBytes) {
+        partial_->tensor =
+            core::Tensor::empty({static_cast<int64_t>(total / 8)}, core::DType::kRing64);
+      } else {
+        partial_->payload.reserve(static_cast<std::size_t>(std::min(total, kMaxReserveBytes)));
+      }
+      partial_total_ = total;
+      partial_filled_ = 0;
       next_chunk_ = 0;
     } else if (h.tag() != partial_->tag || h.total_size() != partial_total_) {
       return protocol_error(
@@ -559,18 +570,22 @@ class Link {
       return protocol_error(fmt::format("chunk {} of message '{}' out of order (expected chunk {})",
                                         h.chunk_index(), partial_->tag, next_chunk_));
     }
-    const uint64_t have = partial_->payload.size();
-    if (f.data_size > partial_total_ - have) {
+    if (f.data_size > partial_total_ - partial_filled_) {
       return protocol_error(fmt::format("message '{}' exceeds its declared size of {} bytes",
                                         partial_->tag, partial_total_));
     }
-    f.append_data_to(partial_->payload);
+    if (partial_->tensor.defined()) {
+      f.copy_data_to(partial_->tensor.mutable_bytes().data() + partial_filled_);
+    } else {
+      f.append_data_to(partial_->payload);
+    }
+    partial_filled_ += f.data_size;
     ++next_chunk_;
-    const bool complete = partial_->payload.size() == partial_total_;
+    const bool complete = partial_filled_ == partial_total_;
     if (h.last() != complete) {
       return protocol_error(
           h.last() ? fmt::format("message '{}' ended after {} of its declared {} bytes",
-                                 partial_->tag, partial_->payload.size(), partial_total_)
+                                 partial_->tag, partial_filled_, partial_total_)
                    : fmt::format("message '{}' continues past its declared {} bytes", partial_->tag,
                                  partial_total_));
     }
@@ -602,6 +617,7 @@ class Link {
  private:
   std::optional<Envelope> partial_;  // message being reassembled (reactions only)
   uint64_t partial_total_ = 0;
+  uint64_t partial_filled_ = 0;  // bytes of partial_ received so far
   uint32_t next_chunk_ = 0;
 };
 
@@ -1045,44 +1061,31 @@ class GrpcCommunicator final : public Communicator {
 
  protected:
   void send_bytes(int to, std::string_view tag, std::span<const std::byte> data) override {
-    if (session_->aborted()) {
-      session_->throw_aborted();
+    Link* link = open_link(to, tag);
+    if (data.size() <= std::min(options_.chunk_bytes, kSmallMessageBytes)) {
+      send_small(link, tag, data);
+      return;
     }
-    Link* link = session_->link(to);
-    if (link == nullptr) {
-      throw CommError(fmt::format("[send] no stream to {}", session_->name(to)));
+    send_chunks(link, tag, copy_to_slice(data));  // the one copy of the payload
+  }
+
+  // A host tensor handed over whole (the base made it this message's own, or it is only read
+  // from now on): its storage travels as the frames' data, without another copy; the slice keeps
+  // the tensor alive until gRPC has written the last frame.
+  bool accepts_host_tensors() const override { return true; }
+  void send_whole_tensor(int to, std::string_view tag, core::Tensor t) override {
+    Link* link = open_link(to, tag);
+    const std::span<const std::byte> data = t.bytes();
+    if (data.size() <= std::min(options_.chunk_bytes, kSmallMessageBytes)) {
+      send_small(link, tag, data);
+      return;
     }
-    {
-      // A peer that said BYE, broke the protocol or lost its connection reads nothing more.
-      Mailbox& mb = session_->mailbox(to);
-      std::lock_guard<std::mutex> lock(mb.mu);
-      if (mb.closed != Closed::kOpen) {
-        throw CommError(fmt::format("[send] {} disconnected: {} (tag '{}')", session_->name(to),
-                                    mb.closed == Closed::kProtocol ? "protocol error" : mb.reason,
-                                    tag));
-      }
-    }
-    wire::Header h;
-    h.set_type(wire::DATA);
-    h.set_tag(std::string(tag));
-    h.set_total_size(data.size());
-    std::vector<ByteBuffer> frames;
-    const std::size_t chunk = options_.chunk_bytes;
-    if (data.size() <= std::min(chunk, kSmallMessageBytes)) {
-      h.set_last(true);
-      frames.push_back(make_small_frame(h, data));
-    } else {
-      const grpc::Slice all = copy_to_slice(data);  // the one copy of the payload
-      frames.reserve((data.size() + chunk - 1) / chunk);
-      uint32_t index = 0;
-      for (std::size_t begin = 0; begin < data.size(); begin += chunk, ++index) {
-        const std::size_t end = std::min(data.size(), begin + chunk);
-        h.set_chunk_index(index);
-        h.set_last(end == data.size());
-        frames.push_back(make_frame(h, &all, begin, end));
-      }
-    }
-    link->send(std::move(frames));
+    auto holder = std::make_unique<core::Tensor>(std::move(t));
+    const grpc::Slice all(
+        const_cast<std::byte*>(data.data()), data.size(),
+        [](void* p) { delete static_cast<core::Tensor*>(p); }, holder.get());
+    holder.release();  // owned by the slice now
+    send_chunks(link, tag, all);
   }
 
   Message recv_bytes(int from, std::string_view expected_tag, milliseconds timeout) override {
@@ -1098,7 +1101,7 @@ class GrpcCommunicator final : public Communicator {
     if (!mb.queue.empty()) {
       Envelope e = std::move(mb.queue.front());
       mb.queue.pop_front();
-      return Message{std::move(e.tag), std::move(e.payload), {}};
+      return Message{std::move(e.tag), std::move(e.payload), std::move(e.tensor)};
     }
     if (ready && mb.closed == Closed::kProtocol) {
       throw ProtocolError(mb.reason);
@@ -1125,6 +1128,60 @@ class GrpcCommunicator final : public Communicator {
   }
 
  private:
+  /// The stream to `to`, checked open for a send of `tag`. Throws CommError.
+  Link* open_link(int to, std::string_view tag) {
+    if (session_->aborted()) {
+      session_->throw_aborted();
+    }
+    Link* link = session_->link(to);
+    if (link == nullptr) {
+      throw CommError(fmt::format("[send] no stream to {}", session_->name(to)));
+    }
+    // A peer that said BYE, broke the protocol or lost its connection reads nothing more.
+    Mailbox& mb = session_->mailbox(to);
+    std::lock_guard<std::mutex> lock(mb.mu);
+    if (mb.closed != Closed::kOpen) {
+      throw CommError(fmt::format("[send] {} disconnected: {} (tag '{}')", session_->name(to),
+                                  mb.closed == Closed::kProtocol ? "protocol error" : mb.reason,
+                                  tag));
+    }
+    return link;
+  }
+
+  static wire::Header data_header(std::string_view tag, std::size_t total) {
+    wire::Header h;
+    h.set_type(wire::DATA);
+    h.set_tag(std::string(tag));
+    h.set_total_size(total);
+    return h;
+  }
+
+  /// A message in one frame, header and data in one allocation.
+  static void send_small(Link* link, std::string_view tag, std::span<const std::byte> data) {
+    wire::Header h = data_header(tag, data.size());
+    h.set_last(true);
+    std::vector<ByteBuffer> frames;
+    frames.push_back(make_small_frame(h, data));
+    link->send(std::move(frames));
+  }
+
+  /// A message cut into frames of options_.chunk_bytes whose data are sub-slices of `all`.
+  void send_chunks(Link* link, std::string_view tag, const grpc::Slice& all) {
+    const std::size_t size = all.size();
+    wire::Header h = data_header(tag, size);
+    const std::size_t chunk = options_.chunk_bytes;
+    std::vector<ByteBuffer> frames;
+    frames.reserve((size + chunk - 1) / chunk);
+    uint32_t index = 0;
+    for (std::size_t begin = 0; begin < size; begin += chunk, ++index) {
+      const std::size_t end = std::min(size, begin + chunk);
+      h.set_chunk_index(index);
+      h.set_last(end == size);
+      frames.push_back(make_frame(h, &all, begin, end));
+    }
+    link->send(std::move(frames));
+  }
+
   std::string listen_address() const {
     return options_.listen_address.empty() ? options_.addresses[static_cast<std::size_t>(rank())]
                                            : options_.listen_address;
