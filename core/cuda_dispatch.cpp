@@ -1,6 +1,7 @@
 #include "core/cuda_dispatch.h"
 
 #include <algorithm>
+#include <list>
 
 #include "core/elementwise.h"
 #include "kernels/cuda_gemm.h"
@@ -167,19 +168,73 @@ bool overlapping(const Tensor& v) {
 
 }  // namespace
 
+namespace {
+
+Tensor upload_index(const std::vector<int64_t>& index, Device device) {
+  Tensor host_index = Tensor::empty({static_cast<int64_t>(index.size())}, DType::kInt64);
+  std::copy(index.begin(), index.end(), host_index.data<int64_t>());
+  return host_index.to(device);
+}
+
+/// Device copies of recently used index lists (see gather_index), most recently used first. One
+/// cache per thread: an entry is used and dropped by the thread that uploaded it, so its memory
+/// is freed on that thread's stream after every kernel that read it (a cache shared by parties'
+/// threads could free a list while another thread's kernel still reads it).
+class IndexCache {
+ public:
+  Tensor get(const std::vector<int64_t>& index, Device device) {
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->device == device && it->index == index) {
+        entries_.splice(entries_.begin(), entries_, it);
+        return entries_.front().on_device;
+      }
+    }
+    Tensor up = upload_index(index, device);
+    const std::size_t bytes = index.size() * sizeof(int64_t);
+    if (bytes > kMaxBytes) {
+      return up;
+    }
+    entries_.push_front({device, index, up});
+    bytes_ += bytes;
+    while (entries_.size() > kMaxEntries || bytes_ > kMaxBytes) {
+      bytes_ -= entries_.back().index.size() * sizeof(int64_t);
+      entries_.pop_back();
+    }
+    return up;
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 64;
+  static constexpr std::size_t kMaxBytes = std::size_t{16} << 20U;
+  struct Entry {
+    Device device;
+    std::vector<int64_t> index;
+    Tensor on_device;
+  };
+  std::list<Entry> entries_;
+  std::size_t bytes_ = 0;
+};
+
+IndexCache& index_cache() {
+  thread_local IndexCache cache;
+  return cache;
+}
+
+}  // namespace
+
 void gather_index(const Tensor& src,
                   int64_t outer,
                   int64_t len,
                   int64_t inner,
                   const std::vector<int64_t>& index,
-                  Tensor& out) {
+                  Tensor& out,
+                  bool reuse) {
   if (out.numel() == 0) {
     return;
   }
   const auto n = static_cast<int64_t>(index.size());
-  Tensor host_index = Tensor::empty({n}, DType::kInt64);
-  std::copy(index.begin(), index.end(), host_index.data<int64_t>());
-  const Tensor dev_index = host_index.to(src.device());
+  const Tensor dev_index =
+      reuse ? index_cache().get(index, src.device()) : upload_index(index, src.device());
   kc::gather_index(elem(src.dtype()), outer, len, inner, ptr(src), n,
                    static_cast<const int64_t*>(ptr(dev_index)), ptr(out), src.device().index);
 }

@@ -76,13 +76,18 @@ void add_into_view(Tensor& view, const Tensor& src, const char* name);
 /// out = src (contiguous, on a device, read as [outer, len, inner]) gathered along its middle
 /// dimension by a public index (entries in [-1, len), checked by the caller; -1 gives zeros) into
 /// out ([outer, index.size(), inner] elements, contiguous, same dtype and device): the index is
-/// uploaded (8 bytes per entry), then one kernel (kernels::cuda::gather_index).
+/// uploaded (8 bytes per entry), then one kernel (kernels::cuda::gather_index). With `reuse`
+/// the device copy of the index is kept for later calls with the same index on the same device
+/// (the windows of a pooling layer and the pairs of a max recur every training step, and an
+/// upload waits for the party's stream): at most 64 lists and 16 MiB per thread, least recently
+/// used dropped first. index_select0's batch rows change every step and are not kept.
 void gather_index(const Tensor& src,
                   int64_t outer,
                   int64_t len,
                   int64_t inner,
                   const std::vector<int64_t>& index,
-                  Tensor& out);
+                  Tensor& out,
+                  bool reuse = true);
 /// Concatenation of validated inputs along d into a tensor of `shape`.
 Tensor cat(const std::vector<Tensor>& xs, int64_t d, const Shape& shape);
 /// a [m, k] @ b [k, n]: ring64 on the tensor-core ring GEMM, float32/float64 through cuBLAS.

@@ -371,7 +371,7 @@ Tensor Tensor::index_select0(const std::vector<int64_t>& index) const {
     if (out.numel() == 0) {
       return out;
     }
-    cuda_ops::gather_index(contiguous(), 1, rows, numel_ / rows, index, out);
+    cuda_ops::gather_index(contiguous(), 1, rows, numel_ / rows, index, out, /*reuse=*/false);
     return out;
   }
   for (std::size_t i = 0; i < index.size(); ++i) {

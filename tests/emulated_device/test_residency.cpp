@@ -19,6 +19,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/conv.h"
+#include "core/ops.h"
 #include "crypto/launch.h"
 #include "crypto/protocols/approx.h"
 #include "crypto/protocols/arithmetic.h"
@@ -183,4 +184,27 @@ TEST_CASE("device shares never reach host memory except to be sent", "[device][e
       }
     }
   }
+}
+
+TEST_CASE("a gather's index list is uploaded once per thread and reused", "[device][emulated]") {
+  const Tensor h = vt::uniform({6, 50}, -1.0, 1.0, 3);
+  const Tensor d = h.to(Device::cuda(0));
+  const std::vector<int64_t> cols{49, -1, 0, 7, 7, 23};
+  emu::reset_stats();
+  const Tensor first = veil::core::gather_last(d, cols);
+  const uint64_t after_first = emu::stats().copies_to_device;
+  const Tensor second = veil::core::gather_last(d, cols);
+  // THEN the second gather finds the list on the device and gives the same values as the CPU
+  CHECK(after_first == 1);
+  CHECK(emu::stats().copies_to_device == 1);
+  CHECK(second.to(Device::cpu()).to_vector<double>() ==
+        veil::core::gather_last(h, cols).to_vector<double>());
+  CHECK(first.to(Device::cpu()).to_vector<double>() ==
+        second.to(Device::cpu()).to_vector<double>());
+  // a different list is uploaded; index_select0's batch rows are uploaded on every call
+  (void)veil::core::gather_last(d, {1, 2});
+  CHECK(emu::stats().copies_to_device == 2);
+  (void)d.index_select0({5, 0, 3});
+  (void)d.index_select0({5, 0, 3});
+  CHECK(emu::stats().copies_to_device == 4);
 }
