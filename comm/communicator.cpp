@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/ops.h"
@@ -343,12 +344,16 @@ core::Tensor Communicator::all_reduce(std::string_view tag, const core::Tensor& 
       // passes through host memory (peers on another device or the host copy what they get).
       // The sum mod 2^64 and the XOR do not depend on the order of the parts.
       core::Tensor src = t.is_contiguous() ? t : t.contiguous();
+      std::vector<core::Tensor> copies;
+      for (int p = 0; p < world_size_ - 1; ++p) {
+        copies.push_back(src.clone());
+      }
+      kernels::cuda::synchronize(src.device().index);  // the copies are complete
       for (int p = 0; p < world_size_; ++p) {
         if (p != rank_) {
           begin_send(p, tag, /*observe=*/false);
-          core::Tensor copy = src.clone();
-          kernels::cuda::synchronize(copy.device().index);
-          send_whole_tensor(p, tag, std::move(copy));
+          send_whole_tensor(p, tag, std::move(copies.back()));
+          copies.pop_back();
           count(p, tag, nbytes, /*sent=*/true);
         }
       }
