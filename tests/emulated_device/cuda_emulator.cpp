@@ -322,30 +322,32 @@ void pinned_free(void* ptr) noexcept {
   std::free(ptr);
 }
 
-void copy_to_device(void* dst, const void* src, std::size_t bytes, int device) {
-  use_device(device, "copy_to_device");
-  require_device(dst, bytes, "copy_to_device", "dst");
-  emu::require_host(src, bytes, "copy_to_device", "src");
+namespace {
+/// A copy between host and device memory (to_device: host src, device dst; else the reverse),
+/// counted for the calling thread and the process.
+void copy_across(void* dst, const void* src, std::size_t bytes, int device, bool to_device) {
+  const char* op = to_device ? "copy_to_device" : "copy_to_host";
+  use_device(device, op);
+  require_device(to_device ? dst : src, bytes, op, to_device ? "dst" : "src");
+  emu::require_host(to_device ? src : dst, bytes, op, to_device ? "src" : "dst");
   if (bytes != 0) {
     std::memcpy(dst, src, bytes);
   }
-  emu::t_stats.bytes_to_device += bytes;
-  ++emu::t_stats.copies_to_device;
-  emu::process_counters().bytes_to_device.fetch_add(bytes, std::memory_order_relaxed);
-  emu::process_counters().copies_to_device.fetch_add(1, std::memory_order_relaxed);
+  emu::Stats& t = emu::t_stats;
+  emu::ProcessCounters& c = emu::process_counters();
+  (to_device ? t.bytes_to_device : t.bytes_to_host) += bytes;
+  ++(to_device ? t.copies_to_device : t.copies_to_host);
+  (to_device ? c.bytes_to_device : c.bytes_to_host).fetch_add(bytes, std::memory_order_relaxed);
+  (to_device ? c.copies_to_device : c.copies_to_host).fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+void copy_to_device(void* dst, const void* src, std::size_t bytes, int device) {
+  copy_across(dst, src, bytes, device, /*to_device=*/true);
 }
 
 void copy_to_host(void* dst, const void* src, std::size_t bytes, int device) {
-  use_device(device, "copy_to_host");
-  require_device(src, bytes, "copy_to_host", "src");
-  emu::require_host(dst, bytes, "copy_to_host", "dst");
-  if (bytes != 0) {
-    std::memcpy(dst, src, bytes);
-  }
-  emu::t_stats.bytes_to_host += bytes;
-  ++emu::t_stats.copies_to_host;
-  emu::process_counters().bytes_to_host.fetch_add(bytes, std::memory_order_relaxed);
-  emu::process_counters().copies_to_host.fetch_add(1, std::memory_order_relaxed);
+  copy_across(dst, src, bytes, device, /*to_device=*/false);
 }
 
 void copy_device_to_device(void* dst, const void* src, std::size_t bytes, int device) {
