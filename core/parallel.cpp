@@ -15,8 +15,7 @@ namespace veil::core {
 namespace {
 
 int default_threads() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : static_cast<int>(n);
+  return hardware_threads();
 }
 
 thread_local int tl_num_threads = 0;
@@ -86,6 +85,21 @@ int num_threads() {
 void set_num_threads(int n) {
   VEIL_CHECK(n >= 1, "[set_num_threads] expected n >= 1, got {}", n);
   tl_num_threads = n;
+}
+
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+AtLeastThreads::AtLeastThreads(int n) : before_(tl_num_threads) {
+  if (n > num_threads()) {
+    set_num_threads(n);
+  }
+}
+
+AtLeastThreads::~AtLeastThreads() {
+  tl_num_threads = before_;
 }
 
 void parallel_for(int64_t begin,

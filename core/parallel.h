@@ -13,6 +13,21 @@ namespace veil::core {
 int num_threads();
 /// Sets num_threads() for the calling thread; n >= 1 (throws ValueError otherwise).
 void set_num_threads(int n);
+/// The number of hardware threads (at least 1).
+int hardware_threads();
+
+/// Raises num_threads() of the calling thread to at least n for its lifetime, then restores it:
+/// for work that runs while the other parties of the process wait for its result.
+class AtLeastThreads {
+ public:
+  explicit AtLeastThreads(int n);
+  ~AtLeastThreads();
+  AtLeastThreads(const AtLeastThreads&) = delete;
+  AtLeastThreads& operator=(const AtLeastThreads&) = delete;
+
+ private:
+  int before_;  // the thread's setting before (0: the default)
+};
 
 /// Calls fn(lo, hi) on disjoint chunks covering [begin, end), each at least `grain` long (except
 /// possibly the last), on up to num_threads() threads. Runs inline when the range is small.

@@ -4,6 +4,7 @@
 #include <span>
 #include <utility>
 
+#include "core/parallel.h"
 #include "crypto/fingerprint.h"
 #include "crypto/providers/provider.h"
 #include "crypto/wire.h"
@@ -88,6 +89,9 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
   }
   // Trusted first party: replay every party's draws locally (this is the insecure part). The
   // replay runs on the host; a device party copies its own draws over for it (benchmark mode).
+  // It is the dealer's work, done while the other parties wait for party 0's first message, so it
+  // may use every core of the process.
+  const core::AtLeastThreads all_cores(core::hardware_threads());
   if (dev != core::Device::cpu()) {
     std::vector<std::vector<core::Tensor>> all(mirrors_.size());
     for (const core::Tensor& t : mine) {
