@@ -490,3 +490,40 @@ TEST_CASE("matmul rejects bad shapes and dtypes", "[ops][matmul]") {
                   veil::ValueError);
   CHECK_THROWS_AS(veil::core::matmul(Tensor(), b), veil::ValueError);
 }
+
+TEST_CASE("AtLeastThreads raises a thread's intra-op threads and restores them",
+          "[ops][parallel]") {
+  std::vector<int> seen;
+  std::thread t([&] {
+    const int hw = veil::core::hardware_threads();
+    seen.push_back(veil::core::num_threads());  // the default: every hardware thread
+    veil::core::set_num_threads(1);
+    {
+      const veil::core::AtLeastThreads all(hw + 3);
+      seen.push_back(veil::core::num_threads());
+      {
+        const veil::core::AtLeastThreads fewer(1);  // never lowers
+        seen.push_back(veil::core::num_threads());
+      }
+      seen.push_back(veil::core::num_threads());
+    }
+    seen.push_back(veil::core::num_threads());
+    seen.push_back(hw);
+  });
+  t.join();
+  REQUIRE(seen.size() == 6);
+  const int hw = seen[5];
+  CHECK(seen[0] == hw);
+  CHECK(seen[1] == hw + 3);
+  CHECK(seen[2] == hw + 3);
+  CHECK(seen[3] == hw + 3);
+  CHECK(seen[4] == 1);
+  // a thread on the default setting returns to it
+  int after = 0;
+  std::thread u([&] {
+    { const veil::core::AtLeastThreads all(veil::core::hardware_threads() + 1); }
+    after = veil::core::num_threads();
+  });
+  u.join();
+  CHECK(after == hw);
+}
