@@ -303,7 +303,26 @@ void DealerService::serve() {
     comm_.send(0, tag + "/push", to_bytes(next->second));
     comm_.send_tensor(0, tag + "/push_data", std::move(correction));
   };
-  push(0);
+  // Party 0 shuts down by sending a shutdown request as its last ack and then closing its stream,
+  // without waiting for the next push. If that push is sent after the close, the send fails; the
+  // shutdown is then the next message waiting, and the session ends normally.
+  auto push_unless_shut_down = [&](uint64_t seq) {
+    try {
+      push(seq);
+      return true;
+    } catch (const CommError&) {
+      const auto raw = comm_.recv(0, dealer_tag(seq) + "/ack");
+      WireReader r(raw, "dealer");
+      (void)r.u64();
+      if (CorrelationRequest::deserialize(r.rest()).kind == CorrelationRequest::Kind::kShutdown) {
+        return false;
+      }
+      throw;
+    }
+  };
+  if (!push_unless_shut_down(0)) {
+    return;
+  }
   for (;;) {
     const std::string tag = dealer_tag(seq_);
     const auto raw = comm_.recv(0, tag + "/ack");
@@ -334,7 +353,9 @@ void DealerService::serve() {
       previous += h;
     }
     ++seq_;
-    push(seq_);
+    if (!push_unless_shut_down(seq_)) {
+      return;
+    }
   }
 }
 
