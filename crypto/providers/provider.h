@@ -133,6 +133,9 @@ class SeededProvider : public Provider {
 /// correct prediction costs party 0 no round trip. PRG positions advance only for requests
 /// actually answered, so answers never depend on predictions. Cost per request: an ack of a few
 /// dozen bytes from party 0; a push (or, on a miss, an answer) of 8 |correction| bytes to it.
+/// Party 0 ends the session with a shutdown request in place of an ack and does not wait for the
+/// push already on its way; a push that fails because party 0 has closed right after its shutdown
+/// ends the session normally.
 class DealerService {
  public:
   explicit DealerService(comm::Communicator& comm, bool lookahead = true);
