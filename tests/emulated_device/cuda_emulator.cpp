@@ -699,24 +699,6 @@ void beaver_output(int64_t n,
 
 namespace {
 
-/// The real wrappers' argument checks; returns false when there is nothing to compute (m or
-/// n == 0; k == 0 zeroes C).
-bool check_gemm(const char* op,
-                int64_t m,
-                int64_t n,
-                int64_t k,
-                const void* a,
-                int64_t lda,
-                bool trans_a,
-                const void* b,
-                int64_t ldb,
-                bool trans_b,
-                const void* c,
-                int64_t ldc) {
-  checks::gemm(op, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
-  return m > 0 && n > 0;
-}
-
 /// C = op(A) op(B) with T arithmetic (wrapping for uint64), after the operands' device checks.
 template <class T>
 void gemm_loops(const char* op,
@@ -770,7 +752,8 @@ void ring_gemm_ex(RingGemmAlgo /*algo*/,
                   uint64_t* c,
                   int64_t ldc,
                   int device) {
-  if (!check_gemm("ring_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc)) {
+  checks::gemm("ring_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+  if (m == 0 || n == 0) {
     return;
   }
   use_device(device, "ring_gemm");
@@ -804,7 +787,8 @@ void float_gemm(int elem,
     throw Error("[cuda::float_gemm] expected float32 (0) or float64 (1), got " +
                 std::to_string(elem));
   }
-  if (!check_gemm("float_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc)) {
+  checks::gemm("float_gemm", m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc);
+  if (m == 0 || n == 0) {
     return;
   }
   use_device(device, "float_gemm");
@@ -1050,11 +1034,26 @@ void for_each_tap(const ConvGeometry& g, F&& f) {
   }
 }
 
-void check_conv(
-    const ConvGeometry& g, const double* x, const double* w, const double* y, const char* op) {
+/// One emulated cuDNN call `op`: checks that x, w and y are device memory of g's sizes, zeroes
+/// `out` (one of them, `out_len` elements) and calls tap(x index, w index, y index) for every
+/// multiply-add.
+template <class Tap>
+void emulate_conv(const char* op,
+                  const ConvGeometry& g,
+                  const double* x,
+                  const double* w,
+                  const double* y,
+                  double* out,
+                  int64_t out_len,
+                  int device,
+                  Tap&& tap) {
+  use_device(device, op);
   require_device(x, emu::bytes_of<double>(g.n * g.c * g.h * g.w), op, "x");
   require_device(w, emu::bytes_of<double>(g.k * (g.c / g.groups) * g.r * g.s), op, "w");
   require_device(y, emu::bytes_of<double>(g.n * g.k * g.p * g.q), op, "y");
+  std::fill(out, out + out_len, 0.0);
+  for_each_tap(g, tap);
+  emu::count_kernel();
 }
 
 }  // namespace
@@ -1066,29 +1065,20 @@ bool dnn_available() {
 }
 
 void dnn_conv2d(const ConvGeometry& g, const double* x, const double* w, double* y, int device) {
-  use_device(device, "dnn_conv2d");
-  check_conv(g, x, w, y, "dnn_conv2d");
-  std::fill(y, y + g.n * g.k * g.p * g.q, 0.0);
-  for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += x[xi] * w[wi]; });
-  emu::count_kernel();
+  emulate_conv("dnn_conv2d", g, x, w, y, y, g.n * g.k * g.p * g.q, device,
+               [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += x[xi] * w[wi]; });
 }
 
 void dnn_conv2d_input_grad(
     const ConvGeometry& g, const double* w, const double* dy, double* dx, int device) {
-  use_device(device, "dnn_conv2d_input_grad");
-  check_conv(g, dx, w, dy, "dnn_conv2d_input_grad");
-  std::fill(dx, dx + g.n * g.c * g.h * g.w, 0.0);
-  for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { dx[xi] += dy[yi] * w[wi]; });
-  emu::count_kernel();
+  emulate_conv("dnn_conv2d_input_grad", g, dx, w, dy, dx, g.n * g.c * g.h * g.w, device,
+               [&](int64_t xi, int64_t wi, int64_t yi) { dx[xi] += dy[yi] * w[wi]; });
 }
 
 void dnn_conv2d_weight_grad(
     const ConvGeometry& g, const double* x, const double* dy, double* dw, int device) {
-  use_device(device, "dnn_conv2d_weight_grad");
-  check_conv(g, x, dw, dy, "dnn_conv2d_weight_grad");
-  std::fill(dw, dw + g.k * (g.c / g.groups) * g.r * g.s, 0.0);
-  for_each_tap(g, [&](int64_t xi, int64_t wi, int64_t yi) { dw[wi] += dy[yi] * x[xi]; });
-  emu::count_kernel();
+  emulate_conv("dnn_conv2d_weight_grad", g, x, dw, dy, dw, g.k * (g.c / g.groups) * g.r * g.s,
+               device, [&](int64_t xi, int64_t wi, int64_t yi) { dw[wi] += dy[yi] * x[xi]; });
 }
 
 }  // namespace veil::kernels::cuda
