@@ -3,7 +3,7 @@
 # Nothing is downloaded at build time; the CUDA toolkit, when present, comes with the machine image.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-packages=(cmake ninja-build g++ pkg-config libfmt-dev catch2 libssl-dev zlib1g-dev libcli11-dev
+packages=(cmake ninja-build g++ pkg-config libfmt-dev catch2 libssl-dev libgcrypt20-dev zlib1g-dev libcli11-dev
           nlohmann-json3-dev dataset-fashion-mnist libgrpc++-dev protobuf-compiler-grpc
           libprotobuf-dev protobuf-compiler python3 iproute2 libonnx-dev python3-onnx
           python3-numpy)
