@@ -201,6 +201,15 @@ void Prg::seek(uint64_t position) {
   fill(std::span<std::byte>(skip.data(), static_cast<std::size_t>(position % 16)));
 }
 
+Prg Prg::fork_at(uint64_t position) const {
+  if (!impl_) {
+    throw ValueError("[Prg::fork_at] this Prg was moved from");
+  }
+  Prg fork(impl_->key);
+  fork.seek(position);
+  return fork;
+}
+
 void Prg::fill(std::span<std::byte> out) {
   if (!impl_) {
     throw ValueError("[Prg::fill] this Prg was moved from");

@@ -74,6 +74,12 @@ class Prg {
   void seek(uint64_t position);
   /// Keystream bytes consumed so far (the stream position).
   uint64_t position() const { return position_; }
+  /// A second Prg of the same key standing at keystream byte `position`; this one is unchanged.
+  /// Only reads the key, so several threads may fork one Prg at once (while nobody draws from
+  /// or seeks it): each draws its own part of the stream in parallel. The fork holds a copy of
+  /// the secret key, wiped when it dies. Cost: one AES key schedule.
+  /// Errors: ValueError for a moved-from Prg; Error when OpenSSL fails.
+  Prg fork_at(uint64_t position) const;
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <initializer_list>
+#include <optional>
 #include <utility>
 
 #include "core/elementwise.h"
@@ -239,6 +240,78 @@ core::Tensor opened_from_parts(comm::Communicator::RingParts parts,
   return t;
 }
 
+// Elements per block of a host party's fused Beaver passes: 5 x 4 KiB of opened words and
+// triple words stay in L1.
+constexpr int64_t kBlock = 512;
+
+// One component (a, b or c) of a host party's elementwise triple, read block by block from
+// element `lo` on: from memory (`data`), or drawn from the keystream at byte `at` of `stream`
+// into a block of scratch (StreamedTriple: the same words, never written to memory).
+class ComponentBlocks {
+ public:
+  ComponentBlocks(const uint64_t* data, const Prg* stream, uint64_t at, int64_t lo) : data_(data) {
+    if (data_ == nullptr) {
+      fork_.emplace(stream->fork_at(at + 8 * static_cast<uint64_t>(lo)));
+    }
+  }
+  // Words [j0, j0 + len) of the component, len <= kBlock; successive calls continue where the
+  // last one ended.
+  const uint64_t* next(int64_t j0, int64_t len) {
+    if (data_ != nullptr) {
+      return data_ + j0;
+    }
+    fork_->fill_ring(buf_.data(), static_cast<std::size_t>(len));
+    return buf_.data();
+  }
+
+ private:
+  const uint64_t* data_;
+  std::optional<Prg> fork_;
+  std::array<uint64_t, kBlock> buf_{};
+};
+
+// A host party's elementwise triple: tensors from Provider::beaver, or a StreamedTriple.
+struct HostTriple {
+  const uint64_t* a = nullptr;  // all three null for a streamed triple
+  const uint64_t* b = nullptr;
+  const uint64_t* c = nullptr;
+  const StreamedTriple* streamed = nullptr;
+
+  ComponentBlocks a_blocks(int64_t lo) const {
+    return {a, stream(), at(&StreamedTriple::a_at), lo};
+  }
+  ComponentBlocks b_blocks(int64_t lo) const {
+    return {b, stream(), at(&StreamedTriple::b_at), lo};
+  }
+  ComponentBlocks c_blocks(int64_t lo) const {
+    const uint64_t* data =
+        streamed != nullptr && streamed->c.defined() ? streamed->c.data<uint64_t>() : c;
+    return {data, stream(), at(&StreamedTriple::c_at), lo};
+  }
+
+ private:
+  const Prg* stream() const { return streamed != nullptr ? &streamed->stream : nullptr; }
+  uint64_t at(uint64_t StreamedTriple::*field) const {
+    return streamed != nullptr ? streamed->*field : 0;
+  }
+};
+
+// v - a (or v - b: `right`) of a host party's operand into `out`, the mask read block by block.
+void mask_host(const core::Tensor& v, const HostTriple& t, bool right, uint64_t* out) {
+  const core::Tensor vc = v.contiguous();
+  const uint64_t* pv = vc.data<uint64_t>();
+  core::parallel_for(0, vc.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+    ComponentBlocks mask = right ? t.b_blocks(lo) : t.a_blocks(lo);
+    for (int64_t j0 = lo; j0 < hi; j0 += kBlock) {
+      const int64_t len = std::min(kBlock, hi - j0);
+      const uint64_t* pm = mask.next(j0, len);
+      for (int64_t j = 0; j < len; ++j) {
+        out[j0 + j] = kernels::cuda::ops::mask_elem(pv[j0 + j], pm[j]);
+      }
+    }
+  });
+}
+
 // The elementwise Beaver output of a host party, z = c + e (b + [first] d) + a d, then the
 // 2-party local truncation of truncate() by trunc_bits (the GPU kernel's element function,
 // kernels::cuda::ops::beaver_elem), with the opened e and d summed from the parties' parts (words
@@ -249,29 +322,31 @@ core::Tensor elementwise_beaver_output(bool first,
                                        int64_t oe,
                                        int64_t od,
                                        const core::Shape& shape,
-                                       const BeaverTriple& t,
+                                       const HostTriple& t,
                                        int trunc_bits) {
-  const core::Tensor ac = t.a.contiguous();
-  const core::Tensor bc = t.b.contiguous();
-  const core::Tensor cc = t.c.contiguous();
-  const uint64_t* pa = ac.data<uint64_t>();
-  const uint64_t* pb = bc.data<uint64_t>();
-  const uint64_t* pc = cc.data<uint64_t>();
+  const bool square = t.streamed != nullptr ? t.streamed->square : t.a == t.b;
   core::Tensor z = core::Tensor::empty(shape, core::DType::kRing64);
   uint64_t* pz = z.data<uint64_t>();
   core::parallel_for(0, z.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-    constexpr int64_t kBlock = 512;  // 2 x 4 KiB of opened words: stays in L1
     std::array<uint64_t, kBlock> e{};
     std::array<uint64_t, kBlock> d{};
+    ComponentBlocks a_blocks = t.a_blocks(lo);
+    std::optional<ComponentBlocks> b_blocks;
+    if (!square) {
+      b_blocks.emplace(t.b_blocks(lo));
+    }
+    ComponentBlocks c_blocks = t.c_blocks(lo);
     for (int64_t j0 = lo; j0 < hi; j0 += kBlock) {
       const int64_t len = std::min(kBlock, hi - j0);
       sum_parts(parts, oe + j0, len, e.data());
       sum_parts(parts, od + j0, len, d.data());
+      const uint64_t* pa = a_blocks.next(j0, len);
+      const uint64_t* pb = square ? pa : b_blocks->next(j0, len);
+      const uint64_t* pc = c_blocks.next(j0, len);
       for (int64_t j = 0; j < len; ++j) {
-        const int64_t at = j0 + j;
         const auto uj = static_cast<std::size_t>(j);
-        pz[at] = kernels::cuda::ops::beaver_elem(first, e[uj], d[uj], pa[at], pb[at], pc[at],
-                                                 trunc_bits);
+        pz[j0 + j] =
+            kernels::cuda::ops::beaver_elem(first, e[uj], d[uj], pa[j], pb[j], pc[j], trunc_bits);
       }
     }
   });
@@ -298,6 +373,9 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
   const std::size_t m = ops.size();
   std::vector<BeaverTriple> triples;
   triples.reserve(m);
+  // an elementwise product of host operands keeps its triple in the keystream when the provider
+  // can (StreamedTriple); hosts[i] reads either kind block by block
+  std::vector<std::optional<StreamedTriple>> streamed(m);
   int64_t total = 0;
   for (std::size_t i = 0; i < m; ++i) {
     check_defined(xs[i], ops[i].name());
@@ -309,45 +387,58 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
     VEIL_INTERNAL_ASSERT(!ops[i].is_square() || (xs[i].data.shares_storage_with(ys[i].data) &&
                                                  xs[i].frac_bits == ys[i].frac_bits),
                          "square of two different operands");
+    total += xs[i].numel() + (ops[i].is_square() ? 0 : ys[i].numel());
+    const core::Device d = xs[i].data.device();
+    if (ops[i].is_elementwise() && !d.is_cuda() && !ys[i].data.is_cuda()) {
+      streamed[i] = p.provider().streamed_beaver(ops[i]);
+      if (streamed[i]) {
+        triples.emplace_back();
+        continue;
+      }
+    }
     BeaverTriple t = p.provider().beaver(ops[i]);
     // a GPU party's triples are drawn on its GPU; operands held on another device (a mixed
     // call) get copies there (no communication)
-    const core::Device d = xs[i].data.device();
     if (t.a.device() != d) {
       t.a = t.a.to(d);
       t.b = ops[i].is_square() ? t.a : t.b.to(d);
       t.c = t.c.to(d);
     }
     triples.push_back(std::move(t));
-    total += xs[i].numel() + (ops[i].is_square() ? 0 : ys[i].numel());
+  }
+  std::vector<HostTriple> hosts(m);
+  for (std::size_t i = 0; i < m; ++i) {
+    if (streamed[i]) {
+      hosts[i].streamed = &*streamed[i];
+    } else if (!triples[i].a.is_cuda()) {
+      triples[i].a = triples[i].a.contiguous();
+      triples[i].b = ops[i].is_square() ? triples[i].a : triples[i].b.contiguous();
+      triples[i].c = triples[i].c.contiguous();
+      hosts[i].a = triples[i].a.data<uint64_t>();
+      hosts[i].b = triples[i].b.data<uint64_t>();
+      hosts[i].c = triples[i].c.data<uint64_t>();
+    }
   }
   // Masked operands of every product, packed into one message: [e_0, d_0, e_1, d_1, ...].
   const core::Device device = m == 0 ? core::Device::cpu() : xs[0].data.device();
   core::Tensor masked = core::Tensor::empty({total}, core::DType::kRing64, device);
   uint64_t* out = masked.device_data<uint64_t>();
-  auto pack = [&out](const core::Tensor& v, const core::Tensor& mask) {
-    const core::Tensor vc = v.contiguous();
-    if (vc.is_cuda()) {
+  auto pack = [&out](const core::Tensor& v, const core::Tensor& mask, const HostTriple& host,
+                     bool right) {
+    if (v.is_cuda()) {
+      const core::Tensor vc = v.contiguous();
       check_one_device({&vc, &mask}, "beaver");
       kernels::cuda::ring_mask(vc.numel(), vc.device_data<uint64_t>(), mask.device_data<uint64_t>(),
                                out, vc.device().index);
-      out += vc.numel();
-      return;
+    } else {
+      mask_host(v, host, right, out);
     }
-    const uint64_t* pv = vc.data<uint64_t>();
-    const uint64_t* pm = mask.data<uint64_t>();
-    uint64_t* po = out;
-    core::parallel_for(0, vc.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-      for (int64_t j = lo; j < hi; ++j) {
-        po[j] = kernels::cuda::ops::mask_elem(pv[j], pm[j]);
-      }
-    });
-    out += vc.numel();
+    out += v.numel();
   };
   for (std::size_t i = 0; i < m; ++i) {
-    pack(xs[i].data, triples[i].a);
+    pack(xs[i].data, triples[i].a, hosts[i], false);
     if (!ops[i].is_square()) {
-      pack(ys[i].data, triples[i].b);
+      pack(ys[i].data, triples[i].b, hosts[i], true);
     }
   }
   const std::string tag = p.next_tag(m == 1 ? ops[0].name() : "beaver_batch");
@@ -393,8 +484,8 @@ std::vector<AShare> beaver_batch_rescaled(Party& p,
           at += ys[i].numel();
         }
         if (ops[i].is_elementwise()) {
-          zs[i] = elementwise_beaver_output(p.rank() == 0, parts, oe, od, ops[i].x_shape,
-                                            triples[i], fused[i]);
+          zs[i] = elementwise_beaver_output(p.rank() == 0, parts, oe, od, ops[i].x_shape, hosts[i],
+                                            fused[i]);
           continue;
         }
         es[i] = opened_from_parts(parts, oe, ops[i].x_shape);

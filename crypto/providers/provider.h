@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -34,6 +35,21 @@ ProviderKind parse_provider(std::string_view s);
 struct BeaverTriple {
   core::Tensor a, b, c;
 };
+/// This party's share of an elementwise Beaver triple (or square pair) of n elements left in its
+/// keystream instead of memory: its a, b and c are the n ring words at keystream bytes a_at, b_at
+/// and c_at of `stream` (for a square b_at == a_at), exactly the words beaver() would have
+/// returned. Party 0's c is the corrected component instead, held in `c` (host memory); the other
+/// parties' `c` is undefined. A protocol draws the words block by block inside its own passes
+/// (Prg::fork_at, one fork per range of elements), so the triple is never written to memory and
+/// read back: 24 bytes per element less memory traffic per pass for a keystream draw per pass.
+struct StreamedTriple {
+  Prg stream;
+  uint64_t a_at = 0;
+  uint64_t b_at = 0;
+  uint64_t c_at = 0;
+  core::Tensor c;
+  bool square = false;
+};
 /// This party's XOR shares of a binary triple: c = a & b after xoring over parties.
 struct BinaryTriple {
   core::Tensor a, b, c;
@@ -63,6 +79,13 @@ class Provider {
   Provider& operator=(const Provider&) = delete;
 
   virtual BeaverTriple beaver(const BilinearOp& op) = 0;
+  /// The triple of an elementwise `op` (BilinearOp::is_elementwise) for operands in host memory,
+  /// left in the keystream (StreamedTriple), or nullopt when this provider cannot do that (then
+  /// the caller uses beaver(); nothing was drawn). Same values, dealer traffic and stream positions
+  /// as beaver(op), so parties may mix the two calls.
+  virtual std::optional<StreamedTriple> streamed_beaver(const BilinearOp& /*op*/) {
+    return std::nullopt;
+  }
   virtual BinaryTriple binary_triple(const core::Shape& shape) = 0;
   virtual TruncPair trunc_pair(const core::Shape& shape, int bits) = 0;
   virtual RandomBits random_bits(const core::Shape& shape) = 0;
@@ -96,6 +119,9 @@ class SeededProvider : public Provider {
                  const std::vector<uint64_t>& mirror_positions = {});
 
   BeaverTriple beaver(const BilinearOp& op) override;
+  /// Party i's a, b (and c for i >= 1) stay in PRG(seed_i); party 0's c comes from the dealer or
+  /// its replay as for beaver(). Throws ValueError for an op that is not elementwise.
+  std::optional<StreamedTriple> streamed_beaver(const BilinearOp& op) override;
   BinaryTriple binary_triple(const core::Shape& shape) override;
   TruncPair trunc_pair(const core::Shape& shape, int bits) override;
   RandomBits random_bits(const core::Shape& shape) override;
@@ -110,6 +136,12 @@ class SeededProvider : public Provider {
   std::vector<core::Tensor> request(const CorrelationRequest& req);
   static bool on_device(const CorrelationRequest& req);
   core::Tensor dealer_correction(uint64_t seq, const CorrelationRequest& req);
+  /// Trusted first party: the corrected c of an elementwise triple, replaying every party's
+  /// stream; party 0's own a and b are read from `own` (positioned at their start).
+  core::Tensor replayed_mul_correction(const CorrelationRequest& req,
+                                       Prg* own,
+                                       const uint64_t* a0,
+                                       const uint64_t* b0);
   void send_ack(uint64_t seq, bool hit, std::span<const std::byte> request);
 
   comm::Communicator& comm_;

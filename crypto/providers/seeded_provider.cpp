@@ -104,14 +104,8 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
     return mine;
   }
   if (is_streamable_mul(req)) {
-    std::vector<Prg*> prgs(mirrors_.size(), nullptr);
-    for (std::size_t j = 1; j < mirrors_.size(); ++j) {
-      prgs[j] = &mirrors_[j];
-    }
-    const bool square = req.op.is_square();
-    mine[k] = streamed_mul_correction(core::shape_numel(req.op.out_shape()), prgs,
-                                      mine[0].data<uint64_t>(),
-                                      square ? nullptr : mine[1].data<uint64_t>(), square);
+    mine[k] = replayed_mul_correction(req, nullptr, mine[0].data<uint64_t>(),
+                                      req.op.is_square() ? nullptr : mine[1].data<uint64_t>());
     return mine;
   }
   std::vector<std::vector<core::Tensor>> all(mirrors_.size());
@@ -121,6 +115,52 @@ std::vector<core::Tensor> SeededProvider::request(const CorrelationRequest& req)
   }
   mine[k] = correlation_correction(req, all);
   return mine;
+}
+
+core::Tensor SeededProvider::replayed_mul_correction(const CorrelationRequest& req,
+                                                     Prg* own,
+                                                     const uint64_t* a0,
+                                                     const uint64_t* b0) {
+  std::vector<Prg*> prgs(mirrors_.size(), nullptr);
+  prgs[0] = own;
+  for (std::size_t j = 1; j < mirrors_.size(); ++j) {
+    prgs[j] = &mirrors_[j];
+  }
+  return streamed_mul_correction(core::shape_numel(req.op.out_shape()), prgs, a0, b0,
+                                 req.op.is_square());
+}
+
+std::optional<StreamedTriple> SeededProvider::streamed_beaver(const BilinearOp& op) {
+  VEIL_CHECK(op.is_elementwise(), "[provider] expected an elementwise product to stream, got {}",
+             op.str());
+  CorrelationRequest req;
+  req.kind = Kind::kBeaver;
+  req.op = op;
+  VEIL_CHECK(!finished_, "[provider] {} requested after the session finished", req.str());
+  const int rank = comm_.rank();
+  // draw_correlation's layout: a, then b (not for a square), then c (not for party 0)
+  const uint64_t n = static_cast<uint64_t>(core::shape_numel(op.out_shape()));
+  const uint64_t start = prg_.position();
+  const uint64_t operands = op.is_square() ? 1 : 2;
+  StreamedTriple t{.stream = prg_.fork_at(start),
+                   .a_at = start,
+                   .b_at = op.is_square() ? start : start + 8 * n,
+                   .c_at = start + 8 * n * operands,
+                   .c = core::Tensor(),
+                   .square = op.is_square()};
+  prg_.seek(start + 8 * n * (operands + (rank == 0 ? 0 : 1)));
+  const uint64_t seq = seq_++;
+  if (rank != 0) {
+    return t;
+  }
+  if (kind_ == ProviderKind::kDealer) {
+    t.c = dealer_correction(seq, req).to(core::Device::cpu());
+    return t;
+  }
+  const core::AtLeastThreads all_cores(core::hardware_threads());
+  Prg own = prg_.fork_at(start);
+  t.c = replayed_mul_correction(req, &own, nullptr, nullptr);
+  return t;
 }
 
 bool SeededProvider::on_device(const CorrelationRequest& req) {

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <set>
 #include <span>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -353,4 +354,40 @@ TEST_CASE("Prg::seek reproduces the stream from any position", "[prg]") {
     p.fill(got);
     CHECK(std::equal(got.begin(), got.end(), stream.begin() + static_cast<std::ptrdiff_t>(pos)));
   }
+}
+
+TEST_CASE("Prg::fork_at: a second reader of the same stream, from any position", "[prg]") {
+  // GIVEN a stream of 70,000 bytes drawn in one piece (the reference), and a Prg standing
+  // somewhere in the middle of it
+  const Prg::Seed key = Prg::public_seed(5, 3);
+  Prg ref(key);
+  const std::vector<uint8_t> stream = draw(ref, 70000);
+  Prg src(key);
+  const std::vector<uint8_t> head = draw(src, 1234);
+  REQUIRE(std::equal(head.begin(), head.end(), stream.begin()));
+  // WHEN forks are taken at positions across AES blocks, from several threads at once
+  const std::vector<uint64_t> positions = {0, 1, 15, 16, 17, 4095, 4097, 65536, 65537, 69999};
+  std::vector<std::vector<uint8_t>> got(positions.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    threads.emplace_back([&, i] {
+      Prg fork = src.fork_at(positions[i]);
+      got[i] = draw(fork, 70000 - positions[i]);
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  // THEN each fork reads the stream from its position, and the source is where it was
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    INFO("position " << positions[i]);
+    CHECK(std::equal(got[i].begin(), got[i].end(),
+                     stream.begin() + static_cast<std::ptrdiff_t>(positions[i])));
+  }
+  CHECK(src.position() == 1234);
+  const std::vector<uint8_t> next = draw(src, 100);
+  CHECK(std::equal(next.begin(), next.end(), stream.begin() + 1234));
+  // AND a moved-from Prg cannot be forked
+  Prg moved(std::move(src));
+  CHECK_THROWS_AS(src.fork_at(0), veil::ValueError);  // NOLINT(bugprone-use-after-move)
 }

@@ -7,6 +7,7 @@
 
 #include "core/elementwise.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/protocols/binary.h"
 #include "crypto/protocols/nonlinear.h"
@@ -95,6 +96,62 @@ TEST_CASE("Beaver mul, broadcast mul and matmul match float64", "[crypto]") {
     // k = 9 products, each within (|x| + |w|) ulp/2, plus one truncation
     CHECK(vt::max_abs_diff(gm, core::matmul(x, w)) <= 9 * 11 * vt::ulp() / 2 + 2 * vt::ulp());
   }
+}
+
+TEST_CASE("streamed triples: the keystream words are a valid triple, in step with beaver()",
+          "[crypto]") {
+  for (auto s : settings()) {
+    INFO("parties " << s.n << ", provider " << crypto::provider_name(s.kind));
+    // GIVEN streamed and materialised triples requested alternately, of 70,001 elements (several
+    // chunks of the parallel passes and a partial block) and of a square
+    constexpr int64_t kN = 70001;
+    struct Opened {
+      std::vector<Tensor> a, b, c;
+    };
+    auto got = crypto::launch<Opened>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      const core::AtLeastThreads threads(3);
+      auto words = [](const crypto::StreamedTriple& t, uint64_t at) {
+        crypto::Prg reader = t.stream.fork_at(at);
+        return reader.ring({kN});
+      };
+      Opened out;
+      auto open = [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+        out.a.push_back(crypto::reveal(p, {a, 0}));
+        out.b.push_back(crypto::reveal(p, {b, 0}));
+        out.c.push_back(crypto::reveal(p, {c, 0}));
+      };
+      for (const auto& op :
+           {crypto::BilinearOp::mul({kN}, {kN}), crypto::BilinearOp::square({kN})}) {
+        auto st = p.provider().streamed_beaver(op);
+        REQUIRE(st.has_value());
+        CHECK(st->square == op.is_square());
+        CHECK(st->c.defined() == (p.rank() == 0));
+        const Tensor a = words(*st, st->a_at);
+        open(a, op.is_square() ? a : words(*st, st->b_at),
+             p.rank() == 0 ? st->c : words(*st, st->c_at));
+        const auto t = p.provider().beaver(op);
+        open(t.a, t.b, t.c);
+      }
+      return out;
+    });
+    // THEN every opened c is a b in the ring, bit for bit (a stream position off by one word
+    // anywhere breaks this for every later triple), and fresh triples differ
+    const Opened& o = got[0];
+    REQUIRE(o.c.size() == 4);
+    for (std::size_t i = 0; i < o.c.size(); ++i) {
+      INFO("triple " << i);
+      CHECK(o.c[i].to_vector<uint64_t>() == core::mul(o.a[i], o.b[i]).to_vector<uint64_t>());
+    }
+    CHECK(o.b[2].to_vector<uint64_t>() == o.a[2].to_vector<uint64_t>());
+    CHECK(o.a[0].to_vector<uint64_t>() != o.a[1].to_vector<uint64_t>());
+  }
+  // bad input: only elementwise products stream
+  auto bad = crypto::launch<int>(vt::test_options(2), [](Party& p) {
+    CHECK_THROWS_WITH(p.provider().streamed_beaver(crypto::BilinearOp::matmul({2, 3}, {3, 4})),
+                      Catch::Contains("elementwise"));
+    return 0;
+  });
+  CHECK(bad.size() == 2);
 }
 
 TEST_CASE("square pairs: c = a^2 from every provider, and square matches float64", "[crypto]") {
