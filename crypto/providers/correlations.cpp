@@ -1,9 +1,12 @@
 #include "crypto/providers/correlations.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <optional>
 
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "crypto/wire.h"
 
 namespace veil::crypto {
@@ -196,59 +199,73 @@ core::Tensor streamed_mul_correction(
     }
   }
   // Party j's stream: a at start, b at start + 8n (not for a square), and (j >= 1) c after them.
+  // Each range of elements reads its part of every stream through its own forks (Prg::fork_at),
+  // so the ranges run in parallel.
   const uint64_t c_component = square ? 1 : 2;
-  auto draw = [&](std::size_t j, uint64_t component, int64_t lo, uint64_t* out, int64_t m) {
-    const uint64_t at = start[j] + 8 * (component * un + static_cast<uint64_t>(lo));
-    if (prgs[j]->position() != at) {
-      prgs[j]->seek(at);
-    }
-    prgs[j]->fill_ring(out, static_cast<std::size_t>(m));
-  };
   core::Tensor out = core::Tensor::empty({n}, core::DType::kRing64);
   uint64_t* po = out.data<uint64_t>();
-  constexpr int64_t kChunk = 2048;  // 3 x 16 KiB of scratch: stays in L1/L2
-  std::vector<uint64_t> sa_buf(kChunk);
-  std::vector<uint64_t> sb_buf(kChunk);
-  std::vector<uint64_t> tmp_buf(kChunk);
-  uint64_t* sa = sa_buf.data();
-  uint64_t* sb = sb_buf.data();
-  uint64_t* tmp = tmp_buf.data();
-  for (int64_t lo = 0; lo < n; lo += kChunk) {
-    const int64_t m = std::min(kChunk, n - lo);
-    if (prgs[0] == nullptr) {
-      std::copy(a0 + lo, a0 + lo + m, sa);
-      if (!square) {
-        std::copy(b0 + lo, b0 + lo + m, sb);
+  core::parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+    auto fork = [&](std::size_t j, uint64_t component) {
+      return prgs[j]->fork_at(start[j] + 8 * (component * un + static_cast<uint64_t>(lo)));
+    };
+    std::vector<std::array<std::optional<Prg>, 3>> readers(parties);
+    for (std::size_t j = 0; j < parties; ++j) {
+      if (prgs[j] == nullptr) {
+        continue;
       }
-    } else {
-      draw(0, 0, lo, sa, m);
+      readers[j][0].emplace(fork(j, 0));
       if (!square) {
-        draw(0, 1, lo, sb, m);
+        readers[j][1].emplace(fork(j, 1));
+      }
+      if (j >= 1) {
+        readers[j][2].emplace(fork(j, c_component));
       }
     }
-    for (std::size_t j = 1; j < parties; ++j) {
-      draw(j, 0, lo, tmp, m);
-      for (int64_t i = 0; i < m; ++i) {
-        sa[i] += tmp[i];
+    constexpr int64_t kChunk = 2048;  // 3 x 16 KiB of scratch: stays in L1/L2
+    std::vector<uint64_t> sa_buf(kChunk);
+    std::vector<uint64_t> sb_buf(kChunk);
+    std::vector<uint64_t> tmp_buf(kChunk);
+    uint64_t* sa = sa_buf.data();
+    uint64_t* sb = sb_buf.data();
+    uint64_t* tmp = tmp_buf.data();
+    for (int64_t at = lo; at < hi; at += kChunk) {
+      const int64_t m = std::min(kChunk, hi - at);
+      const auto um = static_cast<std::size_t>(m);
+      if (prgs[0] == nullptr) {
+        std::copy(a0 + at, a0 + at + m, sa);
+        if (!square) {
+          std::copy(b0 + at, b0 + at + m, sb);
+        }
+      } else {
+        readers[0][0]->fill_ring(sa, um);
+        if (!square) {
+          readers[0][1]->fill_ring(sb, um);
+        }
       }
-      if (!square) {
-        draw(j, 1, lo, tmp, m);
+      for (std::size_t j = 1; j < parties; ++j) {
+        readers[j][0]->fill_ring(tmp, um);
         for (int64_t i = 0; i < m; ++i) {
-          sb[i] += tmp[i];
+          sa[i] += tmp[i];
+        }
+        if (!square) {
+          readers[j][1]->fill_ring(tmp, um);
+          for (int64_t i = 0; i < m; ++i) {
+            sb[i] += tmp[i];
+          }
+        }
+      }
+      const uint64_t* right = square ? sa : sb;
+      for (int64_t i = 0; i < m; ++i) {
+        po[at + i] = sa[i] * right[i];
+      }
+      for (std::size_t j = 1; j < parties; ++j) {
+        readers[j][2]->fill_ring(tmp, um);
+        for (int64_t i = 0; i < m; ++i) {
+          po[at + i] -= tmp[i];
         }
       }
     }
-    const uint64_t* right = square ? sa : sb;
-    for (int64_t i = 0; i < m; ++i) {
-      po[lo + i] = sa[i] * right[i];
-    }
-    for (std::size_t j = 1; j < parties; ++j) {
-      draw(j, c_component, lo, tmp, m);
-      for (int64_t i = 0; i < m; ++i) {
-        po[lo + i] -= tmp[i];
-      }
-    }
-  }
+  });
   for (std::size_t j = 0; j < parties; ++j) {
     if (prgs[j] != nullptr) {
       prgs[j]->seek(start[j] + 8 * (c_component + (j == 0 ? 0 : 1)) * un);

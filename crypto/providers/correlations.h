@@ -75,7 +75,8 @@ bool is_streamable_mul(const CorrelationRequest& req);
 
 /// P_0's correction c_0 = (sum_j a_j)(sum_j b_j) - sum_{j>=1} c_j of an elementwise Beaver request
 /// of n elements, without materialising the other parties' draws: party j's components are drawn
-/// chunk by chunk (cache-sized) from prgs[j], positioned at the start of its draws, and each
+/// chunk by chunk (cache-sized) from forks of prgs[j] (Prg::fork_at; ranges of elements run on the
+/// calling thread's intra-op threads), prgs[j] positioned at the start of its draws, and each
 /// prgs[j] ends positioned after them, exactly as draw_correlation would leave it. prgs[j] ==
 /// nullptr means party j's a and b are given instead (only j = 0: a0, b0, contiguous n elements;
 /// the trusted-first-party mode). Same result as correlation_correction on full draws; about 5x
