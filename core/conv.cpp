@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "kernels/cuda_dnn.h"
 
 namespace veil::core {
@@ -244,47 +245,68 @@ std::pair<int64_t, int64_t> window_extents(const Shape& x,
   return {oh, ow};
 }
 
-// The index map shared by im2col and its adjoint: calls f(col, pos) for every entry of the
-// [cg kh kw, N L] column matrix, where col is the entry's offset and pos the offset of
-// x_pad[n, c0 + c, i sh + u dh, j sw + v dw] in the contiguous x [N, C, H, W] of shape xs, or -1
-// when that position is padding. Row k = (c kh + u) kw + v, column n L + l with l = i W' + j.
-template <class F>
-void for_each_window_entry(const Shape& xs,
-                           int64_t c0,
-                           int64_t cg,
-                           int64_t kh,
-                           int64_t kw,
-                           int64_t oh,
-                           int64_t ow,
-                           const Conv2dParams& p,
-                           F&& f) {
+// The index map shared by im2col and its adjoint, in runs: for every output row (n, i) of every
+// window offset (c, u, v) it calls inside(col, pos, len, step) for the entries whose input lies
+// inside x (entry col + t reads x[pos + t step], t < len) and outside(col, len) for the entries
+// that fall on padding (col .. col + len - 1), in the order of the columns. col is an offset in
+// the [cg kh kw, N L] column matrix (row k = (c kh + u) kw + v, column n L + l with l = i W' + j);
+// pos an offset in the contiguous x [N, C, H, W] of shape xs, whose channels c0 .. c0 + cg - 1
+// are used. Rows k in [k_lo, k_hi) only (disjoint row ranges write disjoint parts of the matrix).
+template <class Inside, class Outside>
+void for_each_window_run(const Shape& xs,
+                         int64_t c0,
+                         int64_t kh,
+                         int64_t kw,
+                         int64_t oh,
+                         int64_t ow,
+                         const Conv2dParams& p,
+                         int64_t k_lo,
+                         int64_t k_hi,
+                         Inside&& inside,
+                         Outside&& outside) {
   const int64_t n_batch = xs[0];
   const int64_t c_all = xs[1];
   const int64_t h = xs[2];
   const int64_t w = xs[3];
   const int64_t l_all = oh * ow;
   const int64_t row = n_batch * l_all;
-  for (int64_t c = 0; c < cg; ++c) {
-    for (int64_t u = 0; u < kh; ++u) {
-      for (int64_t v = 0; v < kw; ++v) {
-        const int64_t col_row = ((c * kh + u) * kw + v) * row;
-        for (int64_t n = 0; n < n_batch; ++n) {
-          const int64_t plane = (n * c_all + c0 + c) * h * w;
-          for (int64_t i = 0; i < oh; ++i) {
-            const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
-            for (int64_t j = 0; j < ow; ++j) {
-              const int64_t xx = j * p.stride_w + v * p.dilation_w - p.pad_w;
-              const bool inside = y >= 0 && y < h && xx >= 0 && xx < w;
-              f(col_row + n * l_all + i * ow + j, inside ? plane + y * w + xx : int64_t{-1});
-            }
-          }
+  // the first j with j sw >= t (t may be negative), clamped to [0, ow]
+  auto first_j = [&](int64_t t) {
+    return t <= 0 ? int64_t{0} : std::min(ow, (t + p.stride_w - 1) / p.stride_w);
+  };
+  for (int64_t k = k_lo; k < k_hi; ++k) {
+    const int64_t c = k / (kh * kw);
+    const int64_t u = k / kw % kh;
+    const int64_t v = k % kw;
+    const int64_t col_row = k * row;
+    const int64_t shift = v * p.dilation_w - p.pad_w;         // x column of j = 0
+    const int64_t j_lo = first_j(-shift);                     // x column >= 0 from here
+    const int64_t j_hi = std::max(j_lo, first_j(w - shift));  // x column >= w from here
+    for (int64_t n = 0; n < n_batch; ++n) {
+      const int64_t plane = (n * c_all + c0 + c) * h * w;
+      for (int64_t i = 0; i < oh; ++i) {
+        const int64_t y = i * p.stride_h + u * p.dilation_h - p.pad_h;
+        const int64_t col = col_row + n * l_all + i * ow;
+        if (y < 0 || y >= h) {
+          outside(col, ow);
+          continue;
+        }
+        if (j_lo > 0) {
+          outside(col, j_lo);
+        }
+        if (j_hi > j_lo) {
+          inside(col + j_lo, plane + y * w + j_lo * p.stride_w + shift, j_hi - j_lo, p.stride_w);
+        }
+        if (j_hi < ow) {
+          outside(col + j_hi, ow - j_hi);
         }
       }
     }
   }
 }
 
-// cols = im2col(x) for the channels [c0, c0 + cg) of a contiguous x (zeros for padding).
+// cols = im2col(x) for the channels [c0, c0 + cg) of a contiguous x (zeros for padding); the
+// rows of the column matrix are filled in parallel.
 template <class T>
 void im2col(const T* x,
             const Shape& xs,
@@ -296,8 +318,25 @@ void im2col(const T* x,
             int64_t ow,
             const Conv2dParams& p,
             T* cols) {
-  for_each_window_entry(xs, c0, cg, kh, kw, oh, ow, p,
-                        [&](int64_t col, int64_t pos) { cols[col] = pos >= 0 ? x[pos] : T{0}; });
+  const int64_t rows = cg * kh * kw;
+  const int64_t grain =
+      std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, xs[0] * oh * ow));
+  parallel_for(0, rows, grain, [&](int64_t k_lo, int64_t k_hi) {
+    for_each_window_run(
+        xs, c0, kh, kw, oh, ow, p, k_lo, k_hi,
+        [&](int64_t col, int64_t pos, int64_t len, int64_t step) {
+          T* dst = cols + col;
+          const T* src = x + pos;
+          if (step == 1) {
+            std::copy(src, src + len, dst);
+            return;
+          }
+          for (int64_t t = 0; t < len; ++t) {
+            dst[t] = src[t * step];
+          }
+        },
+        [&](int64_t col, int64_t len) { std::fill(cols + col, cols + col + len, T{0}); });
+  });
 }
 
 template <class T>
@@ -334,7 +373,9 @@ Tensor conv2d_impl(const Tensor& x_in, const Tensor& w_in, const Conv2dParams& p
   return out;
 }
 
-// The adjoint of im2col: x[pos] += cols[col] for every in-range entry (wraps mod 2^64 for ring).
+// The adjoint of im2col: x[pos] += cols[col] for every in-range entry (wraps mod 2^64 for ring),
+// in the order of the column matrix's entries (one thread: rows of different window offsets add
+// into the same x).
 template <class T>
 void col2im(const T* cols,
             const Shape& xs,
@@ -346,11 +387,16 @@ void col2im(const T* cols,
             int64_t ow,
             const Conv2dParams& p,
             T* x) {
-  for_each_window_entry(xs, c0, cg, kh, kw, oh, ow, p, [&](int64_t col, int64_t pos) {
-    if (pos >= 0) {
-      x[pos] += cols[col];
-    }
-  });
+  for_each_window_run(
+      xs, c0, kh, kw, oh, ow, p, 0, cg * kh * kw,
+      [&](int64_t col, int64_t pos, int64_t len, int64_t step) {
+        const T* src = cols + col;
+        T* dst = x + pos;
+        for (int64_t t = 0; t < len; ++t) {
+          dst[t * step] += src[t];
+        }
+      },
+      [](int64_t /*col*/, int64_t /*len*/) {});
 }
 
 // dY of one group as a [cog, N L] matrix (contiguous) from a contiguous dy [N, C_out, L].
