@@ -9,6 +9,7 @@
 #include "core/elementwise.h"
 #include "core/ops.h"
 #include "core/parallel.h"
+#include "kernels/cpu/ring_blocks.h"
 #include "kernels/cuda/elementwise_ops.h"
 #include "kernels/cuda_backend.h"
 
@@ -217,15 +218,9 @@ void sum_parts(comm::Communicator::RingParts parts, int64_t o, int64_t len, uint
     std::copy(p0, p0 + len, out);
     return;
   }
-  const uint64_t* p1 = parts[1].data() + o;
-  for (int64_t j = 0; j < len; ++j) {
-    out[j] = p0[j] + p1[j];
-  }
+  kernels::cpu::ring_add(len, p0, parts[1].data() + o, out);
   for (std::size_t k = 2; k < parts.size(); ++k) {
-    const uint64_t* pk = parts[k].data() + o;
-    for (int64_t j = 0; j < len; ++j) {
-      out[j] += pk[j];
-    }
+    kernels::cpu::ring_add(len, out, parts[k].data() + o, out);
   }
 }
 
@@ -304,10 +299,7 @@ void mask_host(const core::Tensor& v, const HostTriple& t, bool right, uint64_t*
     ComponentBlocks mask = right ? t.b_blocks(lo) : t.a_blocks(lo);
     for (int64_t j0 = lo; j0 < hi; j0 += kBlock) {
       const int64_t len = std::min(kBlock, hi - j0);
-      const uint64_t* pm = mask.next(j0, len);
-      for (int64_t j = 0; j < len; ++j) {
-        out[j0 + j] = kernels::cuda::ops::mask_elem(pv[j0 + j], pm[j]);
-      }
+      kernels::cpu::ring_sub(len, pv + j0, mask.next(j0, len), out + j0);
     }
   });
 }
@@ -343,11 +335,7 @@ core::Tensor elementwise_beaver_output(bool first,
       const uint64_t* pa = a_blocks.next(j0, len);
       const uint64_t* pb = square ? pa : b_blocks->next(j0, len);
       const uint64_t* pc = c_blocks.next(j0, len);
-      for (int64_t j = 0; j < len; ++j) {
-        const auto uj = static_cast<std::size_t>(j);
-        pz[j0 + j] =
-            kernels::cuda::ops::beaver_elem(first, e[uj], d[uj], pa[j], pb[j], pc[j], trunc_bits);
-      }
+      kernels::cpu::beaver_output(len, first, e.data(), d.data(), pa, pb, pc, trunc_bits, pz + j0);
     }
   });
   return z;

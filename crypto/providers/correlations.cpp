@@ -8,6 +8,7 @@
 #include "core/ops.h"
 #include "core/parallel.h"
 #include "crypto/wire.h"
+#include "kernels/cpu/ring_blocks.h"
 
 namespace veil::crypto {
 
@@ -244,25 +245,16 @@ core::Tensor streamed_mul_correction(
       }
       for (std::size_t j = 1; j < parties; ++j) {
         readers[j][0]->fill_ring(tmp, um);
-        for (int64_t i = 0; i < m; ++i) {
-          sa[i] += tmp[i];
-        }
+        kernels::cpu::ring_add(m, sa, tmp, sa);
         if (!square) {
           readers[j][1]->fill_ring(tmp, um);
-          for (int64_t i = 0; i < m; ++i) {
-            sb[i] += tmp[i];
-          }
+          kernels::cpu::ring_add(m, sb, tmp, sb);
         }
       }
-      const uint64_t* right = square ? sa : sb;
-      for (int64_t i = 0; i < m; ++i) {
-        po[at + i] = sa[i] * right[i];
-      }
+      kernels::cpu::ring_mul(m, sa, square ? sa : sb, po + at);
       for (std::size_t j = 1; j < parties; ++j) {
         readers[j][2]->fill_ring(tmp, um);
-        for (int64_t i = 0; i < m; ++i) {
-          po[at + i] -= tmp[i];
-        }
+        kernels::cpu::ring_sub(m, po + at, tmp, po + at);
       }
     }
   });
