@@ -16,7 +16,10 @@
 // timed); `rounds` and `bytes_sent_per_party_per_element` come from the communicator's stats of
 // one run (bytes: the largest of the parties in thread mode, this party's in process mode,
 // divided by the number of OUTPUT elements; dealer traffic is not included, as in CrypTen's
-// counters); `max_abs_error` is the largest |revealed - float64 reference| over all outputs.
+// counters); `max_abs_error` is the largest |revealed - float64 reference| over the outputs of
+// the last rep, or of every rep with --check-every-rep (`outputs_checked` of them;
+// `gross_errors` counts those off by more than 1, the signature of a failed probabilistic
+// truncation: `veil-bench ops --ops softmax --reps 3000 --check-every-rep` measures its rate).
 
 #include <algorithm>
 #include <chrono>
@@ -304,10 +307,21 @@ struct PartyMeasurement {
   int64_t bytes_sent = 0;
   int64_t out_numel = 0;
   double max_abs_error = 0;
+  int64_t elements_checked = 0;  // outputs compared with the reference (all reps' or the last's)
+  int64_t gross_errors = 0;      // of those, outputs off by more than kGrossError
 };
 
-/// Runs `op` on party p: shares the inputs from party 0, reps timed runs, one reveal.
-inline PartyMeasurement measure_op(crypto::Party& p, const OpCase& op, int reps) {
+/// An output error far beyond every op's accuracy target: what a failed probabilistic
+/// truncation (an error of about 2^(64 - 2f) in value) or a protocol bug produces.
+constexpr double kGrossError = 1.0;
+
+/// Runs `op` on party p: shares the inputs from party 0, reps timed runs, then reveals the last
+/// output (or, with check_every_rep, every rep's output, outside the timed part) and compares it
+/// with the float64 reference.
+inline PartyMeasurement measure_op(crypto::Party& p,
+                                   const OpCase& op,
+                                   int reps,
+                                   bool check_every_rep = false) {
   std::vector<Tensor> plain;
   std::vector<crypto::AShare> shares;
   uint64_t seed = 1;
@@ -318,6 +332,19 @@ inline PartyMeasurement measure_op(crypto::Party& p, const OpCase& op, int reps)
   PartyMeasurement m;
   std::vector<std::pair<double, double>> times;  // (wall, cpu)
   crypto::AShare out;
+  std::vector<double> want;
+  auto check = [&](const crypto::AShare& y) {
+    const std::vector<double> got = crypto::reveal_float(p, y).to_vector<double>();
+    if (want.empty()) {
+      want = op.reference(plain).to_vector<double>();
+    }
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const double err = std::abs(got[i] - want[i]);
+      m.max_abs_error = std::max(m.max_abs_error, err);
+      m.gross_errors += static_cast<int64_t>(!(err <= kGrossError));
+    }
+    m.elements_checked += static_cast<int64_t>(got.size());
+  };
   for (int r = 0; r < reps; ++r) {
     const auto before = p.comm().stats();
     const double c0 = process_cpu_seconds();
@@ -329,15 +356,16 @@ inline PartyMeasurement measure_op(crypto::Party& p, const OpCase& op, int reps)
     times.push_back({std::chrono::duration<double>(t1 - t0).count(), c1 - c0});
     m.rounds = d.total.rounds;
     m.bytes_sent = d.total.bytes_sent;
+    if (check_every_rep) {
+      check(out);
+    }
   }
   std::sort(times.begin(), times.end());
   m.seconds = times[times.size() / 2].first;
   m.cpu_seconds = times[times.size() / 2].second;
   m.out_numel = out.numel();
-  const std::vector<double> got = crypto::reveal_float(p, out).to_vector<double>();
-  const std::vector<double> want = op.reference(plain).to_vector<double>();
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    m.max_abs_error = std::max(m.max_abs_error, std::abs(got[i] - want[i]));
+  if (!check_every_rep) {
+    check(out);
   }
   return m;
 }
@@ -377,6 +405,7 @@ inline void add_ops_command(CLI::App& app) {
     int parties = 2;
     int reps = 5;
     int threads = 0;
+    bool check_every_rep = false;
     std::string json;
     std::vector<std::string> providers{"dealer", "tfp"};
     std::vector<std::string> only;
@@ -387,7 +416,10 @@ inline void add_ops_command(CLI::App& app) {
   cmd->add_option("--parties", args->parties, "parties (threads; under veil-run: its -n)")
       ->check(CLI::Range(2, 16));
   cmd->add_option("--reps", args->reps, "timed repetitions per op (median reported)")
-      ->check(CLI::Range(1, 100));
+      ->check(CLI::Range(1, 100000));
+  cmd->add_flag("--check-every-rep", args->check_every_rep,
+                "reveal and check every rep's output (not only the last), counting outputs off by "
+                "more than 1 (failed probabilistic truncations)");
   cmd->add_option("--threads", args->threads,
                   "intra-op threads per party (0: parties in one process share its cores; a party "
                   "process uses all)");
@@ -435,7 +467,7 @@ inline void add_ops_command(CLI::App& app) {
       auto run_all = [&](crypto::Party& p) {
         std::vector<PartyMeasurement> ms;
         for (const OpCase& op : ops) {
-          ms.push_back(measure_op(p, op, args->reps));
+          ms.push_back(measure_op(p, op, args->reps, args->check_every_rep));
         }
         return ms;
       };
@@ -477,6 +509,13 @@ inline void add_ops_command(CLI::App& app) {
             op.name, shape, m.seconds, m.cpu_seconds, m.rounds, per_elem, m.max_abs_error,
             crypten > 0 ? fmt::format("{:.3f}", crypten) : "-",
             crypten > 0 ? fmt::format("{:.1f}x", crypten / m.seconds) : "-");
+        if (args->check_every_rep) {
+          fmt::print(
+              "{:<8} {:<11} outputs checked {}, off by more than {}: {} ({:.2e} per output)\n",
+              name, op.name, m.elements_checked, kGrossError, m.gross_errors,
+              static_cast<double>(m.gross_errors) /
+                  static_cast<double>(std::max<int64_t>(m.elements_checked, 1)));
+        }
         nlohmann::json rec = {{"op", op.name},
                               {"shape", op.inputs},
                               {"parties", parties},
@@ -487,6 +526,8 @@ inline void add_ops_command(CLI::App& app) {
                               {"rounds", m.rounds},
                               {"bytes_sent_per_party_per_element", per_elem},
                               {"max_abs_error", m.max_abs_error},
+                              {"outputs_checked", m.elements_checked},
+                              {"gross_errors", m.gross_errors},
                               {"input_domain", {op.lo, op.hi}}};
         if (crypten > 0) {
           rec["crypten_seconds"] = crypten;

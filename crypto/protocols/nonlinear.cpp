@@ -205,20 +205,25 @@ AShare exp(Party& p, const AShare& x_in) {
                    {y, y2}, {y2, y2});
   const AShare y3 = rescale(p, y34[0], big_f);
   const AShare y4 = rescale(p, y34[1], big_f);
-  // p(y) = 1 + y + y^2/2 + y^3/6 + y^4/24 accumulated at scale 2F, truncated once to F.
+  // u = p(y) - 1 = y + y^2/2 + y^3/6 + y^4/24 accumulated at scale 2F, truncated once to F.
   const FixedPointEncoder enc(big_f);
   AShare acc{core::mul_scalar(y2.data, enc.encode_scalar(0.5)), 2 * big_f};
   core::add_(acc.data, core::mul_scalar(y3.data, enc.encode_scalar(1.0 / 6.0)));
   core::add_(acc.data, core::mul_scalar(y4.data, enc.encode_scalar(1.0 / 24.0)));
   core::add_(acc.data, core::shift_left(y.data, big_f));
-  AShare poly = rescale(p, add_public(p, acc, 1.0), big_f);
-  for (int i = 0; i < kSquarings; ++i) {
-    if (i == kSquarings - 4) {
-      poly = rescale(p, poly, f);
-    }
-    poly = square(p, poly);
+  AShare u = rescale(p, acc, big_f);
+  // The squarings at F carry u = v - 1 instead of v (v = p(y)^(2^i) = e^(x 2^(i-K)), near 1 for
+  // |x| << 2^(K-i)): (1 + u)^2 - 1 = 2u + u^2, the same values and rounding, but the product that
+  // is truncated is u^2 rather than v^2, which for the x <= 0 of softmax's exp(x - max) is up to
+  // ~100x smaller, and the truncation fails with probability ~ |product| / 2^64.
+  for (int i = 0; i < kSquarings - 4; ++i) {
+    u = add(mul_public_int(u, 2), square(p, u));
   }
-  return poly;
+  AShare v = rescale(p, add_public(p, u, 1.0), f);
+  for (int i = 0; i < 4; ++i) {
+    v = square(p, v);
+  }
+  return v;
 }
 
 namespace {
