@@ -10,6 +10,7 @@
 #include "crypto/protocols/arithmetic.h"
 #include "crypto/providers/bit_circuit.h"
 #include "kernels/bit_circuit_eval.h"
+#include "kernels/cpu/ring_blocks.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_circuit.h"
 
@@ -491,11 +492,8 @@ void inject(core::Device dev, const kc::InjectArgs& a) {
     kernels::cuda::circuit_inject(a, dev.index);
     return;
   }
-  core::parallel_for(0, a.n, 1 << 14, [&](int64_t lo, int64_t hi) {
-    for (int64_t e = lo; e < hi; ++e) {
-      kc::inject_element(a, e);
-    }
-  });
+  core::parallel_for(0, a.n, 1 << 14,
+                     [&](int64_t lo, int64_t hi) { kernels::cpu::circuit_inject(a, lo, hi); });
 }
 
 }  // namespace circuit_steps

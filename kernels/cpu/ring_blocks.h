@@ -1,15 +1,18 @@
 #pragma once
 // Elementwise ring (Z_2^64) loops of the host protocol passes, on raw pointers: the masking of
 // operands, the sum of the parties' opened parts, the Beaver output with its 2-party truncation,
-// and the dealer's product correction. Each is compiled for AVX-512 (x86-64-v4: vpmullq, vpsraq
-// on 8 lanes), AVX2 and the baseline target, and the loader picks the widest one this CPU runs
-// (GCC function multi-versioning); every version gives the same bits, since ring arithmetic is
-// exact. Callers hand blocks that stay in L1/L2 (a few KiB) or whole arrays; no threads here.
+// the dealer's product correction, and the comparisons' bit-injection round. Each is compiled for
+// AVX-512 (x86-64-v4: vpmullq, vpsraq on 8 lanes), AVX2 and the baseline target, and the loader
+// picks the widest one this CPU runs (GCC function multi-versioning); every version gives the same
+// bits, since ring arithmetic is exact. Callers hand blocks that stay in L1/L2 (a few KiB) or whole
+// arrays; no threads here.
 //
 // Pointers: `out` may equal an input (in-place use) but must not partly overlap one. n >= 0; n = 0
 // does nothing. Never throws.
 
 #include <cstdint>
+
+#include "kernels/bit_circuit_eval.h"
 
 namespace veil::kernels::cpu {
 
@@ -36,5 +39,10 @@ void beaver_output(int64_t n,
                    const uint64_t* c,
                    int trunc_bits,
                    uint64_t* z);
+
+/// The bit-injection outputs of elements [lo, hi) (kernels/bit_circuit_eval.h, InjectArgs and
+/// inject_element), bit for bit: the arithmetic bit, its product with the masked input and with
+/// each extra multiplicand. 0 <= lo <= hi <= a.n; the outputs must not overlap the inputs.
+void circuit_inject(const circuit::InjectArgs& a, int64_t lo, int64_t hi);
 
 }  // namespace veil::kernels::cpu

@@ -153,3 +153,69 @@ TEST_CASE("beaver_output of two parties reconstructs x y (truncated within one u
   }
   REQUIRE(exact > kN / 2);  // the off-by-one is rare, not the rule
 }
+
+TEST_CASE("circuit_inject matches the injection formulas on any element range", "[kernels][ring]") {
+  // With the opened bit e of each element (bit e % 64 of plane word e / 64): the arithmetic bit
+  // b = [first] e + (1 - 2e) s, (c - r) b = c b - e r - (1 - 2e) rs, and for each extra
+  // multiplicand y b = d b + e a + (1 - 2e) as, all mod 2^64.
+  std::mt19937_64 rng(14);
+  constexpr int64_t kN = 300;  // not a multiple of 64
+  constexpr int kExtras = 2;
+  const auto planes = words((kN + 63) / 64, rng);
+  const auto s = words(kN, rng);
+  const auto c = words(kN, rng);
+  const auto r = words(kN, rng);
+  const auto rs = words(kN, rng);
+  const auto d = words(kExtras * kN, rng);
+  const auto a = words(kExtras * kN, rng);
+  const auto as = words(kExtras * kN, rng);
+  auto opened = [&](int64_t e) {
+    return (planes[static_cast<std::size_t>(e / 64)] >> (e % 64)) & 1U;
+  };
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, kN},   {0, 0},     {5, 70},
+                                                           {64, 128}, {127, 129}, {200, kN}};
+  for (bool first : {true, false}) {
+    for (bool times_masked : {true, false}) {
+      for (int extras : {0, 1, kExtras}) {
+        for (const auto& [lo, hi] : ranges) {
+          std::vector<uint64_t> bit(kN, 7), xb(kN, 7), prod(kExtras * kN, 7);
+          veil::kernels::circuit::InjectArgs args;
+          args.n = kN;
+          args.extras = extras;
+          args.first = first;
+          args.e_planes = planes.data();
+          args.s = s.data();
+          args.c = times_masked ? c.data() : nullptr;
+          args.r = r.data();
+          args.rs = rs.data();
+          args.d = d.data();
+          args.a = a.data();
+          args.as = as.data();
+          args.bit = bit.data();
+          args.x_times_bit = xb.data();
+          args.product = prod.data();
+          kc::circuit_inject(args, lo, hi);
+          for (int64_t e = 0; e < kN; ++e) {
+            const auto u = static_cast<std::size_t>(e);
+            INFO("first " << first << " times_masked " << times_masked << " extras " << extras
+                          << " range " << lo << ".." << hi << " e " << e);
+            if (e < lo || e >= hi) {  // untouched outside the range
+              REQUIRE(bit[u] == 7);
+              REQUIRE(xb[u] == 7);
+              continue;
+            }
+            const uint64_t ev = opened(e);
+            const uint64_t sign = uint64_t{1} - 2 * ev;  // 1 - 2e mod 2^64
+            const uint64_t b = (first ? ev : 0) + sign * s[u];
+            REQUIRE(bit[u] == b);
+            REQUIRE(xb[u] == (times_masked ? c[u] * b - ev * r[u] - sign * rs[u] : 7));
+            for (int j = 0; j < kExtras; ++j) {
+              const std::size_t i = static_cast<std::size_t>(j) * kN + u;
+              REQUIRE(prod[i] == (j < extras ? d[i] * b + ev * a[i] + sign * as[i] : 7));
+            }
+          }
+        }
+      }
+    }
+  }
+}
