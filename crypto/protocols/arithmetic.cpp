@@ -538,18 +538,19 @@ AShare truncate(Party& p, const AShare& x, int bits) {
     pair.r_shifted = pair.r_shifted.to(x.data.device());
   }
   const std::string tag = p.next_tag("truncate");
-  core::Tensor z = core::sub(x.data, pair.r);  // the masked value, a fresh tensor
+  core::Tensor z = core::add(x.data, pair.r);  // the masked value, a fresh tensor
   if (p.rank() != 0) {
     p.comm().send_tensor(0, tag, std::move(z));
-    return {pair.r_shifted, x.frac_bits - bits};
+    return {core::neg(pair.r_shifted), x.frac_bits - bits};
   }
   for (int j = 1; j < p.world_size(); ++j) {
     core::add_(z, p.comm().recv_tensor(j, tag, x.shape(), core::DType::kRing64, z.device()));
   }
-  // floor(z / 2^d) + floor(r / 2^d) averages x / 2^d - 1 (each floor drops a uniform fraction):
-  // adding one unit makes the rounding unbiased, like the 2-party floor/ceil pair.
-  core::Tensor out = core::add_scalar(core::shift_right_arith(z, bits), uint64_t{1});
-  core::add_(out, pair.r_shifted);
+  // With x = k 2^d + t and r = q 2^d + u (0 <= t, u < 2^d): floor((x + r) / 2^d) - floor(r / 2^d)
+  // = k + [t + u >= 2^d], i.e. x / 2^d rounded up with probability t / 2^d (unbiased), and
+  // exactly k when x is a multiple of 2^d.
+  core::Tensor out = core::shift_right_arith(z, bits);
+  core::sub_(out, pair.r_shifted);
   return {out, x.frac_bits - bits};
 }
 

@@ -8,9 +8,10 @@
 //              round; z_i = c_i + f(e, b_i + [i = 0] d) + f(a_i, d)   (Beaver, CRYPTO'91).
 //   truncate:  2 parties: P0 computes x_0 >> d, P1 computes -((-x_1) >> d) (SecureML §4.1, local;
 //              wrong by +-1 ulp, and with probability ~ |x| / 2^63 per element badly wrong).
-//              N > 2: dealer pair (r, r >> d); parties send x_i - r_i to P0, who opens
-//              z = x - r and adds (z >> d) + 1 to its share of r >> d (ABY3 §5.1.1; the +1
-//              makes the two floors round without bias). Same error model.
+//              N > 2: dealer pair (r, r >> d); parties send x_i + r_i to P0, who opens
+//              z = x + r; party i keeps [i = 0] (z >> d) - (r >> d)_i (after ABY3 §5.1.1, which
+//              opens x - r): x / 2^d rounded up with probability frac(x / 2^d), so unbiased, and
+//              exact for multiples of 2^d. Same failure model (z wraps: ~ |x| / 2^64).
 //
 // Costs per party, N parties, n elements (8 bytes per ring element):
 //   share 0 rounds / 0 B;  reveal 1 round / 8(N-1)n;  reveal_to 1 round / 8n (non-receivers);

@@ -218,6 +218,50 @@ TEST_CASE("truncation divides by 2^d within one unit", "[crypto]") {
   }
 }
 
+TEST_CASE("truncation is exact on multiples of 2^d and rounds without bias otherwise", "[crypto]") {
+  for (auto s : settings()) {
+    INFO("parties " << s.n << ", provider " << crypto::provider_name(s.kind));
+    // GIVEN 200,000 ring values k 2^d + t with d = 8: first t = 0 (exact multiples), then
+    // t = 2^d / 4 (a quarter unit above k)
+    constexpr int64_t kN = 200000;
+    constexpr int kBits = 8;
+    std::vector<uint64_t> exact(kN);
+    std::vector<uint64_t> quarter(kN);
+    for (int64_t i = 0; i < kN; ++i) {
+      const auto k = static_cast<uint64_t>((i % 2001) - 1000);  // -1000 .. 1000
+      exact[static_cast<std::size_t>(i)] = k << kBits;
+      quarter[static_cast<std::size_t>(i)] = (k << kBits) + (uint64_t{1} << (kBits - 2));
+    }
+    const Tensor ex = Tensor::from_vector(exact, {kN});
+    const Tensor qu = Tensor::from_vector(quarter, {kN});
+    // WHEN each is shared as raw ring values (frac_bits d) and truncated by d bits
+    auto out = crypto::launch<std::vector<Tensor>>(vt::test_options(s.n, s.kind), [&](Party& p) {
+      auto trunc = [&](const Tensor& v) {
+        const AShare a = crypto::share_ring(p, p.rank() == 0 ? v : Tensor(), 0, {kN}, kBits);
+        return crypto::reveal(p, crypto::truncate(p, a, kBits));
+      };
+      return std::vector<Tensor>{trunc(ex), trunc(qu)};
+    });
+    // THEN the multiples come out exactly k (the N > 2 protocol used to add one unit whenever
+    // the dealer's r had d zero low bits: about 780 of these 200,000), and the others are k or
+    // k + 1, k + 1 about a quarter of the time (4 sigma of a binomial: +-0.004; the 2-party local
+    // truncation rounds the same way: floor of one share plus ceiling of the other)
+    const auto e = out[0][0].to_vector<uint64_t>();
+    const auto q = out[0][1].to_vector<uint64_t>();
+    int64_t up = 0;
+    for (int64_t i = 0; i < kN; ++i) {
+      const auto k = static_cast<uint64_t>((i % 2001) - 1000);
+      REQUIRE(e[static_cast<std::size_t>(i)] == k);
+      const uint64_t got = q[static_cast<std::size_t>(i)];
+      REQUIRE((got == k || got == k + 1));
+      up += static_cast<int64_t>(got == k + 1);
+    }
+    const double frac_up = static_cast<double>(up) / static_cast<double>(kN);
+    INFO("rounded up: " << frac_up);
+    CHECK(std::abs(frac_up - 0.25) <= 0.004);
+  }
+}
+
 TEST_CASE("A2B gives the two's complement bits, ltz and b2a agree with plaintext", "[crypto]") {
   for (auto s : settings()) {
     const Tensor x = vt::uniform({200}, -1e6, 1e6, 10);
