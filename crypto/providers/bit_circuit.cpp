@@ -543,11 +543,15 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
               spec.times_masked ? pr[lay.mask_stream + lay.mask_planes * b + sbit] : 0;
           const int64_t e0 = 64 * b;
           const int64_t count = std::min<int64_t>(64, n - e0);
+          uint64_t* r_arith = pk + lay.r_arith + e0;
           for (int64_t e = 0; e < count; ++e) {
-            const uint64_t re = r[e * kGroup + l];
-            pk[lay.r_arith + e0 + e] = re;
-            if (spec.times_masked) {
-              pk[lay.rs + e0 + e] = ((s_plane >> e) & 1U) != 0 ? re : 0;
+            r_arith[e] = r[e * kGroup + l];
+          }
+          if (spec.times_masked) {
+            // r s without a branch on the (random) bit s
+            uint64_t* rs = pk + lay.rs + e0;
+            for (int64_t e = 0; e < count; ++e) {
+              rs[e] = r_arith[e] & (uint64_t{0} - ((s_plane >> e) & 1U));
             }
           }
         }
@@ -557,11 +561,16 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
         const uint64_t s_plane = pr[lay.mask_stream + lay.mask_planes * b + sbit];
         const int64_t e0 = 64 * b;
         const int64_t count = std::min<int64_t>(64, n - e0);
+        // s and its products, without a branch on the (random) bit s
+        uint64_t* s_arith = pk + lay.s_arith + e0;
         for (int64_t e = 0; e < count; ++e) {
-          const bool s = ((s_plane >> e) & 1U) != 0;
-          pk[lay.s_arith + e0 + e] = s ? 1U : 0U;
-          for (int x = 0; x < spec.extras; ++x) {
-            pk[lay.extra_products + x * n + e0 + e] = s ? pr[lay.extra_masks + x * n + e0 + e] : 0;
+          s_arith[e] = (s_plane >> e) & 1U;
+        }
+        for (int x = 0; x < spec.extras; ++x) {
+          uint64_t* product = pk + lay.extra_products + x * n + e0;
+          const uint64_t* mask = pr + lay.extra_masks + x * n + e0;
+          for (int64_t e = 0; e < count; ++e) {
+            product[e] = mask[e] & (uint64_t{0} - s_arith[e]);
           }
         }
       }
