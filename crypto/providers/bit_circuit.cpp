@@ -520,7 +520,11 @@ core::Tensor circuit_correction(const CircuitSpec& spec,
     });
   }
   // The true corrected part, then minus (XOR) the other parties' draws.
-  core::Tensor k = core::Tensor::zeros({lay.corrected_words}, core::DType::kRing64);
+  // Every word is written below (r and r s for all n elements when the circuit uses r, which
+  // every circuit with times_masked does; s and the extra products for all n with the injection
+  // round; all product planes of every block, whose offsets tile [0, product_bits)), so no fill.
+  VEIL_INTERNAL_ASSERT(!spec.times_masked || c.uses_r(), "r s needs r");
+  core::Tensor k = core::Tensor::empty({lay.corrected_words}, core::DType::kRing64);
   uint64_t* pk = k.data<uint64_t>();
   const int sbit = c.mask_bits();
   // Groups of kGroup blocks: the gates' products are formed for the group's blocks side by side
