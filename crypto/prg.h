@@ -1,5 +1,5 @@
 #pragma once
-// Cryptographically secure pseudo-random generator: the AES-128-CTR keystream (OpenSSL EVP) of a
+// Cryptographically secure pseudo-random generator: the AES-128-CTR keystream (libgcrypt) of a
 // 128-bit key, counter starting at 0. Parties that share a key draw identical streams; this is how
 // pairwise seeds, zero-sharing (PRZS), dealer-derived shares and public randomness cost no
 // communication. Keys come from the OS through OpenSSL's RAND_bytes.
@@ -30,7 +30,7 @@ class Prg {
   /// terminator); distinct (seed, stream) pairs give independent keys.
   static Seed public_seed(uint64_t seed, uint64_t stream = 0);
 
-  /// The keystream of `key`, counter block 0 first. Throws Error when OpenSSL fails.
+  /// The keystream of `key`, counter block 0 first. Throws Error when libgcrypt fails.
   explicit Prg(const Seed& key);
   ~Prg();
   /// Moves continue the stream where the source was; a moved-from Prg throws ValueError when used.
@@ -78,7 +78,7 @@ class Prg {
   /// Only reads the key, so several threads may fork one Prg at once (while nobody draws from
   /// or seeks it): each draws its own part of the stream in parallel. The fork holds a copy of
   /// the secret key, wiped when it dies. Cost: one AES key schedule.
-  /// Errors: ValueError for a moved-from Prg; Error when OpenSSL fails.
+  /// Errors: ValueError for a moved-from Prg; Error when libgcrypt fails.
   Prg fork_at(uint64_t position) const;
 
  private:

@@ -1,5 +1,5 @@
 #pragma once
-// The PRG keystream on the GPU: AES-128-CTR bit for bit as crypto::Prg (OpenSSL EVP) produces it,
+// The PRG keystream on the GPU: AES-128-CTR bit for bit as crypto::Prg (libgcrypt) produces it,
 // so shares and masks drawn on either device agree. Byte i of the stream of key k is byte i mod 16
 // of AES_k(i / 16), the block index a 128-bit big-endian counter starting at 0. Device pointers;
 // stream = the calling thread's per-thread default stream. Stub without CUDA: NotCompiledError.
