@@ -5,7 +5,7 @@
 // AVX-512 (x86-64-v4: vpmullq, vpsraq on 8 lanes), AVX2 and the baseline target, and the loader
 // picks the widest one this CPU runs (GCC function multi-versioning); every version gives the same
 // bits, since ring arithmetic is exact. Callers hand blocks that stay in L1/L2 (a few KiB) or whole
-// arrays; no threads here.
+// arrays; no threads here. Cost: one pass over the operands (local arithmetic, no communication).
 //
 // Pointers: `out` may equal an input (in-place use) but must not partly overlap one. n >= 0; n = 0
 // does nothing. Never throws.
